@@ -1,0 +1,238 @@
+//! The backbone benchmark: raw JetStream and PostgreSQL rates, and the relay and consumer
+//! throughput measured against them in the same run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use ates_devservers::{NatsServer, PostgresOptions, PostgresServer};
+use ates_messaging::streams::{self, StreamSettings};
+use ates_messaging::{Consumer, ConsumerSpec, Handler, HandlerError, Outbox, Relay, RelaySettings, db, nats};
+use ates_schemas::events::{AssignReason, TaskAssignedV1};
+use ates_schemas::{Envelope, ReceivedEvent};
+use clap::Args;
+use futures::StreamExt;
+use futures::future::join_all;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{grouped, machine, per_second, ratio};
+
+const SCHEMA: &str = "bench";
+
+#[derive(Args)]
+pub struct BackboneArgs {
+    /// How many events each measurement moves.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Use this NATS server instead of starting a temporary one.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Use this PostgreSQL database instead of starting a temporary server.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+fn event() -> Envelope<TaskAssignedV1> {
+    Envelope::new(
+        "bench",
+        TaskAssignedV1 {
+            task_id: Uuid::new_v4(),
+            assignee_id: Uuid::new_v4(),
+            previous_assignee_id: Some(Uuid::new_v4()),
+            reason: AssignReason::Shuffle,
+        },
+    )
+}
+
+pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
+    let n = args.events;
+    // Temporary servers live until the end of the run.
+    let mut _nats_server = None;
+    let nats_url = match args.nats_url {
+        Some(url) => url,
+        None => _nats_server.insert(NatsServer::temporary().await?).url(),
+    };
+    let pg_dir = tempfile::tempdir()?;
+    let mut _pg_server = None;
+    let database_url = match args.database_url {
+        Some(url) => url,
+        None => {
+            let options = PostgresOptions { dir: pg_dir.path().to_path_buf(), port: None, durable: true };
+            _pg_server.insert(PostgresServer::start(options).await?).url("postgres")
+        }
+    };
+    let pool = db::connect(&database_url, SCHEMA, 8)?;
+    db::migrate(&pool, SCHEMA, std::iter::empty()).await.context("migrate the bench schema")?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS raw_insert, effects;
+         CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL);
+         CREATE TABLE effects (event_id uuid NOT NULL, assignee_id uuid NOT NULL);
+         TRUNCATE outbox, processed_events;",
+    )
+    .execute(&pool)
+    .await?;
+    let js = nats::jetstream(nats::connect(&nats_url, "ates-bench").await?, Duration::from_secs(30));
+    for name in ["TASKS", "BENCH"] {
+        let _ = js.delete_stream(name).await;
+    }
+    streams::ensure(&js, &StreamSettings::default()).await?;
+    js.create_stream(stream::Config {
+        name: "BENCH".into(),
+        subjects: vec!["bench.>".into()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+
+    let payload = serde_json::to_vec(&event())?;
+    let pg_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
+    println!("aTES backbone benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    println!("machine: {}", machine::describe());
+    println!("servers: nats-server at {nats_url}, PostgreSQL {pg_version} (fsync {fsync})");
+    println!("{} events per measurement, {} bytes each\n", grouped(n as u64), payload.len());
+
+    let raw_publish = raw_jetstream_publish(&js, n, &payload).await?;
+    line("raw JetStream async publish", raw_publish, "msg/s", None);
+    let raw_insert = raw_postgres_insert(&pool, n, &payload).await?;
+    line("raw PostgreSQL batched insert", raw_insert, "rows/s", None);
+
+    let outbox_write = fill_outbox(&pool, n).await?;
+    line("outbox write (validate + insert)", outbox_write, "events/s", Some((raw_insert, "raw insert")));
+    let relay = relay_throughput(&pool, &js, n).await?;
+    line("relay (outbox -> JetStream)", relay, "events/s", Some((raw_publish, "raw publish")));
+    let raw_pull = raw_jetstream_pull(&js, n).await?;
+    line("raw JetStream pull + ack", raw_pull, "msg/s", None);
+    let consumer = consumer_throughput(&pool, &js, n).await?;
+    line("consumer (dedupe + one-row effect)", consumer, "events/s", Some((raw_insert, "raw insert")));
+    Ok(())
+}
+
+fn line(what: &str, rate: u64, unit: &str, against: Option<(u64, &str)>) {
+    let comparison =
+        against.map(|(raw, name)| format!("  {} of {name}", ratio(rate, raw))).unwrap_or_default();
+    println!("{what:<36} {:>10} {unit:<9}{comparison}", grouped(rate));
+}
+
+async fn raw_jetstream_publish(js: &jetstream::Context, n: usize, payload: &[u8]) -> anyhow::Result<u64> {
+    let payload = bytes::Bytes::copy_from_slice(payload);
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            let message =
+                PublishMessage::build().payload(payload.clone()).message_id(Uuid::now_v7().to_string());
+            acks.push(js.send_publish("bench.raw", message).await?);
+        }
+        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            ack?;
+        }
+    }
+    Ok(per_second(n, started.elapsed()))
+}
+
+async fn raw_postgres_insert(pool: &PgPool, n: usize, payload: &[u8]) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
+        let subjects = vec!["tasks.assigned.v1"; chunk.len()];
+        let payloads = vec![payload; chunk.len()];
+        sqlx::query("INSERT INTO raw_insert SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])")
+            .bind(ids)
+            .bind(subjects)
+            .bind(payloads)
+            .execute(pool)
+            .await?;
+    }
+    Ok(per_second(n, started.elapsed()))
+}
+
+async fn fill_outbox(pool: &PgPool, n: usize) -> anyhow::Result<u64> {
+    let outbox = Outbox::new("bench");
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let events: Vec<_> = chunk.iter().map(|_| event()).collect();
+        let mut tx = pool.begin().await?;
+        outbox.add_all(&mut tx, &events).await?;
+        tx.commit().await?;
+    }
+    Ok(per_second(n, started.elapsed()))
+}
+
+async fn relay_throughput(pool: &PgPool, js: &jetstream::Context, n: usize) -> anyhow::Result<u64> {
+    let relay = Relay::new(pool.clone(), js.clone(), SCHEMA, RelaySettings::default());
+    let started = Instant::now();
+    let mut published = 0;
+    loop {
+        let round = relay.publish_pending().await?;
+        if round.claimed == 0 {
+            break;
+        }
+        published += round.published;
+    }
+    anyhow::ensure!(published == n, "the relay published {published} of {n}");
+    Ok(per_second(n, started.elapsed()))
+}
+
+async fn raw_jetstream_pull(js: &jetstream::Context, n: usize) -> anyhow::Result<u64> {
+    let stream = js.get_stream("TASKS").await?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("raw-pull".into()),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(1000).messages().await?;
+    for _ in 0..n {
+        let message = messages.next().await.context("stream ended")??;
+        message.ack().await.map_err(anyhow::Error::from_boxed)?;
+    }
+    Ok(per_second(n, started.elapsed()))
+}
+
+/// The effect the consumer benchmark applies: one row per event.
+struct OneRow;
+
+impl Handler for OneRow {
+    async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
+        let assignees: Vec<Uuid> = events
+            .iter()
+            .map(|e| match &e.event {
+                ates_schemas::DomainEvent::TaskAssigned(data) => data.assignee_id,
+                _ => Uuid::nil(),
+            })
+            .collect();
+        sqlx::query("INSERT INTO effects SELECT * FROM unnest($1::uuid[], $2::uuid[])")
+            .bind(ids)
+            .bind(assignees)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn consumer_throughput(pool: &PgPool, js: &jetstream::Context, n: usize) -> anyhow::Result<u64> {
+    let mut spec = ConsumerSpec::new("bench", "TASKS", &[]);
+    spec.batch_size = 1000;
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(js.clone(), pool.clone(), spec, Arc::new(OneRow));
+    let started = Instant::now();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM effects").fetch_one(pool).await?;
+        if usize::try_from(done)? >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    running.await?;
+    Ok(per_second(n, elapsed))
+}

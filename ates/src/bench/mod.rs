@@ -1,0 +1,56 @@
+//! `ates bench`: throughput measured against real servers, printed with the machine it ran on.
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures on stdout")]
+
+mod backbone;
+mod machine;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Raw JetStream and PostgreSQL rates, then relay and consumer throughput against them.
+    Backbone(backbone::BackboneArgs),
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Backbone(args) => backbone::run(args).await,
+    }
+}
+
+/// A rate in units per second.
+pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {
+    let micros = elapsed.as_micros().max(1);
+    u64::try_from(count as u128 * 1_000_000 / micros).unwrap_or(u64::MAX)
+}
+
+/// `12345678` as `12,345,678`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `part / whole` with two decimals, as text.
+pub fn ratio(part: u64, whole: u64) -> String {
+    let hundredths = part.saturating_mul(100) / whole.max(1);
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn figures_are_formatted_for_people() {
+        assert_eq!(super::grouped(1_234_567), "1,234,567");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::ratio(1, 3), "0.33");
+        assert_eq!(super::ratio(5, 2), "2.50");
+        assert_eq!(super::per_second(500, std::time::Duration::from_millis(250)), 2000);
+    }
+}

@@ -1,0 +1,53 @@
+//! `ates`: the aTES command line.
+
+mod bench;
+mod dev;
+mod operate;
+mod schemas;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ates", version, about = "aTES: task tracker and payroll of UberPopug Inc.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole system on this machine, starting NATS and PostgreSQL if none are given.
+    Dev(dev::DevArgs),
+    /// Generate or check the committed event schema files.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
+    /// Create or update the JetStream streams.
+    Streams(operate::StreamsArgs),
+    /// Publish a time range of a service's event log again.
+    Republish(operate::RepublishArgs),
+    /// List or re-drive messages parked on the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(operate::DlqCommand),
+    /// Measure throughput against real local servers.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Schemas(command) => schemas::run(command),
+        Command::Streams(args) => runtime.block_on(operate::streams(args)),
+        Command::Republish(args) => runtime.block_on(operate::republish(args)),
+        Command::Dlq(command) => runtime.block_on(operate::dlq(command)),
+        Command::Bench(command) => runtime.block_on(bench::run(command)),
+    }
+}

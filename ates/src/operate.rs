@@ -1,0 +1,178 @@
+//! Operating the event backbone: streams, republish and the DLQ.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ates_messaging::dlq::Dlq;
+use ates_messaging::outbox::republish as republish_range;
+use ates_messaging::streams::{self, StreamSettings};
+use ates_messaging::{db, nats};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+
+/// Where NATS is.
+#[derive(Args)]
+pub struct NatsArgs {
+    /// The NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+}
+
+impl NatsArgs {
+    async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        let client = nats::connect(&self.nats_url, "ates-cli")
+            .await
+            .with_context(|| format!("cannot reach NATS at {}", self.nats_url))?;
+        Ok(nats::jetstream(client, Duration::from_secs(10)))
+    }
+}
+
+#[derive(Args)]
+pub struct StreamsArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Copies of each stream in a cluster.
+    #[arg(long, env = "ATES_STREAM_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+    /// How long JetStream drops a repeated Nats-Msg-Id.
+    #[arg(long, env = "ATES_STREAM_DUPLICATE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    duplicate_window: Duration,
+    /// Drop events older than this; 0 keeps them forever (replay needs the history).
+    #[arg(long, env = "ATES_STREAM_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
+    max_age: Duration,
+    /// Size cap per stream in bytes; -1 for none.
+    #[arg(long, env = "ATES_STREAM_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    max_bytes: i64,
+}
+
+pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
+    let js = args.nats.jetstream().await?;
+    let settings = StreamSettings {
+        replicas: args.replicas,
+        duplicate_window: args.duplicate_window,
+        max_age: args.max_age,
+        max_bytes: args.max_bytes,
+    };
+    streams::ensure(&js, &settings).await?;
+    for (name, subjects) in streams::STREAMS {
+        eprintln!("stream {name} ({subjects}) is ready");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RepublishArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The service database.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The service whose event log to publish: auth, task_tracker, accounting or analytics.
+    #[arg(long)]
+    schema: String,
+    /// Start of the range: an RFC 3339 time, or a duration ago such as `2h`.
+    #[arg(long, value_parser = parse_time)]
+    since: DateTime<Utc>,
+    /// End of the range (exclusive); now by default.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+}
+
+/// Parses an RFC 3339 time, or a duration before now such as `90m`.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration like 2h"))?;
+    Ok(Utc::now() - chrono::Duration::from_std(ago).map_err(|e| e.to_string())?)
+}
+
+pub async fn republish(args: RepublishArgs) -> anyhow::Result<()> {
+    let until = args.until.unwrap_or_else(Utc::now);
+    if until <= args.since {
+        bail!("--until ({until}) must be after --since ({})", args.since);
+    }
+    let pool = db::connect(&args.database_url, &args.schema, 2)?;
+    let js = args.nats.jetstream().await?;
+    eprintln!("republishing {}'s events from {} to {until}", args.schema, args.since);
+    let stats = republish_range(&pool, &js, args.since, until, |progress| {
+        eprint!("\r{} stored again, {} already in the stream", progress.stored, progress.duplicates);
+        let _ = std::io::stderr().flush();
+    })
+    .await?;
+    eprintln!("\rdone: {} stored again, {} already in the stream", stats.stored, stats.duplicates);
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List parked messages.
+    List {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Only this consumer's.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+    /// Publish parked messages again on their original subject and remove them from the DLQ.
+    Redrive {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// DLQ sequence numbers, as `ates dlq list` shows them.
+        sequences: Vec<u64>,
+        /// Every parked message of this consumer instead.
+        #[arg(long, conflicts_with = "sequences")]
+        consumer: Option<String>,
+    },
+}
+
+pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { nats, consumer } => {
+            let parked = Dlq::new(nats.jetstream().await?)
+                .list(consumer.as_deref())
+                .await
+                .map_err(anyhow::Error::from_boxed)?;
+            if parked.is_empty() {
+                eprintln!("the DLQ is empty");
+            }
+            let mut out = std::io::stdout().lock();
+            for p in parked {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{} #{} ({} deliveries)\t{}\t{}",
+                    p.sequence,
+                    p.parked_at,
+                    p.consumer,
+                    p.stream,
+                    p.stream_sequence,
+                    p.deliveries,
+                    p.reason,
+                    p.detail
+                )?;
+            }
+            Ok(())
+        }
+        DlqCommand::Redrive { nats, sequences, consumer } => {
+            let dlq = Dlq::new(nats.jetstream().await?);
+            let sequences = match consumer {
+                Some(consumer) => dlq
+                    .list(Some(&consumer))
+                    .await
+                    .map_err(anyhow::Error::from_boxed)?
+                    .into_iter()
+                    .map(|p| p.sequence)
+                    .collect(),
+                None if sequences.is_empty() => bail!("name DLQ sequences to re-drive, or --consumer"),
+                None => sequences,
+            };
+            for sequence in sequences {
+                let subject = dlq.redrive(sequence).await.map_err(anyhow::Error::from_boxed)?;
+                eprintln!("re-drove DLQ message {sequence} to {subject}");
+            }
+            Ok(())
+        }
+    }
+}

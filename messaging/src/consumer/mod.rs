@@ -1,0 +1,94 @@
+//! Idempotent durable consumers: batches in one transaction, dedupe by event id, ack after
+//! commit, retries with backoff, and the DLQ for what can never be applied.
+
+mod apply;
+mod runner;
+
+use std::time::Duration;
+
+use ates_schemas::ReceivedEvent;
+use sqlx::PgConnection;
+
+pub(crate) use apply::apply;
+pub use runner::Consumer;
+
+/// The error type handlers wrap their failures in.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The effect of events on a service's own state.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `events` inside the transaction `tx`. Every event is new to this consumer:
+    /// duplicates were already filtered out, and the dedupe record commits with the effect.
+    /// Events arrive in stream order, but the handler must reach the same state in any order.
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        events: &[ReceivedEvent],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How a handler failed, which decides what happens to the message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A dependency (the database) is unreachable: keep the batch and try again later without
+    /// counting a delivery, so an outage never sends good events to the DLQ.
+    #[error("unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Failed this time: redeliver with backoff, and park after the last delivery.
+    #[error("{0}")]
+    Transient(#[source] BoxError),
+    /// Can never succeed: park it now.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            HandlerError::Unavailable(error.into())
+        } else {
+            HandlerError::Transient(error.into())
+        }
+    }
+}
+
+/// A durable consumer's identity and its delivery settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The durable consumer name; also the key of its dedupe records. `[A-Za-z0-9_-]` only.
+    pub name: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// The subjects it wants from that stream; all when empty.
+    pub subjects: Vec<String>,
+    /// The most messages applied in one transaction.
+    pub batch_size: usize,
+    /// After this many failed deliveries a message is parked.
+    pub max_deliveries: i64,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// The redelivery delay after the first failure; doubles per failure.
+    pub retry_initial: Duration,
+    /// The longest redelivery delay.
+    pub retry_max: Duration,
+}
+
+impl ConsumerSpec {
+    /// A spec with the default settings.
+    pub fn new(name: &str, stream: &str, subjects: &[&str]) -> Self {
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "consumer names are [A-Za-z0-9_-]+, got {name:?}"
+        );
+        ConsumerSpec {
+            name: name.to_owned(),
+            stream: stream.to_owned(),
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            batch_size: 500,
+            max_deliveries: 8,
+            ack_wait: Duration::from_secs(30),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! PostgreSQL connections and migrations for a service that owns one schema.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migration, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The outbox and dedupe tables every service has in its own schema.
+pub static MESSAGING_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/messaging");
+
+/// Connects a pool whose sessions use `schema` as their search path.
+///
+/// Lazy: the pool connects on first use, so a service starts while the database is still
+/// coming up and its retry loops take over.
+pub fn connect(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    assert_schema_name(schema);
+    let options = PgConnectOptions::from_str(url)?
+        .options([("search_path", schema)])
+        .application_name(&format!("ates-{schema}"));
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Creates `schema` if needed and applies the messaging migrations and then the service's own,
+/// tracking them in `<schema>._sqlx_migrations`.
+pub async fn migrate<'a>(
+    pool: &PgPool,
+    schema: &str,
+    service: impl IntoIterator<Item = &'a Migration>,
+) -> Result<(), MigrateError> {
+    assert_schema_name(schema);
+    let migrations = MESSAGING_MIGRATIONS.iter().chain(service).cloned().collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
+    migrator.create_schema(schema.to_owned());
+    migrator.run(pool).await
+}
+
+fn assert_schema_name(schema: &str) {
+    let valid = schema.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    assert!(valid, "schema names are lower-case identifiers, got {schema:?}");
+}
+
+/// Whether an error means the database could not be reached, as opposed to a failed statement.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // connection exceptions, shutdown in progress, too many connections
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,209 @@
+//! The relay: moves committed outbox rows to JetStream and marks them published.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use futures::future::join_all;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backoff::Backoff;
+
+/// How the relay batches, waits and cleans up.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Rows claimed and published per round trip.
+    pub batch_size: i64,
+    /// Published rows are kept this long as an event log for `republish`.
+    pub retention: Duration,
+    /// How often to look for rows when no notification arrives (a safety net).
+    pub idle_poll: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            batch_size: 1000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            idle_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Publishes a schema's outbox rows. Several relays may run at once: each claims its own rows.
+#[derive(Clone)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    schema: String,
+    settings: RelaySettings,
+}
+
+/// A row claimed for publishing.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxRow {
+    pub(crate) id: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) subject: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Publishes `rows` without waiting in between, then waits for every acknowledgement.
+/// Returns, in order, whether JetStream stored each one (or already had it).
+pub(crate) async fn publish_and_confirm(
+    js: &jetstream::Context,
+    rows: Vec<OutboxRow>,
+) -> Vec<(i64, Result<bool, String>)> {
+    let mut pending: Vec<(i64, Result<PublishAckFuture, String>)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let message =
+            PublishMessage::build().payload(row.payload.into()).message_id(row.event_id.to_string());
+        let sent = js.send_publish(row.subject, message).await.map_err(|e| e.to_string());
+        pending.push((row.id, sent));
+    }
+    join_all(pending.into_iter().map(|(id, sent)| async move {
+        let acked = match sent {
+            Ok(ack) => ack.await.map(|ack| ack.duplicate).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        (id, acked)
+    }))
+    .await
+}
+
+impl Relay {
+    /// A relay for the outbox in `schema`, reachable through `pool`.
+    pub fn new(pool: PgPool, js: jetstream::Context, schema: &str, settings: RelaySettings) -> Self {
+        Relay { pool, js, schema: schema.to_owned(), settings }
+    }
+
+    /// Publishes until `shutdown`, waking on every committed outbox insert. While NATS or the
+    /// database is down it backs off and retries; rows stay in the outbox until acknowledged.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = None;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut last_cleanup = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            let delay = match self.publish_pending().await {
+                Ok(round) if round.claimed == self.batch_len() => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(_) => {
+                    backoff.reset();
+                    None
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(schema = %self.schema, "outbox relay failed, retrying in {delay:?}: {e}");
+                    Some(delay)
+                }
+            };
+            if last_cleanup.elapsed() > Duration::from_secs(600) {
+                last_cleanup = tokio::time::Instant::now();
+                if let Err(e) = self.delete_expired().await {
+                    tracing::warn!(schema = %self.schema, "outbox cleanup failed: {e}");
+                }
+            }
+            let wait = delay.unwrap_or(self.settings.idle_poll);
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
+                notified = wait_for_notification(&mut listener), if delay.is_none() => {
+                    if !notified { listener = None; }
+                }
+            }
+        }
+    }
+
+    fn batch_len(&self) -> usize {
+        usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX)
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(&format!("ates_outbox_{}", self.schema)).await.ok()?;
+        Some(listener)
+    }
+
+    /// Claims one batch of unpublished rows, publishes them and marks the acknowledged ones.
+    /// Rows whose publish failed stay unpublished and make the round an error.
+    pub async fn publish_pending(&self) -> Result<RelayRound, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, event_id, subject, payload FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.settings.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(RelayRound::default());
+        }
+        let claimed = rows.len();
+        let results = publish_and_confirm(&self.js, rows).await;
+        let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+        let published: Vec<i64> = results.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
+        let duplicates = results.iter().filter(|(_, r)| *r == Ok(true)).count();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match results.into_iter().find_map(|(_, r)| r.err()) {
+            Some(first) => Err(RelayError::Publish { failed, first }),
+            None => Ok(RelayRound { claimed, published: published.len(), duplicates }),
+        }
+    }
+
+    /// Deletes published rows older than the retention horizon.
+    pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
+        let retention = chrono::Duration::from_std(self.settings.retention).unwrap_or(chrono::Duration::MAX);
+        let horizon = chrono::Utc::now() - retention;
+        let deleted = sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL")
+            .bind(horizon)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+/// Waits for an outbox notification; `false` when the listener is gone or broken.
+async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(listener) => listener.try_recv().await.is_ok_and(|n| n.is_some()),
+        None => std::future::pending().await,
+    }
+}
+
+/// What one relay round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayRound {
+    /// Rows claimed from the outbox.
+    pub claimed: usize,
+    /// Rows acknowledged by JetStream and marked published.
+    pub published: usize,
+    /// Of those, how many JetStream already had (a publish repeated after a crash).
+    pub duplicates: usize,
+}
+
+/// Why a relay round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The outbox could not be read or updated.
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// JetStream did not acknowledge some publishes; they stay in the outbox.
+    #[error("{failed} publish(es) not acknowledged, e.g.: {first}")]
+    Publish {
+        /// How many were not acknowledged.
+        failed: usize,
+        /// The first error.
+        first: String,
+    },
+}

@@ -1,0 +1,145 @@
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use ates_messaging::Consumer;
+use ates_testkit::{TcpProxy, TestPostgres, eventually};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Effects, Env, Failure, Gate, completed, spec};
+
+#[tokio::test]
+async fn a_consumer_killed_after_its_commit_but_before_its_ack_applies_nothing_twice() {
+    let env = Env::start().await;
+    env.commit_events(20).await;
+    env.relay().publish_pending().await.unwrap();
+    // Consumer A reaches NATS through a proxy the test can cut.
+    let proxy = TcpProxy::start(env.nats.port()).await;
+    let js_a = Env::connect(&format!("nats://127.0.0.1:{}", proxy.port())).await;
+    let gate = Gate::new();
+    let handler_a = Effects::gated("effects", &gate);
+    let a = Consumer::new(js_a, env.pool.clone(), spec(), handler_a);
+    let task_a = tokio::spawn(a.run(CancellationToken::new()));
+
+    gate.entered().await; // A holds its first batch inside the transaction
+    proxy.cut(); // A's connection is gone: its acks cannot reach NATS
+    gate.open(); // A commits
+    eventually("A committed all 20", || async { (env.effects_in("effects").await.1 == 20).then_some(()) })
+        .await;
+    task_a.abort(); // ...and dies
+    assert_eq!(env.consumer_backlog().await, (20, 0), "none of A's acks reached NATS");
+    let handler_b = Effects::new("effects");
+    env.spawn_consumer(&handler_b);
+
+    eventually("B took over and acknowledged everything", || async {
+        (env.consumer_backlog().await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(env.effects_in("effects").await, (20, 20), "no event applied twice");
+    assert_eq!(handler_b.calls(), 0, "B skipped every redelivered event as already applied");
+}
+
+#[tokio::test]
+async fn a_consumer_killed_before_its_commit_loses_nothing() {
+    let env = Env::start().await;
+    env.commit_events(20).await;
+    env.relay().publish_pending().await.unwrap();
+    let gate = Gate::new();
+    let a = tokio::spawn(env.consumer(&Effects::gated("effects", &gate)).run(CancellationToken::new()));
+
+    gate.entered().await; // A is inside its transaction
+    a.abort(); // and dies: the transaction rolls back, nothing was acknowledged
+    let b = Effects::new("effects");
+    env.spawn_consumer(&b);
+
+    env.expect_effects_exactly_once(20).await;
+    eventually("all acknowledged", || async { (env.consumer_backlog().await == (0, 0)).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn an_event_republished_with_a_new_msg_id_has_no_second_effect() {
+    let env = Env::start().await;
+    let handler = Effects::new("effects");
+    env.spawn_consumer(&handler);
+    let event = completed();
+    let payload = serde_json::to_vec(&event).unwrap();
+
+    for msg_id in ["first", "second, outside any dedupe window"] {
+        let message = PublishMessage::build().payload(payload.clone().into()).message_id(msg_id);
+        env.js.send_publish("tasks.completed.v1", message).await.unwrap().await.unwrap();
+    }
+    let marker = env.commit_events(1).await;
+    env.relay().publish_pending().await.unwrap();
+
+    env.expect_effects_exactly_once(2).await;
+    assert_eq!(env.stream_messages("TASKS").await, 3, "JetStream stored the copy");
+    eventually("all acknowledged", || async { (env.consumer_backlog().await == (0, 0)).then_some(()) }).await;
+    assert_eq!(env.effects_in("effects").await, (2, 2), "{marker:?} and the event, once each");
+}
+
+#[tokio::test]
+async fn a_transient_handler_failure_is_retried_and_then_succeeds() {
+    let env = Env::start().await;
+    let handler = Effects::new("effects");
+    let event = completed();
+    handler.fail(event.data.task_id, Failure::Times(2));
+    env.spawn_consumer(&handler);
+
+    crate::support::commit(&env.pool, std::slice::from_ref(&event)).await;
+    env.relay().publish_pending().await.unwrap();
+
+    env.expect_effects_exactly_once(1).await;
+    assert_eq!(handler.attempts(event.data.task_id), 3, "two failures, then success");
+    eventually("acknowledged", || async { (env.consumer_backlog().await == (0, 0)).then_some(()) }).await;
+    assert!(env.stream_contents("DLQ").await.is_empty(), "nothing parked");
+}
+
+#[tokio::test]
+async fn two_instances_of_a_consumer_share_the_work_and_apply_each_event_once() {
+    let env = Env::start().await;
+    let (first, second) = (Effects::new("effects"), Effects::new("effects"));
+    env.spawn_consumer(&first);
+    env.spawn_consumer(&second);
+    env.spawn_relay();
+
+    env.commit_events(2000).await;
+
+    env.expect_effects_exactly_once(2000).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_the_batch_in_hand() {
+    let env = Env::start().await;
+    env.commit_events(1).await;
+    env.relay().publish_pending().await.unwrap();
+    let gate = Gate::new();
+    let shutdown = CancellationToken::new();
+    let consumer = env.consumer(&Effects::gated("effects", &gate));
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+
+    gate.entered().await;
+    shutdown.cancel();
+    gate.open();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops promptly").unwrap();
+
+    assert_eq!(env.effects_in("effects").await, (1, 1), "the batch in hand was committed");
+    assert_eq!(env.consumer_backlog().await, (0, 0), "and acknowledged before stopping");
+}
+
+#[tokio::test]
+async fn a_database_outage_holds_messages_instead_of_parking_them() {
+    let mut postgres = TestPostgres::start().await;
+    let env = Env::with_database(postgres.create_database().await).await;
+    env.commit_events(100).await;
+    env.relay().publish_pending().await.unwrap();
+    let handler = Effects::new("effects");
+
+    postgres.kill().await;
+    env.spawn_consumer(&handler);
+    // Long enough for every message to have been delivered and failed more than max_deliveries
+    // times, had the outage counted as a handler failure (ack wait is 2 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    postgres.restart().await;
+
+    env.expect_effects_exactly_once(100).await;
+    assert!(env.stream_contents("DLQ").await.is_empty(), "an outage parks nothing");
+}

@@ -1,0 +1,8 @@
+//! The delivery guarantees, proven against real nats-server and PostgreSQL servers.
+
+mod consumer;
+mod dlq;
+mod faults;
+mod outbox;
+mod replay;
+mod support;

@@ -1,0 +1,120 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ates_messaging::{OutboxError, RelayRound};
+use ates_schemas::Envelope;
+use ates_schemas::events::TaskAddedV2;
+use ates_testkit::eventually;
+use uuid::Uuid;
+
+use crate::support::{Effects, Env, OUTBOX, completed};
+
+#[tokio::test]
+async fn committed_events_are_published_once_each_and_rolled_back_ones_never() {
+    let env = Env::start().await;
+    env.spawn_relay();
+
+    let mut rolled_back = env.pool.begin().await.unwrap();
+    OUTBOX.add_all(&mut rolled_back, &[completed(), completed()]).await.unwrap();
+    rolled_back.rollback().await.unwrap();
+    let committed = env.commit_events(50).await;
+
+    eventually("50 events in the stream", || async {
+        (env.stream_messages("TASKS").await >= 50).then_some(())
+    })
+    .await;
+    let published: Vec<Uuid> =
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect();
+    assert_eq!(published, committed, "each committed event once, in commit order, nothing else");
+    eventually("every row marked published", || async { (env.unpublished().await == 0).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_refused_before_it_reaches_the_outbox() {
+    let env = Env::start().await;
+    let task = |title: &str| {
+        Envelope::new(
+            "test",
+            TaskAddedV2 {
+                task_id: Uuid::new_v4(),
+                title: title.into(),
+                jira_id: None,
+                description: String::new(),
+                created_by: Uuid::new_v4(),
+            },
+        )
+    };
+    let mut tx = env.pool.begin().await.unwrap();
+
+    let batch = [task("Feed the birds"), task("[POP-1] brackets belong in jira_id")];
+    let error = OUTBOX.add_all(&mut tx, &batch).await.unwrap_err();
+
+    assert!(matches!(&error, OutboxError::Invalid(e) if e.kind() == "invalid"), "{error}");
+    tx.commit().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(rows, 0, "nothing of the batch is written");
+}
+
+#[tokio::test]
+async fn two_relays_running_at_once_publish_every_event_exactly_once() {
+    let env = Env::start().await;
+    let committed = env.commit_events(3000).await;
+    let (first, second) = (env.relay(), env.relay());
+
+    let drain = |relay: ates_messaging::Relay| async move {
+        let mut total = RelayRound::default();
+        loop {
+            let round = relay.publish_pending().await.unwrap();
+            if round.claimed == 0 {
+                return total;
+            }
+            total.claimed += round.claimed;
+            total.published += round.published;
+            total.duplicates += round.duplicates;
+        }
+    };
+    let (a, b) = tokio::join!(drain(first), drain(second));
+
+    assert_eq!(a.published + b.published, 3000, "every row published by one relay: {a:?} {b:?}");
+    assert_eq!(a.duplicates + b.duplicates, 0, "no row published twice");
+    let ids: HashSet<Uuid> =
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect();
+    assert_eq!(ids, committed.into_iter().collect());
+    assert_eq!(env.stream_messages("TASKS").await, 3000);
+    assert_eq!(env.unpublished().await, 0);
+}
+
+#[tokio::test]
+async fn events_committed_while_nats_is_down_all_arrive_after_it_restarts() {
+    let mut env = Env::start().await;
+    let handler = Effects::new("effects");
+    env.spawn_relay();
+    env.spawn_consumer(&handler);
+    env.commit_events(1).await;
+    env.expect_effects_exactly_once(1).await;
+
+    env.nats.stop().await;
+    env.commit_events(1000).await;
+    assert_eq!(env.unpublished().await, 1000, "the relay keeps what it cannot publish");
+    env.nats.restart().await;
+
+    env.expect_effects_exactly_once(1001).await;
+    eventually("the outbox drained", || async { (env.unpublished().await == 0).then_some(()) }).await;
+    assert_eq!(env.stream_messages("TASKS").await, 1001);
+}
+
+#[tokio::test]
+async fn published_rows_are_kept_for_the_retention_horizon_then_deleted() {
+    let env = Env::start().await;
+    env.commit_events(10).await;
+    let relay = env.relay();
+    relay.publish_pending().await.unwrap();
+    env.commit_events(5).await;
+
+    assert_eq!(relay.delete_expired().await.unwrap(), 0, "a week's horizon keeps fresh rows");
+    let settings = ates_messaging::RelaySettings { retention: Duration::ZERO, ..Default::default() };
+    let impatient =
+        ates_messaging::Relay::new(env.pool.clone(), env.js.clone(), crate::support::SCHEMA, settings);
+    assert_eq!(impatient.delete_expired().await.unwrap(), 10, "only published rows expire");
+    assert_eq!(env.unpublished().await, 5);
+}

@@ -1,0 +1,308 @@
+//! The harness: one service schema with an outbox, a relay, consumers and an effects table.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use ates_messaging::streams::{self, StreamSettings};
+use ates_messaging::{Consumer, ConsumerSpec, Handler, HandlerError, Outbox, Relay, RelaySettings, db, nats};
+use ates_schemas::events::TaskCompletedV1;
+use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
+use ates_testkit::{TestDb, TestNats, eventually};
+use futures::StreamExt;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SCHEMA: &str = "svc";
+pub const OUTBOX: Outbox = Outbox::new("test");
+
+/// NATS, a migrated schema, and the background tasks a test starts; stopped on drop.
+pub struct Env {
+    pub nats: TestNats,
+    pub pool: PgPool,
+    pub js: jetstream::Context,
+    pub shutdown: CancellationToken,
+}
+
+impl Env {
+    /// A fresh NATS server and a fresh database in the shared PostgreSQL server.
+    pub async fn start() -> Self {
+        Self::with_database(ates_testkit::database().await).await
+    }
+
+    pub async fn with_database(db: TestDb) -> Self {
+        let nats = TestNats::start().await;
+        let pool = db::connect(&db.url, SCHEMA, 10).unwrap();
+        db::migrate(&pool, SCHEMA, std::iter::empty()).await.unwrap();
+        for table in ["effects", "replayed"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE TABLE {table} (event_id uuid NOT NULL, task_id uuid NOT NULL)"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let js = Self::connect(&nats.url()).await;
+        streams::ensure(&js, &StreamSettings::default()).await.unwrap();
+        Env { nats, pool, js, shutdown: CancellationToken::new() }
+    }
+
+    /// A JetStream context on its own client connection to `url`.
+    pub async fn connect(url: &str) -> jetstream::Context {
+        nats::jetstream(nats::connect(url, "test").await.unwrap(), Duration::from_secs(5))
+    }
+
+    pub fn relay(&self) -> Relay {
+        let settings =
+            RelaySettings { batch_size: 500, idle_poll: Duration::from_millis(50), ..Default::default() };
+        Relay::new(self.pool.clone(), self.js.clone(), SCHEMA, settings)
+    }
+
+    pub fn spawn_relay(&self) {
+        tokio::spawn(self.relay().run(self.shutdown.child_token()));
+    }
+
+    pub fn consumer(&self, handler: &Arc<Effects>) -> Consumer<Effects> {
+        Consumer::new(self.js.clone(), self.pool.clone(), spec(), handler.clone())
+    }
+
+    pub fn spawn_consumer(&self, handler: &Arc<Effects>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.consumer(handler).run(self.shutdown.child_token()))
+    }
+
+    /// Commits `count` events through the outbox in transactions of up to 100; returns their ids.
+    pub async fn commit_events(&self, count: usize) -> Vec<Uuid> {
+        let mut ids = Vec::with_capacity(count);
+        for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+            let envelopes: Vec<_> = chunk.iter().map(|_| completed()).collect();
+            ids.extend(envelopes.iter().map(|e| e.event_id));
+            commit(&self.pool, &envelopes).await;
+        }
+        ids
+    }
+
+    /// (rows, distinct event ids) in `table`.
+    pub async fn effects_in(&self, table: &str) -> (i64, i64) {
+        sqlx::query_as(AssertSqlSafe(format!("SELECT count(*), count(DISTINCT event_id) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `count` distinct events have had their effect, then checks none had two.
+    pub async fn expect_effects_exactly_once(&self, count: i64) {
+        let (rows, distinct) = eventually(&format!("{count} effects"), || async {
+            let (rows, distinct) = self.effects_in("effects").await;
+            (distinct >= count).then_some((rows, distinct))
+        })
+        .await;
+        assert_eq!((rows, distinct), (count, count), "every event has exactly one effect");
+    }
+
+    pub async fn unpublished(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn stream_messages(&self, stream: &str) -> u64 {
+        self.js.get_stream(stream).await.unwrap().info().await.unwrap().state.messages
+    }
+
+    /// (stream sequence, event id if the payload has one) of every message in `stream`.
+    pub async fn stream_contents(&self, stream: &str) -> Vec<(u64, Option<Uuid>)> {
+        let stream = self.js.get_stream(stream).await.unwrap();
+        let ordered = stream.create_consumer(pull::OrderedConfig::default()).await.unwrap();
+        let mut contents = Vec::new();
+        if ordered.cached_info().num_pending == 0 {
+            return contents;
+        }
+        let mut messages = ordered.messages().await.unwrap();
+        while let Some(message) = messages.next().await {
+            let message = message.unwrap();
+            let info = message.info().unwrap();
+            let event_id = serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| v["event_id"].as_str().and_then(|id| id.parse().ok()));
+            contents.push((info.stream_sequence, event_id));
+            if info.pending == 0 {
+                break;
+            }
+        }
+        contents
+    }
+
+    /// The durable consumer's (unacknowledged, not yet delivered) message counts.
+    pub async fn consumer_backlog(&self) -> (usize, u64) {
+        let stream = self.js.get_stream("TASKS").await.unwrap();
+        let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer(CONSUMER).await.unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.num_ack_pending, info.num_pending)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub const CONSUMER: &str = "effects";
+
+/// The consumer settings of these tests: short waits so retries happen quickly.
+pub fn spec() -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(CONSUMER, "TASKS", &[]);
+    spec.max_deliveries = 3;
+    spec.ack_wait = Duration::from_secs(2);
+    spec.retry_initial = Duration::from_millis(50);
+    spec.retry_max = Duration::from_millis(200);
+    spec
+}
+
+/// Writes `envelopes` into the outbox in one committed transaction.
+pub async fn commit<E: ates_schemas::Event>(pool: &PgPool, envelopes: &[Envelope<E>]) {
+    let mut tx = pool.begin().await.unwrap();
+    OUTBOX.add_all(&mut tx, envelopes).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A `tasks.completed` event for a new task.
+pub fn completed() -> Envelope<TaskCompletedV1> {
+    Envelope::new("test", TaskCompletedV1 { task_id: Uuid::new_v4(), assignee_id: Uuid::new_v4() })
+}
+
+/// How the handler misbehaves for one task.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    /// Fails transiently on every attempt.
+    Always,
+    /// Fails transiently on the first `n` attempts.
+    Times(usize),
+}
+
+/// A handler with a one-row effect per event: a row in its table. It can be told to fail for
+/// some tasks, and to stop inside its first transaction until a gate opens.
+pub struct Effects {
+    table: &'static str,
+    failures: Mutex<HashMap<Uuid, Failure>>,
+    attempts: Mutex<HashMap<Uuid, usize>>,
+    calls: AtomicUsize,
+    gate: Option<Arc<Gate>>,
+}
+
+impl Effects {
+    pub fn new(table: &'static str) -> Arc<Self> {
+        Arc::new(Self::plain(table))
+    }
+
+    fn plain(table: &'static str) -> Self {
+        Effects {
+            table,
+            failures: Mutex::default(),
+            attempts: Mutex::default(),
+            calls: AtomicUsize::new(0),
+            gate: None,
+        }
+    }
+
+    pub fn gated(table: &'static str, gate: &Arc<Gate>) -> Arc<Self> {
+        Arc::new(Effects { gate: Some(gate.clone()), ..Self::plain(table) })
+    }
+
+    pub fn fail(&self, task_id: Uuid, failure: Failure) {
+        self.failures.lock().unwrap().insert(task_id, failure);
+    }
+
+    pub fn heal(&self, task_id: Uuid) {
+        self.failures.lock().unwrap().remove(&task_id);
+    }
+
+    pub fn attempts(&self, task_id: Uuid) -> usize {
+        self.attempts.lock().unwrap().get(&task_id).copied().unwrap_or(0)
+    }
+
+    /// How many batches the handler was given.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, task_id: Uuid) -> Result<(), HandlerError> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let attempt = attempts.entry(task_id).or_default();
+            *attempt += 1;
+            *attempt
+        };
+        match self.failures.lock().unwrap().get(&task_id) {
+            Some(Failure::Always) => Err(HandlerError::Transient("the handler always fails".into())),
+            Some(Failure::Times(n)) if attempt <= *n => {
+                Err(HandlerError::Transient(format!("failure {attempt} of {n}").into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn task_id(event: &ReceivedEvent) -> Uuid {
+    match &event.event {
+        DomainEvent::TaskCompleted(data) => data.task_id,
+        _ => Uuid::nil(),
+    }
+}
+
+impl Handler for Effects {
+    async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        for event in events {
+            self.check(task_id(event))?;
+        }
+        let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
+        let tasks: Vec<Uuid> = events.iter().map(task_id).collect();
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (event_id, task_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])",
+            self.table
+        )))
+        .bind(ids)
+        .bind(tasks)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
+        }
+        Ok(())
+    }
+}
+
+/// Stops the first handler call inside its transaction until the test opens it.
+pub struct Gate {
+    used: AtomicBool,
+    entered: Notify,
+    open: Semaphore,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Gate { used: AtomicBool::new(false), entered: Notify::new(), open: Semaphore::new(0) })
+    }
+
+    async fn pass(&self) {
+        if !self.used.swap(true, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.open.acquire().await.unwrap().forget();
+        }
+    }
+
+    /// Waits until a handler is held at the gate.
+    pub async fn entered(&self) {
+        self.entered.notified().await;
+    }
+
+    pub fn open(&self) {
+        self.open.add_permits(1);
+    }
+}
