@@ -1,19 +1,15 @@
-//! `ates dev`: the whole system in one process, with its own servers when none are given.
+//! `ates dev`: the whole system in one process on one port, with its own NATS and PostgreSQL
+//! when none are given.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ates_auth::{AuthConfig, AuthService};
 use ates_devservers::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
-use ates_messaging::streams::{self, StreamSettings};
-use ates_messaging::{db, nats};
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use ates_messaging::BackboneConfig;
 use clap::Args;
-use sqlx::{Connection, PgPool};
+use sqlx::Connection;
 
 #[derive(Args)]
 pub struct DevArgs {
@@ -27,77 +23,102 @@ pub struct DevArgs {
     #[arg(long, env = "NATS_URL")]
     nats_url: Option<String>,
     /// Use this PostgreSQL database instead of starting a server.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The admin's email, created when no admin exists.
+    #[arg(long, env = "ATES_ADMIN_EMAIL", default_value = "admin@ates.local")]
+    admin_email: String,
+    /// The admin's password; without one, a generated password is kept in the data dir.
+    #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
 }
 
-#[derive(Clone)]
-struct Infra {
-    pool: PgPool,
-    nats: async_nats::Client,
+/// Servers this process started, stopped in reverse order.
+#[derive(Default)]
+struct LocalServers {
+    nats: Option<NatsServer>,
+    postgres: Option<PostgresServer>,
+}
+
+impl LocalServers {
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(server) = self.postgres.as_mut() {
+            server.stop().await?;
+        }
+        if let Some(server) = self.nats.as_mut() {
+            server.stop().await?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let mut servers = LocalServers::default();
+    let result = run_with(&args, &data_dir, &mut servers).await;
+    eprintln!("stopping");
+    servers.stop().await?;
+    result
+}
 
-    let mut nats_server = None;
-    let nats_url = match args.nats_url {
-        Some(url) => url,
+async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -> anyhow::Result<()> {
+    let nats_url = match &args.nats_url {
+        Some(url) => url.clone(),
         None => {
             let options = NatsOptions { dir: data_dir.join("nats"), port: None };
-            let server = nats_server.insert(NatsServer::start(options).await?);
-            status(
-                "nats-server",
-                &format!("started at {} (data in {}/nats)", server.url(), data_dir.display()),
-            );
+            let server = servers.nats.insert(NatsServer::start(options).await?);
+            status("nats-server", &format!("{} (data in {})", server.url(), data_dir.join("nats").display()));
             server.url()
         }
     };
-    let mut pg_server = None;
-    let database_url = match args.database_url {
-        Some(url) => url,
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
         None => {
             let options = PostgresOptions { dir: data_dir.join("postgres"), port: None, durable: true };
-            let server = pg_server.insert(PostgresServer::start(options).await?);
+            let server = servers.postgres.insert(PostgresServer::start(options).await?);
             create_database(&server.url("postgres"), "ates").await?;
             status(
                 "postgres",
-                &format!("started on port {} (data in {}/postgres)", server.port(), data_dir.display()),
+                &format!("port {} (data in {})", server.port(), data_dir.join("postgres").display()),
             );
             server.url("ates")
         }
     };
+    let backbone = BackboneConfig::new(&database_url, &nats_url);
+    let admin_password = match &args.admin_password {
+        Some(password) => password.clone(),
+        None => dev_admin_password(data_dir)?,
+    };
 
-    let client = nats::connect(&nats_url, "ates-dev").await?;
-    let js = nats::jetstream(client.clone(), Duration::from_secs(10));
-    streams::ensure(&js, &StreamSettings::default()).await.context("create the JetStream streams")?;
-    status("streams", "ACCOUNTS, TASKS, ACCOUNTING, DLQ ready");
-    let pool = db::connect(&database_url, "public", 4)?;
+    let mut auth_config = AuthConfig::new(backbone.clone());
+    auth_config.admin_email = Some(args.admin_email.clone());
+    auth_config.admin_password = Some(admin_password.clone());
+    let auth = AuthService::build(&auth_config).await.context("start auth")?;
+    status("auth", "ready");
 
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(Infra { pool, nats: client });
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.http))?;
-    status("http", &format!("listening on http://{}", listener.local_addr()?));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
-
-    eprintln!("stopping");
-    if let Some(server) = pg_server.as_mut() {
-        server.stop().await?;
-    }
-    if let Some(server) = nats_server.as_mut() {
-        server.stop().await?;
-    }
-    Ok(())
+    let app = ates_web::app(auth.router.clone(), auth.openapi.clone(), auth.readiness());
+    status("http", &format!("http://{}", args.http));
+    status("admin", &format!("{} / {admin_password}", args.admin_email));
+    ates_web::run_standalone(args.http, app, |shutdown, workers| auth.spawn_workers(shutdown, workers)).await
 }
 
 fn status(part: &str, text: &str) {
     eprintln!("  {part:<12} {text}");
+}
+
+/// The dev admin's password: generated on the first run and kept in the data dir.
+fn dev_admin_password(data_dir: &Path) -> anyhow::Result<String> {
+    let file = data_dir.join("admin-password");
+    if let Ok(password) = std::fs::read_to_string(&file) {
+        return Ok(password.trim().to_owned());
+    }
+    let password = format!("popug-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::write(&file, &password)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(password)
 }
 
 async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
@@ -110,23 +131,4 @@ async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
     }
     Ok(())
-}
-
-async fn ready(State(infra): State<Infra>) -> (StatusCode, &'static str) {
-    let database = sqlx::query("SELECT 1").execute(&infra.pool).await.is_ok();
-    let nats = infra.nats.connection_state() == async_nats::connection::State::Connected;
-    match (database, nats) {
-        (true, true) => (StatusCode::OK, "ready"),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "the database is unreachable"),
-        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "NATS is unreachable"),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -7,6 +7,7 @@
 //! after commit); a message that can never be applied is parked on the `DLQ` stream instead of
 //! blocking the ones behind it.
 
+mod backbone;
 mod backoff;
 pub mod consumer;
 pub mod db;
@@ -16,5 +17,6 @@ pub mod outbox;
 pub mod replay;
 pub mod streams;
 
+pub use backbone::{Backbone, BackboneConfig};
 pub use consumer::{BoxError, Consumer, ConsumerSpec, Handler, HandlerError};
 pub use outbox::{Outbox, OutboxError, Relay, RelayError, RelayRound, RelaySettings};

@@ -3,6 +3,7 @@
 
 mod backbone;
 mod machine;
+mod tokens;
 
 use clap::Subcommand;
 
@@ -10,11 +11,14 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// Raw JetStream and PostgreSQL rates, then relay and consumer throughput against them.
     Backbone(backbone::BackboneArgs),
+    /// Token verifications per second on one core, and sign-in latency.
+    Tokens(tokens::TokensArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Backbone(args) => backbone::run(args).await,
+        BenchCommand::Tokens(args) => tokens::run(args).await,
     }
 }
 

@@ -25,6 +25,7 @@ event!(TaskPricedV1, "accounting.task_priced", 1);
 
 /// What a ledger transaction is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionKind {
     /// A task was assigned: the assignee pays the fee.

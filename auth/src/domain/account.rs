@@ -1,0 +1,83 @@
+//! What makes an account valid.
+
+/// The longest email address (RFC 5321).
+pub const MAX_EMAIL: usize = 254;
+/// The longest full name.
+pub const MAX_NAME: usize = 200;
+/// The shortest password.
+pub const MIN_PASSWORD: usize = 8;
+/// The longest password (hashing is costly; a megabyte password is an attack).
+pub const MAX_PASSWORD: usize = 256;
+
+/// Trims and checks an email address: one `@`, something on both sides, a dot in the domain,
+/// no spaces.
+pub fn parse_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim();
+    let valid = email.len() <= MAX_EMAIL
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(format!("`{email}` is not an email address like popug@example.com"))
+    }
+}
+
+/// Trims and checks a full name: not blank, at most [`MAX_NAME`] characters.
+pub fn parse_full_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("full_name must not be blank".into());
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(format!("full_name must be at most {MAX_NAME} characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a new password's length.
+pub fn check_password(password: &str) -> Result<(), String> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD {
+        return Err(format!("password must be at least {MIN_PASSWORD} characters"));
+    }
+    if length > MAX_PASSWORD {
+        return Err(format!("password must be at most {MAX_PASSWORD} characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_checked() {
+        assert_eq!(parse_email("  Popug@Example.com "), Ok("Popug@Example.com".into()));
+        for bad in
+            ["", "popug", "@example.com", "popug@", "popug@example", "a b@example.com", "a@b@c.d", "a@.com"]
+        {
+            assert!(parse_email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_must_not_be_blank_or_huge() {
+        assert_eq!(parse_full_name(" Pop Ug "), Ok("Pop Ug".into()));
+        assert!(parse_full_name("   ").is_err());
+        assert!(parse_full_name(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn passwords_have_a_sane_length() {
+        assert!(check_password("short").is_err());
+        assert!(check_password("long enough").is_ok());
+        assert!(check_password(&"x".repeat(257)).is_err());
+    }
+}

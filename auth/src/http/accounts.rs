@@ -1,0 +1,125 @@
+//! `/api/auth/me` and `/api/accounts`: account administration.
+
+use ates_schemas::events::Role;
+use ates_tokens::Caller;
+use ates_web::{Json, ProblemBody};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::{self, Account, AccountChanges, NewAccount};
+use crate::domain::{account as rules, password};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// The signed-in account.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = Account),
+        (status = 401, description = "Not signed in", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Account>> {
+    let mut conn = state.pool.acquire().await?;
+    let account = accounts::find(&mut conn, caller.account_id)
+        .await?
+        .ok_or_else(|| Error::NotFound("Your account no longer exists.".into()))?;
+    Ok(Json(account))
+}
+
+/// Every account.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountList {
+    /// Oldest first.
+    items: Vec<Account>,
+}
+
+/// Lists every account (admin).
+#[utoipa::path(get, path = "/api/accounts", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All accounts", body = AccountList),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>> {
+    caller.require(&[Role::Admin])?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(AccountList { items: accounts::list(&mut conn).await? }))
+}
+
+/// A new account. (No `Debug`: it carries a password.)
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// Unique whatever its case.
+    #[schema(example = "popug@example.com")]
+    email: String,
+    /// The person's name.
+    full_name: String,
+    /// 8 to 256 characters.
+    password: String,
+    /// What the person may do.
+    role: Role,
+}
+
+/// Creates an account (admin).
+#[utoipa::path(post, path = "/api/accounts", tag = "accounts", security(("bearer" = [])), request_body = CreateAccount,
+    responses(
+        (status = 201, description = "Created", body = Account),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The email is taken", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<CreateAccount>,
+) -> Result<(StatusCode, Json<Account>)> {
+    caller.require(&[Role::Admin])?;
+    let email = rules::parse_email(&request.email).map_err(Error::Invalid)?;
+    let full_name = rules::parse_full_name(&request.full_name).map_err(Error::Invalid)?;
+    rules::check_password(&request.password).map_err(Error::Invalid)?;
+    let password_hash = password::hash(request.password).await?;
+    let mut tx = state.pool.begin().await?;
+    let account =
+        accounts::create(&mut tx, NewAccount { email, full_name, role: request.role, password_hash }).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    /// A new name.
+    full_name: Option<String>,
+    /// A new role.
+    role: Option<Role>,
+    /// `false` deactivates the account and signs it out.
+    active: Option<bool>,
+}
+
+/// Changes an account's name, role or activity (admin).
+#[utoipa::path(patch, path = "/api/accounts/{account_id}", tag = "accounts", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "The account")), request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The account after the change", body = Account),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "It is the last active admin", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<Uuid>,
+    Json(request): Json<UpdateAccount>,
+) -> Result<Json<Account>> {
+    caller.require(&[Role::Admin])?;
+    let full_name =
+        request.full_name.as_deref().map(rules::parse_full_name).transpose().map_err(Error::Invalid)?;
+    let changes = AccountChanges { full_name, role: request.role, active: request.active };
+    let mut tx = state.pool.begin().await?;
+    let account = accounts::update(&mut tx, account_id, changes).await?;
+    tx.commit().await?;
+    Ok(Json(account))
+}

@@ -1,0 +1,35 @@
+//! The published verification keys and their rotation.
+
+use ates_schemas::events::Role;
+use ates_tokens::Caller;
+use ates_web::{Json, ProblemBody};
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::state::AppState;
+
+/// The public keys that verify access tokens (RFC 7517). Services fetch it and cache it.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "The JWK set", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> Result<Json<jsonwebtoken::jwk::JwkSet>> {
+    Ok(Json(state.jwks.jwks().await?))
+}
+
+/// The new signing key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Rotated {
+    /// Its key id; the previous key stays published until its tokens have expired.
+    kid: String,
+}
+
+/// Starts signing with a new key (admin).
+#[utoipa::path(post, path = "/api/auth/keys/rotate", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rotated", body = Rotated),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn rotate(State(state): State<AppState>, caller: Caller) -> Result<Json<Rotated>> {
+    caller.require(&[Role::Admin])?;
+    Ok(Json(Rotated { kid: state.sessions.keys.rotate().await? }))
+}

@@ -1,0 +1,87 @@
+//! `/api/auth/login`, `/refresh`, `/logout`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ates_web::{Json, ProblemBody};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::sessions::TokenPair;
+use crate::state::AppState;
+
+/// Credentials. (No `Debug`: a password must never reach a log.)
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    /// The account's email, in any case.
+    #[schema(example = "popug@example.com")]
+    email: String,
+    /// The password.
+    password: String,
+}
+
+/// A refresh token to exchange or end.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RefreshRequest {
+    /// The refresh token from the last sign-in or refresh.
+    refresh_token: String,
+}
+
+/// Signs in: a short-lived access token and a refresh token.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Wrong email or password, or a deactivated account", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<TokenPair>> {
+    let address = client_address(&headers, peer, state.trust_forwarded_for);
+    if let Err(retry_after) = state.limiter.attempt(request.email.trim(), address) {
+        metrics::counter!("ates_auth_logins_total", "outcome" => "rate_limited").increment(1);
+        return Err(Error::RateLimited(
+            format!("Too many sign-in attempts; try again in {retry_after} seconds."),
+            retry_after,
+        ));
+    }
+    Ok(Json(state.sessions.login(&request.email, request.password).await?))
+}
+
+/// Exchanges a refresh token for a new pair; each refresh token works once.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>> {
+    Ok(Json(state.sessions.refresh(&request.refresh_token).await?))
+}
+
+/// Ends the session of a refresh token.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "Signed out")))]
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<StatusCode> {
+    state.sessions.logout(&request.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The peer address, or the first `X-Forwarded-For` entry when a trusted proxy sets it.
+fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    let forwarded =
+        || headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next()?.trim().parse::<IpAddr>().ok();
+    trust_forwarded_for.then(forwarded).flatten().unwrap_or(peer.ip())
+}

@@ -1,0 +1,103 @@
+//! aTES auth: the only service that knows passwords.
+//!
+//! It keeps the accounts, signs short-lived Ed25519 access tokens and rotating refresh tokens,
+//! publishes its public keys as a JWKS for the other services to verify tokens locally, and
+//! announces every account change as `accounts.*` events through its outbox.
+
+mod accounts;
+mod bootstrap;
+pub mod config;
+mod domain;
+mod error;
+mod http;
+mod keys;
+mod limiter;
+mod sessions;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ates_messaging::Backbone;
+use ates_tokens::{Authenticator, Keyring, TokenSettings, Verifier};
+use ates_web::Readiness;
+use axum::Router;
+use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::AuthConfig;
+
+/// Auth's schema.
+pub const SCHEMA: &str = "auth";
+
+/// Auth's own tables.
+pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/auth");
+
+/// The auth service, connected and migrated.
+pub struct AuthService {
+    /// The API routes and the JWKS, with their state.
+    pub router: Router,
+    /// The OpenAPI description of those routes.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// The database and NATS connections.
+    pub backbone: Backbone,
+}
+
+impl AuthService {
+    /// Connects, migrates, makes sure an admin and a signing key exist.
+    pub async fn build(config: &AuthConfig) -> anyhow::Result<Self> {
+        let backbone = Backbone::start(&config.backbone, SCHEMA, &[&MIGRATIONS])
+            .await
+            .map_err(anyhow::Error::from_boxed)?;
+        let pool = backbone.pool.clone();
+        bootstrap::first_admin(&pool, config.admin_email.as_deref(), config.admin_password.as_deref())
+            .await?;
+        let keys = keys::SigningKeys::load_or_create(pool.clone(), config.access_ttl).await?;
+        let jwks = keys.source();
+        let settings = TokenSettings {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_secs: 5,
+        };
+        let verifier = Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &settings);
+        let authenticator = Authenticator::new(Arc::new(verifier))
+            .with_freshness(state::CurrentAccounts { pool: pool.clone() });
+        let sessions = sessions::Sessions {
+            pool: pool.clone(),
+            keys,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+        };
+        let state = state::AppState {
+            pool,
+            sessions: Arc::new(sessions),
+            jwks,
+            authenticator,
+            limiter: Arc::new(limiter::LoginLimiter::new(
+                config.login_attempts_per_account,
+                config.login_attempts_per_address,
+            )),
+            trust_forwarded_for: config.trust_forwarded_for,
+        };
+        let (router, openapi) = http::router().split_for_parts();
+        Ok(AuthService { router: router.with_state(state), openapi, backbone })
+    }
+
+    /// Starts the background work: the outbox relay.
+    pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
+        workers.spawn(self.backbone.relay().run(shutdown.child_token()));
+    }
+
+    /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.
+    pub fn app(&self) -> Router {
+        ates_web::app(self.router.clone(), self.openapi.clone(), self.readiness())
+    }
+
+    /// What `/readyz` checks.
+    pub fn readiness(&self) -> Readiness {
+        Readiness { pool: self.backbone.pool.clone(), nats: self.backbone.nats.clone() }
+    }
+}

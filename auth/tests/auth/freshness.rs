@@ -1,0 +1,140 @@
+//! A consuming service refuses tokens made outdated by account events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ates_accounts_replica::{AccountsReplica, ReplicaFreshness};
+use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec};
+use ates_tokens::{Authenticator, Caller, HttpKeySource, Keyring, TokenSettings, Verifier};
+use axum::Router;
+use axum::routing::get;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::TestAuth;
+
+/// A service with a replica of the accounts and one endpoint that says who is calling.
+async fn consuming_service(auth: &TestAuth) -> String {
+    let config = BackboneConfig::new(&auth.config.backbone.database_url, &auth.nats.url());
+    let backbone = Backbone::start(&config, "consumer", &[&ates_accounts_replica::MIGRATIONS]).await.unwrap();
+    let spec = ConsumerSpec::new("consumer-accounts", "ACCOUNTS", &[]);
+    let consumer = Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(AccountsReplica));
+    tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
+    let keyring = Keyring::new(
+        HttpKeySource::new(format!("{}/.well-known/jwks.json", auth.url)),
+        Duration::from_secs(1),
+    );
+    let authenticator = Authenticator::new(Arc::new(Verifier::new(keyring, &TokenSettings::default())))
+        .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
+    let app = Router::new()
+        .route("/whoami", get(|caller: Caller| async move { caller.role.to_string() }))
+        .with_state(authenticator);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+async fn whoami(auth: &TestAuth, service: &str, token: &str) -> (StatusCode, String) {
+    let response = auth.http.get(format!("{service}/whoami")).bearer_auth(token).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the_event_arrives() {
+    let auth = TestAuth::start().await;
+    let service = consuming_service(&auth).await;
+    let (id, email) = auth.new_account("worker").await;
+    let (before_change, _) = auth.tokens(&email, "popug-password").await;
+    ates_testkit::eventually("the replica knows the worker", || async {
+        (whoami(&auth, &service, &before_change).await == (StatusCode::OK, "worker".into())).then_some(())
+    })
+    .await;
+
+    let admin = auth.admin_token().await;
+    auth.patch_account(&admin, &id, json!({ "role": "accountant" })).await;
+
+    let (status, body) = ates_testkit::eventually("the old token refused", || async {
+        let reply = whoami(&auth, &service, &before_change).await;
+        (reply.0 == StatusCode::UNAUTHORIZED).then_some(reply)
+    })
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.to_lowercase().contains("token outdated"), "{body}");
+    let (after_change, _) = auth.tokens(&email, "popug-password").await;
+    assert_eq!(whoami(&auth, &service, &after_change).await, (StatusCode::OK, "accountant".into()));
+
+    auth.patch_account(&admin, &id, json!({ "active": false })).await;
+    let (status, body) = ates_testkit::eventually("the token of a deactivated account refused", || async {
+        let reply = whoami(&auth, &service, &after_change).await;
+        (reply.0 == StatusCode::UNAUTHORIZED).then_some(reply)
+    })
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("deactivated"), "{body}");
+}
+
+#[tokio::test]
+async fn the_replica_reaches_the_same_state_whatever_the_order() {
+    use ates_schemas::events::{AccountCreatedV1, AccountRoleChangedV1, AccountUpdatedV1, Role};
+    use ates_schemas::{Envelope, ReceivedEvent};
+
+    let db = ates_testkit::database().await;
+    let pool = ates_messaging::db::connect(&db.url, "replica", 2).unwrap();
+    ates_messaging::db::migrate(&pool, "replica", ates_accounts_replica::MIGRATIONS.iter()).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    let t0 = chrono::Utc::now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let state = |role: Role, active: bool| AccountUpdatedV1 {
+        account_id: id,
+        email: "p@ates.test".into(),
+        full_name: "P".into(),
+        role,
+        active,
+    };
+    let received = |envelope: serde_json::Value| ReceivedEvent::from_validated(envelope).unwrap();
+    let events = [
+        received(
+            serde_json::to_value(Envelope::at(
+                "auth",
+                at(0),
+                AccountCreatedV1 {
+                    account_id: id,
+                    email: "p@ates.test".into(),
+                    full_name: "P".into(),
+                    role: Role::Worker,
+                    active: true,
+                },
+            ))
+            .unwrap(),
+        ),
+        received(serde_json::to_value(Envelope::at("auth", at(10), state(Role::Manager, true))).unwrap()),
+        received(
+            serde_json::to_value(Envelope::at(
+                "auth",
+                at(10),
+                AccountRoleChangedV1 { account_id: id, old_role: Role::Worker, new_role: Role::Manager },
+            ))
+            .unwrap(),
+        ),
+        received(serde_json::to_value(Envelope::at("auth", at(20), state(Role::Manager, false))).unwrap()),
+    ];
+    let orders: [[usize; 4]; 4] = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]];
+    let mut outcomes = Vec::new();
+    for order in orders {
+        sqlx::query("TRUNCATE accounts").execute(&pool).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        for index in order {
+            ates_accounts_replica::apply(&mut tx, &events[index]).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let row: (Option<String>, bool, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT role, active, state_time FROM accounts").fetch_one(&pool).await.unwrap();
+        outcomes.push(row);
+    }
+    for outcome in &outcomes {
+        assert_eq!(outcome.0.as_deref(), Some("manager"));
+        assert!(!outcome.1, "deactivated in the end");
+        assert_eq!(outcome.2.map(|t| t.timestamp_micros()), Some(at(20).timestamp_micros()));
+    }
+}

@@ -1,0 +1,59 @@
+//! Verifying an access token against the keyring.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+
+use crate::{Claims, Keyring, TokenError};
+
+/// Who issues tokens and for whom.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The `iss` auth writes and services expect.
+    pub issuer: String,
+    /// The `aud` auth writes and services expect.
+    pub audience: String,
+    /// Seconds of clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings { issuer: "ates-auth".into(), audience: "ates".into(), leeway_secs: 5 }
+    }
+}
+
+/// Checks signature, algorithm, lifetime, issuer and audience of access tokens.
+pub struct Verifier {
+    keyring: Keyring,
+    validation: Validation,
+}
+
+impl Verifier {
+    /// A verifier using `keyring` and expecting `settings`.
+    pub fn new(keyring: Keyring, settings: &TokenSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
+        Verifier { keyring, validation }
+    }
+
+    /// The claims of `token` if it is a valid, current access token.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Malformed(format!("the {:?} algorithm is not accepted", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| TokenError::Malformed("no key id in the header".into()))?;
+        let key = self.keyring.key(&kid).await?;
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongIssuerOrAudience,
+            _ => TokenError::Malformed(e.to_string()),
+        })?;
+        Ok(data.claims)
+    }
+}

@@ -1,0 +1,61 @@
+//! A JSON body extractor whose rejections are problems.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Problem;
+
+/// `axum::Json`, except that a body it cannot read becomes a problem+json response that says
+/// what is wrong: 400 for malformed JSON, 422 for wrong fields or values, 415 for a missing
+/// `Content-Type`, 413 for a body over the limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(problem_for(rejection)),
+        }
+    }
+}
+
+fn problem_for(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => Problem::unprocessable(format!(
+            "The request body has the wrong shape: {}",
+            std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+        )),
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
+            "The request body is not valid JSON: {}",
+            std::error::Error::source(&e).map_or_else(|| e.body_text(), |s| s.to_string())
+        )),
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Send the body as JSON with `Content-Type: application/json`.",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("The request body is larger than {} bytes.", crate::MAX_BODY_BYTES),
+        ),
+        other => Problem::bad_request(format!("The request body cannot be read: {}", other.body_text())),
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

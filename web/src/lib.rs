@@ -1,0 +1,27 @@
+//! The HTTP conventions every aTES service follows, in one place:
+//!
+//! - errors are `application/problem+json` ([`Problem`]), and a bad JSON body gets one too
+//!   ([`Json`]);
+//! - `/healthz`, `/readyz` (database and NATS reachable) and `/metrics` (Prometheus)
+//!   ([`ops_routes`]);
+//! - request logging, size limits and metrics ([`layers`]);
+//! - `/api/openapi.json` ([`openapi_route`]);
+//! - serving until SIGTERM or Ctrl-C, finishing requests in flight ([`serve`]).
+
+mod health;
+mod json;
+mod layers;
+mod metrics;
+mod openapi;
+mod problem;
+mod serve;
+mod standalone;
+
+pub use health::{Readiness, ops_routes};
+pub use json::Json;
+pub use layers::{MAX_BODY_BYTES, layers};
+pub use metrics::prometheus;
+pub use openapi::{BearerAuth, openapi_route};
+pub use problem::{Problem, ProblemBody};
+pub use serve::{serve, shutdown_signal};
+pub use standalone::{app, init_logging, run_standalone};

@@ -1,0 +1,47 @@
+//! Running one service as its own process.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Readiness, layers, openapi_route, ops_routes};
+
+/// A service's routes with health, metrics, its OpenAPI document and the standard layers.
+pub fn app(routes: Router, openapi: utoipa::openapi::OpenApi, readiness: Readiness) -> Router {
+    layers(routes.merge(ops_routes(readiness)).merge(openapi_route(openapi)))
+}
+
+/// Serves `app` on `address` and runs the workers `start` spawns, until SIGTERM or Ctrl-C;
+/// then stops taking requests, lets the ones in flight finish and waits for the workers.
+pub async fn run_standalone(
+    address: SocketAddr,
+    app: Router,
+    start: impl FnOnce(&CancellationToken, &mut JoinSet<()>),
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let mut workers = JoinSet::new();
+    start(&shutdown, &mut workers);
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        stop.cancel();
+    });
+    crate::serve(listener, app, shutdown.clone()).await?;
+    shutdown.cancel();
+    workers.join_all().await;
+    Ok(())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
