@@ -142,3 +142,17 @@ impl Freshness for ReplicaFreshness {
         })
     }
 }
+
+/// The durable consumer `name` that keeps the replica in `backbone`'s schema up to date.
+pub fn consumer(
+    backbone: &ates_messaging::Backbone,
+    name: &str,
+) -> ates_messaging::Consumer<AccountsReplica> {
+    let spec = ates_messaging::ConsumerSpec::new(name, ates_messaging::streams::ACCOUNTS, &[]);
+    ates_messaging::Consumer::new(
+        backbone.js.clone(),
+        backbone.pool.clone(),
+        spec,
+        std::sync::Arc::new(AccountsReplica),
+    )
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ates_auth::{AuthConfig, AuthService};
+use ates::system::{System, SystemConfig};
 use ates_devservers::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
 use ates_messaging::BackboneConfig;
 use clap::Args;
@@ -86,22 +86,29 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
             server.url("ates")
         }
     };
-    let backbone = BackboneConfig::new(&database_url, &nats_url);
     let admin_password = match &args.admin_password {
         Some(password) => password.clone(),
         None => dev_admin_password(data_dir)?,
     };
-
-    let mut auth_config = AuthConfig::new(backbone.clone());
-    auth_config.admin_email = Some(args.admin_email.clone());
-    auth_config.admin_password = Some(admin_password.clone());
-    let auth = AuthService::build(&auth_config).await.context("start auth")?;
-    status("auth", "ready");
-
-    let app = ates_web::app(auth.router.clone(), auth.openapi.clone(), auth.readiness());
+    let config = SystemConfig {
+        backbone: BackboneConfig::new(&database_url, &nats_url),
+        base_url: format!("http://{}", loopback(args.http)),
+        admin_email: args.admin_email.clone(),
+        admin_password: admin_password.clone(),
+    };
+    let system = System::build(&config, |_| {}).await?;
+    status("services", "auth, task tracker");
     status("http", &format!("http://{}", args.http));
     status("admin", &format!("{} / {admin_password}", args.admin_email));
-    ates_web::run_standalone(args.http, app, |shutdown, workers| auth.spawn_workers(shutdown, workers)).await
+    ates_web::run_standalone(args.http, system.app(), |shutdown, workers| {
+        system.spawn_workers(shutdown, workers)
+    })
+    .await
+}
+
+/// The address to reach `bind` from this machine: 127.0.0.1 for a wildcard bind.
+fn loopback(bind: SocketAddr) -> SocketAddr {
+    if bind.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], bind.port())) } else { bind }
 }
 
 fn status(part: &str, text: &str) {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::Error;
+use ates_web::{Error, Problem};
 
 /// The producer name on auth's events.
 pub const OUTBOX: Outbox = Outbox::new("auth");
@@ -64,11 +64,13 @@ pub async fn create(tx: &mut PgConnection, new: NewAccount) -> Result<Account, E
     .bind(&new.password_hash)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("accounts_email") => {
-            Error::Conflict(format!("An account with the email {} already exists.", new.email))
+    .map_err(|e| -> Error {
+        match e.as_database_error().and_then(|d| d.constraint()) {
+            Some("accounts_email") => {
+                Problem::conflict(format!("An account with the email {} already exists.", new.email)).into()
+            }
+            _ => e.into(),
         }
-        _ => e.into(),
     })?;
     let data = AccountCreatedV1 {
         account_id: account.account_id,
@@ -113,15 +115,15 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| Error::NotFound(format!("There is no account {id}.")))?;
+    .ok_or_else(|| Problem::not_found(format!("There is no account {id}.")))?;
 
     let role = changes.role.unwrap_or(before.role);
     let active = changes.active.unwrap_or(before.active);
     let stays_admin = role == Role::Admin && active;
     if admins == [id] && !stays_admin {
-        return Err(Error::Conflict(
-            "This is the last active admin; make another account an admin first.".into(),
-        ));
+        return Err(
+            Problem::conflict("This is the last active admin; make another account an admin first.").into()
+        );
     }
     let full_name = changes.full_name.unwrap_or_else(|| before.full_name.clone());
     if (full_name.as_str(), role, active) == (before.full_name.as_str(), before.role, before.active) {

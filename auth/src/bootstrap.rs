@@ -36,7 +36,7 @@ pub async fn first_admin(
         Some(id) => {
             let changes =
                 AccountChanges { role: Some(Role::Admin), active: Some(true), ..Default::default() };
-            accounts::update(&mut tx, id, changes).await?;
+            accounts::update(&mut tx, id, changes).await.map_err(anyhow::Error::msg)?;
             tracing::info!(%email, "made the existing account the first admin");
         }
         None => {
@@ -47,7 +47,7 @@ pub async fn first_admin(
                 role: Role::Admin,
                 password_hash,
             };
-            accounts::create(&mut tx, new).await?;
+            accounts::create(&mut tx, new).await.map_err(anyhow::Error::msg)?;
             tracing::info!(%email, "created the first admin");
         }
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ates_messaging::BackboneConfig;
+use ates_tokens::TokenConfig;
 
 /// The longest an access token may live.
 pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -12,12 +13,8 @@ pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct AuthConfig {
     #[command(flatten)]
     pub backbone: BackboneConfig,
-    /// The `iss` of access tokens.
-    #[arg(long, env = "ATES_TOKEN_ISSUER", default_value = "ates-auth")]
-    pub issuer: String,
-    /// The `aud` of access tokens.
-    #[arg(long, env = "ATES_TOKEN_AUDIENCE", default_value = "ates")]
-    pub audience: String,
+    #[command(flatten)]
+    pub tokens: TokenConfig,
     /// How long an access token lives (at most 15 minutes).
     #[arg(long, env = "ATES_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_access_ttl)]
     pub access_ttl: Duration,
@@ -46,8 +43,7 @@ impl AuthConfig {
     pub fn new(backbone: BackboneConfig) -> Self {
         AuthConfig {
             backbone,
-            issuer: "ates-auth".into(),
-            audience: "ates".into(),
+            tokens: TokenConfig::new("http://127.0.0.1:8081/.well-known/jwks.json"),
             access_ttl: MAX_ACCESS_TTL,
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             admin_email: None,

@@ -8,7 +8,6 @@ mod accounts;
 mod bootstrap;
 pub mod config;
 mod domain;
-mod error;
 mod http;
 mod keys;
 mod limiter;
@@ -19,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_messaging::Backbone;
-use ates_tokens::{Authenticator, Keyring, TokenSettings, Verifier};
+use ates_tokens::{Authenticator, Keyring, Verifier};
 use ates_web::Readiness;
 use axum::Router;
 use sqlx::migrate::Migrator;
@@ -55,19 +54,15 @@ impl AuthService {
             .await?;
         let keys = keys::SigningKeys::load_or_create(pool.clone(), config.access_ttl).await?;
         let jwks = keys.source();
-        let settings = TokenSettings {
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway_secs: 5,
-        };
-        let verifier = Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &settings);
+        let verifier =
+            Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &config.tokens.settings());
         let authenticator = Authenticator::new(Arc::new(verifier))
             .with_freshness(state::CurrentAccounts { pool: pool.clone() });
         let sessions = sessions::Sessions {
             pool: pool.clone(),
             keys,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
+            issuer: config.tokens.issuer.clone(),
+            audience: config.tokens.audience.clone(),
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
         };

@@ -10,8 +10,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::{password, refresh};
-use crate::error::{Error, Result};
 use crate::keys::SigningKeys;
+use ates_web::{Error, Problem, Result};
 
 /// What a successful sign-in or refresh returns.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,11 +55,11 @@ impl Sessions {
         let matches = password::verify(password_text, stored_hash).await;
         let Some((id, role, active)) = account.filter(|_| matches) else {
             metrics::counter!("ates_auth_logins_total", "outcome" => "refused").increment(1);
-            return Err(Error::Unauthorized(BAD_CREDENTIALS.into()));
+            return Err(Problem::unauthorized(BAD_CREDENTIALS).into());
         };
         if !active {
             metrics::counter!("ates_auth_logins_total", "outcome" => "inactive").increment(1);
-            return Err(Error::Unauthorized("This account has been deactivated.".into()));
+            return Err(Problem::unauthorized("This account has been deactivated.").into());
         }
         let role: Role = role.parse().map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
         let mut tx = self.pool.begin().await?;
@@ -83,10 +83,10 @@ impl Sessions {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((family, account_id, used, revoked, expired, role, active)) = row else {
-            return Err(Error::Unauthorized("This refresh token is not known; sign in again.".into()));
+            return Err(Problem::unauthorized("This refresh token is not known; sign in again.").into());
         };
         if revoked {
-            return Err(Error::Unauthorized("This session has ended; sign in again.".into()));
+            return Err(Problem::unauthorized("This session has ended; sign in again.").into());
         }
         if used {
             sqlx::query(
@@ -97,16 +97,13 @@ impl Sessions {
             .await?;
             tx.commit().await?;
             tracing::warn!(%account_id, %family, "a used refresh token was presented again; the session is revoked");
-            return Err(Error::Unauthorized(
-                "This refresh token was already used, so its session has been ended for safety; sign in again."
-                    .into(),
-            ));
+            return Err(Problem::unauthorized("This refresh token was already used, so its session has been ended for safety; sign in again.").into());
         }
         if expired {
-            return Err(Error::Unauthorized("This session has expired; sign in again.".into()));
+            return Err(Problem::unauthorized("This session has expired; sign in again.").into());
         }
         if !active {
-            return Err(Error::Unauthorized("This account has been deactivated.".into()));
+            return Err(Problem::unauthorized("This account has been deactivated.").into());
         }
         sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
             .bind(refresh::hash(token))

@@ -57,3 +57,41 @@ impl Verifier {
         Ok(data.claims)
     }
 }
+
+/// Token settings of a service, read from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenConfig {
+    /// The `iss` of access tokens.
+    #[arg(long, env = "ATES_TOKEN_ISSUER", default_value = "ates-auth")]
+    pub issuer: String,
+    /// The `aud` of access tokens.
+    #[arg(long, env = "ATES_TOKEN_AUDIENCE", default_value = "ates")]
+    pub audience: String,
+    /// Where auth publishes its keys.
+    #[arg(long, env = "ATES_JWKS_URL", default_value = "http://127.0.0.1:8081/.well-known/jwks.json")]
+    pub jwks_url: String,
+}
+
+impl TokenConfig {
+    /// The defaults, with the JWKS at `jwks_url`.
+    pub fn new(jwks_url: &str) -> Self {
+        let defaults = TokenSettings::default();
+        TokenConfig { issuer: defaults.issuer, audience: defaults.audience, jwks_url: jwks_url.to_owned() }
+    }
+
+    /// What tokens must say.
+    pub fn settings(&self) -> TokenSettings {
+        TokenSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            ..TokenSettings::default()
+        }
+    }
+
+    /// A verifier that fetches auth's JWKS over HTTP, at most once a second.
+    pub fn verifier(&self) -> Verifier {
+        let keyring =
+            crate::Keyring::new(crate::HttpKeySource::new(&self.jwks_url), std::time::Duration::from_secs(1));
+        Verifier::new(keyring, &self.settings())
+    }
+}

@@ -16,6 +16,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Wraps `router` with the body limit, per-route request metrics, the log line of every
 /// server error with its cause, and request tracing (method and path; never bodies or headers).
 pub fn layers(router: Router) -> Router {
+    // Install the recorder now: counters bumped before it exists would be lost.
+    crate::prometheus();
     router
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

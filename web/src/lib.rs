@@ -8,8 +8,9 @@
 //! - `/api/openapi.json` ([`openapi_route`]);
 //! - serving until SIGTERM or Ctrl-C, finishing requests in flight ([`serve`]).
 
+mod error;
+mod extract;
 mod health;
-mod json;
 mod layers;
 mod metrics;
 mod openapi;
@@ -17,8 +18,9 @@ mod problem;
 mod serve;
 mod standalone;
 
+pub use error::{Error, Result};
+pub use extract::{Json, Path, Query};
 pub use health::{Readiness, ops_routes};
-pub use json::Json;
 pub use layers::{MAX_BODY_BYTES, layers};
 pub use metrics::prometheus;
 pub use openapi::{BearerAuth, openapi_route};

@@ -121,8 +121,6 @@ impl std::fmt::Display for Problem {
     }
 }
 
-impl std::error::Error for Problem {}
-
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).expect("a problem serializes");

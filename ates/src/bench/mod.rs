@@ -3,6 +3,7 @@
 
 mod backbone;
 mod machine;
+mod tasks;
 mod tokens;
 
 use clap::Subcommand;
@@ -13,12 +14,15 @@ pub enum BenchCommand {
     Backbone(backbone::BackboneArgs),
     /// Token verifications per second on one core, and sign-in latency.
     Tokens(tokens::TokensArgs),
+    /// Task creation throughput and latency with the whole system running, and a big shuffle.
+    Tasks(tasks::TasksArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Backbone(args) => backbone::run(args).await,
         BenchCommand::Tokens(args) => tokens::run(args).await,
+        BenchCommand::Tasks(args) => tasks::run(args).await,
     }
 }
 

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::accounts::{self, Account, AccountChanges, NewAccount};
 use crate::domain::{account as rules, password};
-use crate::error::{Error, Result};
 use crate::state::AppState;
+use ates_web::{Problem, Result};
 
 /// The signed-in account.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
@@ -23,7 +23,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Ac
     let mut conn = state.pool.acquire().await?;
     let account = accounts::find(&mut conn, caller.account_id)
         .await?
-        .ok_or_else(|| Error::NotFound("Your account no longer exists.".into()))?;
+        .ok_or_else(|| Problem::not_found("Your account no longer exists."))?;
     Ok(Json(account))
 }
 
@@ -76,9 +76,9 @@ pub async fn create(
     Json(request): Json<CreateAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     caller.require(&[Role::Admin])?;
-    let email = rules::parse_email(&request.email).map_err(Error::Invalid)?;
-    let full_name = rules::parse_full_name(&request.full_name).map_err(Error::Invalid)?;
-    rules::check_password(&request.password).map_err(Error::Invalid)?;
+    let email = rules::parse_email(&request.email).map_err(Problem::unprocessable)?;
+    let full_name = rules::parse_full_name(&request.full_name).map_err(Problem::unprocessable)?;
+    rules::check_password(&request.password).map_err(Problem::unprocessable)?;
     let password_hash = password::hash(request.password).await?;
     let mut tx = state.pool.begin().await?;
     let account =
@@ -115,8 +115,12 @@ pub async fn update(
     Json(request): Json<UpdateAccount>,
 ) -> Result<Json<Account>> {
     caller.require(&[Role::Admin])?;
-    let full_name =
-        request.full_name.as_deref().map(rules::parse_full_name).transpose().map_err(Error::Invalid)?;
+    let full_name = request
+        .full_name
+        .as_deref()
+        .map(rules::parse_full_name)
+        .transpose()
+        .map_err(Problem::unprocessable)?;
     let changes = AccountChanges { full_name, role: request.role, active: request.active };
     let mut tx = state.pool.begin().await?;
     let account = accounts::update(&mut tx, account_id, changes).await?;

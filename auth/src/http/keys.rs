@@ -6,8 +6,8 @@ use ates_web::{Json, ProblemBody};
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::error::Result;
 use crate::state::AppState;
+use ates_web::Result;
 
 /// The public keys that verify access tokens (RFC 7517). Services fetch it and cache it.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",

@@ -7,9 +7,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
 use crate::sessions::TokenPair;
 use crate::state::AppState;
+use ates_web::{Problem, Result};
 
 /// Credentials. (No `Debug`: a password must never reach a log.)
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -45,10 +45,11 @@ pub async fn login(
     let address = client_address(&headers, peer, state.trust_forwarded_for);
     if let Err(retry_after) = state.limiter.attempt(request.email.trim(), address) {
         metrics::counter!("ates_auth_logins_total", "outcome" => "rate_limited").increment(1);
-        return Err(Error::RateLimited(
+        return Err(Problem::too_many_requests(
             format!("Too many sign-in attempts; try again in {retry_after} seconds."),
             retry_after,
-        ));
+        )
+        .into());
     }
     Ok(Json(state.sessions.login(&request.email, request.password).await?))
 }

@@ -1,19 +1,19 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestAuth};
+use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestSystem};
 
 #[tokio::test]
 async fn the_first_admin_signs_in_and_sees_their_account() {
-    let auth = TestAuth::start().await;
+    let sys = TestSystem::start().await;
 
-    let reply = auth.login("  ADMIN@ates.test ", ADMIN_PASSWORD).await;
+    let reply = sys.login("  ADMIN@ates.test ", ADMIN_PASSWORD).await;
 
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body["token_type"], "Bearer");
     assert_eq!(reply.body["expires_in"], 900);
     let token = reply.body["access_token"].as_str().unwrap();
-    let me = auth.call(Method::GET, "/api/auth/me", Some(token), None).await;
+    let me = sys.call(Method::GET, "/api/auth/me", Some(token), None).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!((me.body["email"].as_str(), me.body["role"].as_str()), (Some(ADMIN_EMAIL), Some("admin")));
     assert_eq!(me.body["active"], true);
@@ -21,10 +21,10 @@ async fn the_first_admin_signs_in_and_sees_their_account() {
 
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
-    let auth = TestAuth::start().await;
+    let sys = TestSystem::start().await;
 
-    let wrong_password = auth.login(ADMIN_EMAIL, "not-the-password").await;
-    let unknown_email = auth.login("nobody@ates.test", "not-the-password").await;
+    let wrong_password = sys.login(ADMIN_EMAIL, "not-the-password").await;
+    let unknown_email = sys.login("nobody@ates.test", "not-the-password").await;
 
     assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_email.status, StatusCode::UNAUTHORIZED);
@@ -33,29 +33,29 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
 
 #[tokio::test]
 async fn a_refresh_token_rotates_and_works_once() {
-    let auth = TestAuth::start().await;
-    let (_, first) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sys = TestSystem::start().await;
+    let (_, first) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
 
     let refreshed =
-        auth.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": first }))).await;
+        sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": first }))).await;
 
     assert_eq!(refreshed.status, StatusCode::OK, "{refreshed:?}");
     let second = refreshed.body["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(second, first, "a new refresh token every time");
     let access = refreshed.body["access_token"].as_str().unwrap();
-    assert_eq!(auth.call(Method::GET, "/api/auth/me", Some(access), None).await.status, StatusCode::OK);
+    assert_eq!(sys.call(Method::GET, "/api/auth/me", Some(access), None).await.status, StatusCode::OK);
     let third =
-        auth.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": second }))).await;
+        sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": second }))).await;
     assert_eq!(third.status, StatusCode::OK, "the rotated token works once too");
 }
 
 #[tokio::test]
 async fn reusing_a_refresh_token_revokes_its_whole_family() {
-    let auth = TestAuth::start().await;
-    let (_, stolen) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let (_, other_session) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sys = TestSystem::start().await;
+    let (_, stolen) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, other_session) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let refresh = |token: &str| {
-        auth.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": token })))
+        sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": token })))
     };
     let legitimate = refresh(&stolen).await;
     let successor = legitimate.body["refresh_token"].as_str().unwrap().to_owned();
@@ -71,62 +71,62 @@ async fn reusing_a_refresh_token_revokes_its_whole_family() {
 
 #[tokio::test]
 async fn logout_ends_the_session() {
-    let auth = TestAuth::start().await;
-    let (_, refresh_token) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sys = TestSystem::start().await;
+    let (_, refresh_token) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
 
-    let logout = auth
+    let logout = sys
         .call(Method::POST, "/api/auth/logout", None, Some(json!({ "refresh_token": refresh_token })))
         .await;
 
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
-    let refresh = auth
+    let refresh = sys
         .call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh_token })))
         .await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
     let unknown =
-        auth.call(Method::POST, "/api/auth/logout", None, Some(json!({ "refresh_token": "nonsense" }))).await;
+        sys.call(Method::POST, "/api/auth/logout", None, Some(json!({ "refresh_token": "nonsense" }))).await;
     assert_eq!(unknown.status, StatusCode::NO_CONTENT, "logging out twice is fine");
 }
 
 #[tokio::test]
 async fn brute_force_is_slowed_down_per_account() {
-    let auth = TestAuth::start_with(|config| config.login_attempts_per_account = 3).await;
+    let sys = TestSystem::start_with(|config| config.login_attempts_per_account = 3).await;
 
     for _ in 0..3 {
-        assert_eq!(auth.login(ADMIN_EMAIL, "guess").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(sys.login(ADMIN_EMAIL, "guess").await.status, StatusCode::UNAUTHORIZED);
     }
-    let limited = auth.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let limited = sys.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
 
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{limited:?}");
     let retry_after: u64 = limited.retry_after.as_deref().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert!(limited.detail().contains("Too many sign-in attempts"));
-    let other = auth.login("someone-else@ates.test", "guess").await;
+    let other = sys.login("someone-else@ates.test", "guess").await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED, "another account is not limited");
 }
 
 #[tokio::test]
 async fn brute_force_is_slowed_down_per_client_address() {
-    let auth = TestAuth::start_with(|config| config.login_attempts_per_address = 4).await;
+    let sys = TestSystem::start_with(|config| config.login_attempts_per_address = 4).await;
 
     for n in 0..4 {
-        assert_eq!(auth.login(&format!("user{n}@ates.test"), "guess").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(sys.login(&format!("user{n}@ates.test"), "guess").await.status, StatusCode::UNAUTHORIZED);
     }
 
-    assert_eq!(auth.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sys.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
 async fn a_deactivated_account_cannot_sign_in_or_refresh() {
-    let auth = TestAuth::start().await;
-    let (id, email) = auth.new_account("worker").await;
-    let (_, refresh_token) = auth.tokens(&email, "popug-password").await;
+    let sys = TestSystem::start().await;
+    let (id, email) = sys.new_account("worker").await;
+    let (_, refresh_token) = sys.tokens(&email, ates_tests::PASSWORD).await;
 
-    let patched = auth.patch_account(&auth.admin_token().await, &id, json!({ "active": false })).await;
+    let patched = sys.patch_account(&sys.admin_token().await, &id, json!({ "active": false })).await;
 
     assert_eq!(patched.status, StatusCode::OK, "{patched:?}");
-    assert_eq!(auth.login(&email, "popug-password").await.status, StatusCode::UNAUTHORIZED);
-    let refresh = auth
+    assert_eq!(sys.login(&email, ates_tests::PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    let refresh = sys
         .call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh_token })))
         .await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);

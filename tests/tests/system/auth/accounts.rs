@@ -6,13 +6,13 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::TestAuth;
+use ates_tests::TestSystem;
 
 #[tokio::test]
 async fn admin_endpoints_refuse_workers_and_anonymous_callers() {
-    let auth = TestAuth::start().await;
-    let (id, email) = auth.new_account("worker").await;
-    let (worker, _) = auth.tokens(&email, "popug-password").await;
+    let sys = TestSystem::start().await;
+    let (id, email) = sys.new_account("worker").await;
+    let (worker, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
 
     let calls = [
         (Method::GET, "/api/accounts".to_owned(), None),
@@ -27,23 +27,23 @@ async fn admin_endpoints_refuse_workers_and_anonymous_callers() {
         (Method::POST, "/api/auth/keys/rotate".to_owned(), None),
     ];
     for (method, path, body) in calls {
-        let as_worker = auth.call(method.clone(), &path, Some(&worker), body.clone()).await;
+        let as_worker = sys.call(method.clone(), &path, Some(&worker), body.clone()).await;
         assert_eq!(as_worker.status, StatusCode::FORBIDDEN, "{method} {path}: {as_worker:?}");
         assert!(as_worker.detail().contains("needs the admin role"), "{as_worker:?}");
-        let anonymous = auth.call(method.clone(), &path, None, body).await;
+        let anonymous = sys.call(method.clone(), &path, None, body).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{method} {path}");
     }
-    let me = auth.call(Method::GET, "/api/auth/me", Some(&worker), None).await;
+    let me = sys.call(Method::GET, "/api/auth/me", Some(&worker), None).await;
     assert_eq!(me.body["role"], "worker");
 }
 
 #[tokio::test]
 async fn an_email_is_taken_whatever_its_case() {
-    let auth = TestAuth::start().await;
-    let admin = auth.admin_token().await;
-    assert_eq!(auth.create_account(&admin, "Popug@ates.test", "worker").await.status, StatusCode::CREATED);
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    assert_eq!(sys.create_account(&admin, "Popug@ates.test", "worker").await.status, StatusCode::CREATED);
 
-    let duplicate = auth.create_account(&admin, "popug@ATES.test", "accountant").await;
+    let duplicate = sys.create_account(&admin, "popug@ATES.test", "accountant").await;
 
     assert_eq!(duplicate.status, StatusCode::CONFLICT, "{duplicate:?}");
     assert!(duplicate.detail().contains("already exists"));
@@ -51,9 +51,9 @@ async fn an_email_is_taken_whatever_its_case() {
 
 #[tokio::test]
 async fn bad_input_gets_a_problem_that_says_what_is_wrong() {
-    let auth = TestAuth::start().await;
-    let admin = auth.admin_token().await;
-    let create = |body| auth.call(Method::POST, "/api/accounts", Some(&admin), Some(body));
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    let create = |body| sys.call(Method::POST, "/api/accounts", Some(&admin), Some(body));
 
     let unknown_role = create(
         json!({ "email": "a@ates.test", "full_name": "A", "password": "password1", "role": "overlord" }),
@@ -75,9 +75,9 @@ async fn bad_input_gets_a_problem_that_says_what_is_wrong() {
     let missing = create(json!({ "email": "c@ates.test" })).await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let malformed = auth
+    let malformed = sys
         .http
-        .post(format!("{}/api/accounts", auth.url))
+        .post(format!("{}/api/accounts", sys.url))
         .bearer_auth(&admin)
         .header("content-type", "application/json")
         .body("{\"email\": ")
@@ -85,9 +85,9 @@ async fn bad_input_gets_a_problem_that_says_what_is_wrong() {
         .await
         .unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
-    let huge = auth
+    let huge = sys
         .http
-        .post(format!("{}/api/auth/login", auth.url))
+        .post(format!("{}/api/auth/login", sys.url))
         .header("content-type", "application/json")
         .body(format!("{{\"email\": \"{}\", \"password\": \"x\"}}", "a".repeat(100_000)))
         .send()
@@ -99,47 +99,47 @@ async fn bad_input_gets_a_problem_that_says_what_is_wrong() {
 
 #[tokio::test]
 async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
-    let auth = TestAuth::start().await;
-    let admin = auth.admin_token().await;
-    let me = auth.call(Method::GET, "/api/auth/me", Some(&admin), None).await;
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    let me = sys.call(Method::GET, "/api/auth/me", Some(&admin), None).await;
     let admin_id = me.body["account_id"].as_str().unwrap().to_owned();
 
     for change in [json!({ "role": "manager" }), json!({ "active": false })] {
-        let refused = auth.patch_account(&admin, &admin_id, change).await;
+        let refused = sys.patch_account(&admin, &admin_id, change).await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
         assert!(refused.detail().contains("last active admin"));
     }
 
-    let (second_id, second_email) = auth.new_account("admin").await;
-    let demoted = auth.patch_account(&admin, &admin_id, json!({ "role": "manager" })).await;
+    let (second_id, second_email) = sys.new_account("admin").await;
+    let demoted = sys.patch_account(&admin, &admin_id, json!({ "role": "manager" })).await;
     assert_eq!(demoted.status, StatusCode::OK, "with a second admin, the first may step down");
-    let (second, _) = auth.tokens(&second_email, "popug-password").await;
-    let refused = auth.patch_account(&second, &second_id, json!({ "active": false })).await;
+    let (second, _) = sys.tokens(&second_email, ates_tests::PASSWORD).await;
+    let refused = sys.patch_account(&second, &second_id, json!({ "active": false })).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "now the second one is the last");
 }
 
 #[tokio::test]
 async fn an_unknown_account_is_not_found() {
-    let auth = TestAuth::start().await;
-    let admin = auth.admin_token().await;
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
 
     let reply =
-        auth.patch_account(&admin, &uuid::Uuid::new_v4().to_string(), json!({ "full_name": "X" })).await;
+        sys.patch_account(&admin, &uuid::Uuid::new_v4().to_string(), json!({ "full_name": "X" })).await;
 
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn account_events_are_published_once_each_and_valid() {
-    let auth = TestAuth::start().await;
-    let admin = auth.admin_token().await;
-    let (id, _) = auth.new_account("worker").await;
-    auth.patch_account(&admin, &id, json!({ "role": "accountant", "full_name": "Renamed" })).await;
-    auth.patch_account(&admin, &id, json!({ "active": false })).await;
-    auth.patch_account(&admin, &id, json!({ "active": false })).await; // no change, no event
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    let (id, _) = sys.new_account("worker").await;
+    sys.patch_account(&admin, &id, json!({ "role": "accountant", "full_name": "Renamed" })).await;
+    sys.patch_account(&admin, &id, json!({ "active": false })).await;
+    sys.patch_account(&admin, &id, json!({ "active": false })).await; // no change, no event
 
     let js = ates_messaging::nats::jetstream(
-        ates_messaging::nats::connect(&auth.nats.url(), "test").await.unwrap(),
+        ates_messaging::nats::connect(&sys.nats.url(), "test").await.unwrap(),
         std::time::Duration::from_secs(5),
     );
     let events = ates_testkit::eventually("five account events", || async {

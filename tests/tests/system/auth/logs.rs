@@ -1,25 +1,25 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestAuth, logs};
+use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestSystem, logs};
 
 #[tokio::test]
 async fn passwords_and_tokens_never_appear_in_logs() {
-    let auth = TestAuth::start().await;
-    let (access, refresh) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let admin = auth.admin_token().await;
+    let sys = TestSystem::start().await;
+    let (access, refresh) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let admin = sys.admin_token().await;
     let secret_password = "very-secret-password-42";
     let body = json!({ "email": "logged@ates.test", "full_name": "L", "password": secret_password, "role": "worker" });
     assert_eq!(
-        auth.call(Method::POST, "/api/accounts", Some(&admin), Some(body)).await.status,
+        sys.call(Method::POST, "/api/accounts", Some(&admin), Some(body)).await.status,
         StatusCode::CREATED
     );
-    auth.login("logged@ates.test", "wrong-password-77").await;
+    sys.login("logged@ates.test", "wrong-password-77").await;
     let refreshed =
-        auth.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh }))).await;
-    auth.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh }))).await; // reuse
-    auth.call(Method::GET, "/api/auth/me", Some(&access), None).await;
-    auth.call(Method::GET, "/api/auth/me", Some("Bearer garbage"), None).await;
+        sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh }))).await;
+    sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh }))).await; // reuse
+    sys.call(Method::GET, "/api/auth/me", Some(&access), None).await;
+    sys.call(Method::GET, "/api/auth/me", Some("Bearer garbage"), None).await;
 
     let logs = logs();
     assert!(logs.contains("/api/auth/login"), "the requests were logged: {} bytes", logs.len());

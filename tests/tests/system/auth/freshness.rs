@@ -11,17 +11,17 @@ use axum::routing::get;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::TestAuth;
+use ates_tests::TestSystem;
 
 /// A service with a replica of the accounts and one endpoint that says who is calling.
-async fn consuming_service(auth: &TestAuth) -> String {
-    let config = BackboneConfig::new(&auth.config.backbone.database_url, &auth.nats.url());
+async fn consuming_service(sys: &TestSystem) -> String {
+    let config = BackboneConfig::new(&sys.config.backbone.database_url, &sys.nats.url());
     let backbone = Backbone::start(&config, "consumer", &[&ates_accounts_replica::MIGRATIONS]).await.unwrap();
     let spec = ConsumerSpec::new("consumer-accounts", "ACCOUNTS", &[]);
     let consumer = Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(AccountsReplica));
     tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
     let keyring = Keyring::new(
-        HttpKeySource::new(format!("{}/.well-known/jwks.json", auth.url)),
+        HttpKeySource::new(format!("{}/.well-known/jwks.json", sys.url)),
         Duration::from_secs(1),
     );
     let authenticator = Authenticator::new(Arc::new(Verifier::new(keyring, &TokenSettings::default())))
@@ -35,38 +35,38 @@ async fn consuming_service(auth: &TestAuth) -> String {
     url
 }
 
-async fn whoami(auth: &TestAuth, service: &str, token: &str) -> (StatusCode, String) {
-    let response = auth.http.get(format!("{service}/whoami")).bearer_auth(token).send().await.unwrap();
+async fn whoami(sys: &TestSystem, service: &str, token: &str) -> (StatusCode, String) {
+    let response = sys.http.get(format!("{service}/whoami")).bearer_auth(token).send().await.unwrap();
     (response.status(), response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the_event_arrives() {
-    let auth = TestAuth::start().await;
-    let service = consuming_service(&auth).await;
-    let (id, email) = auth.new_account("worker").await;
-    let (before_change, _) = auth.tokens(&email, "popug-password").await;
+    let sys = TestSystem::start().await;
+    let service = consuming_service(&sys).await;
+    let (id, email) = sys.new_account("worker").await;
+    let (before_change, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
     ates_testkit::eventually("the replica knows the worker", || async {
-        (whoami(&auth, &service, &before_change).await == (StatusCode::OK, "worker".into())).then_some(())
+        (whoami(&sys, &service, &before_change).await == (StatusCode::OK, "worker".into())).then_some(())
     })
     .await;
 
-    let admin = auth.admin_token().await;
-    auth.patch_account(&admin, &id, json!({ "role": "accountant" })).await;
+    let admin = sys.admin_token().await;
+    sys.patch_account(&admin, &id, json!({ "role": "accountant" })).await;
 
     let (status, body) = ates_testkit::eventually("the old token refused", || async {
-        let reply = whoami(&auth, &service, &before_change).await;
+        let reply = whoami(&sys, &service, &before_change).await;
         (reply.0 == StatusCode::UNAUTHORIZED).then_some(reply)
     })
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.to_lowercase().contains("token outdated"), "{body}");
-    let (after_change, _) = auth.tokens(&email, "popug-password").await;
-    assert_eq!(whoami(&auth, &service, &after_change).await, (StatusCode::OK, "accountant".into()));
+    let (after_change, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
+    assert_eq!(whoami(&sys, &service, &after_change).await, (StatusCode::OK, "accountant".into()));
 
-    auth.patch_account(&admin, &id, json!({ "active": false })).await;
+    sys.patch_account(&admin, &id, json!({ "active": false })).await;
     let (status, body) = ates_testkit::eventually("the token of a deactivated account refused", || async {
-        let reply = whoami(&auth, &service, &after_change).await;
+        let reply = whoami(&sys, &service, &after_change).await;
         (reply.0 == StatusCode::UNAUTHORIZED).then_some(reply)
     })
     .await;

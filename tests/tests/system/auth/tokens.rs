@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestAuth};
+use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, TestSystem};
 
 fn part(token: &str, index: usize) -> Value {
     let segment = token.split('.').nth(index).unwrap();
@@ -18,10 +18,10 @@ fn encode_part(value: &Value) -> String {
 }
 
 /// auth's active private key and kid, read from its database.
-async fn auth_key(auth: &TestAuth) -> (String, EncodingKey) {
+async fn auth_key(sys: &TestSystem) -> (String, EncodingKey) {
     let (kid, der): (String, Vec<u8>) =
         sqlx::query_as("SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL")
-            .fetch_one(&auth.service.backbone.pool)
+            .fetch_one(&sys.system.auth.backbone.pool)
             .await
             .unwrap();
     (kid, EncodingKey::from_ed_der(&der))
@@ -33,20 +33,20 @@ fn sign(kid: &str, key: &EncodingKey, claims: &Value) -> String {
     encode(&header, claims, key).unwrap()
 }
 
-async fn me(auth: &TestAuth, token: &str) -> crate::support::Reply {
-    auth.call(Method::GET, "/api/auth/me", Some(token), None).await
+async fn me(sys: &TestSystem, token: &str) -> ates_tests::Reply {
+    sys.call(Method::GET, "/api/auth/me", Some(token), None).await
 }
 
 #[tokio::test]
 async fn forged_and_stale_tokens_are_refused() {
-    let auth = TestAuth::start().await;
-    let (worker_id, email) = auth.new_account("worker").await;
-    let (genuine, _) = auth.tokens(&email, "popug-password").await;
-    assert_eq!(me(&auth, &genuine).await.status, StatusCode::OK);
+    let sys = TestSystem::start().await;
+    let (worker_id, email) = sys.new_account("worker").await;
+    let (genuine, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
+    assert_eq!(me(&sys, &genuine).await.status, StatusCode::OK);
     let claims = part(&genuine, 1);
     let header = part(&genuine, 0);
     let signature = genuine.rsplit('.').next().unwrap();
-    let (kid, key) = auth_key(&auth).await;
+    let (kid, key) = auth_key(&sys).await;
     let now = chrono::Utc::now().timestamp();
     let with = |changes: Value| {
         let mut claims = claims.clone();
@@ -61,7 +61,7 @@ async fn forged_and_stale_tokens_are_refused() {
         encode_part(&json!({ "alg": "none", "typ": "JWT", "kid": kid })),
         encode_part(&claims)
     );
-    let jwks = auth.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let jwks = sys.call(Method::GET, "/.well-known/jwks.json", None, None).await;
     let x = URL_SAFE_NO_PAD.decode(jwks.body["keys"][0]["x"].as_str().unwrap()).unwrap();
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
@@ -95,29 +95,29 @@ async fn forged_and_stale_tokens_are_refused() {
         ("missing iss", no_issuer, "not valid"),
         ("garbage", "not.a.jwt".to_owned(), "not valid"),
     ] {
-        let reply = me(&auth, &token).await;
+        let reply = me(&sys, &token).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{name}: {reply:?}");
         assert!(reply.detail().contains(expected), "{name}: {:?}", reply.detail());
     }
-    let reply = me(&auth, &sign(&kid, &key, &claims)).await;
+    let reply = me(&sys, &sign(&kid, &key, &claims)).await;
     assert_eq!(reply.status, StatusCode::OK, "the same claims, properly signed, pass");
     assert_eq!(reply.body["account_id"], worker_id);
 }
 
 #[tokio::test]
 async fn a_rotated_key_stays_published_until_its_tokens_expire() {
-    let auth = TestAuth::start().await;
-    let (before, _) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sys = TestSystem::start().await;
+    let (before, _) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let old_kid = part(&before, 0)["kid"].as_str().unwrap().to_owned();
 
-    let rotated = auth.call(Method::POST, "/api/auth/keys/rotate", Some(&before), None).await;
+    let rotated = sys.call(Method::POST, "/api/auth/keys/rotate", Some(&before), None).await;
 
     assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
     let new_kid = rotated.body["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
-    let (after, _) = auth.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (after, _) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(part(&after, 0)["kid"], new_kid, "new tokens use the new key");
-    let jwks = auth.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let jwks = sys.call(Method::GET, "/.well-known/jwks.json", None, None).await;
     let kids: Vec<&str> =
         jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids, [new_kid.as_str(), old_kid.as_str()]);
@@ -127,7 +127,7 @@ async fn a_rotated_key_stays_published_until_its_tokens_expire() {
             (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
         );
     }
-    let old = me(&auth, &before).await;
+    let old = me(&sys, &before).await;
     assert_eq!(old.status, StatusCode::OK, "tokens of the old key still work: {old:?}");
-    assert_eq!(me(&auth, &after).await.status, StatusCode::OK);
+    assert_eq!(me(&sys, &after).await.status, StatusCode::OK);
 }

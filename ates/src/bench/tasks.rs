@@ -1,0 +1,186 @@
+//! Task creation through HTTP with the whole system running, and a shuffle of many open tasks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ates::system::{System, SystemConfig};
+use ates_devservers::{NatsServer, PostgresOptions, PostgresServer};
+use ates_messaging::BackboneConfig;
+use clap::Args;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::tokens::percentile;
+use super::{grouped, machine, per_second};
+
+#[derive(Args)]
+pub struct TasksArgs {
+    /// Task creations to send.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Open tasks to shuffle.
+    #[arg(long, default_value_t = 100_000)]
+    shuffle: usize,
+}
+
+pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
+    let nats = NatsServer::temporary().await?;
+    let pg_dir = tempfile::tempdir()?;
+    let postgres = PostgresServer::start(PostgresOptions {
+        dir: pg_dir.path().to_path_buf(),
+        port: None,
+        durable: true,
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let config = SystemConfig {
+        backbone: BackboneConfig::new(&postgres.url("postgres"), &nats.url()),
+        base_url: base.clone(),
+        admin_email: "bench@ates.test".into(),
+        admin_password: "bench-password".into(),
+    };
+    let system = System::build(&config, |auth| auth.login_attempts_per_account = u32::MAX).await?;
+    let shutdown = CancellationToken::new();
+    let mut workers = tokio::task::JoinSet::new();
+    system.spawn_workers(&shutdown, &mut workers);
+    tokio::spawn(ates_web::serve(listener, system.app(), shutdown.clone()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+
+    println!("aTES task tracker benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    println!("machine: {}", machine::describe());
+    println!(
+        "the whole system in one process (auth, task tracker with relay and consumers), PostgreSQL with fsync on;"
+    );
+    println!("the load generator runs in the same process, {} requests in flight\n", args.concurrency);
+
+    let admin = login(&client, &base, "bench@ates.test", "bench-password").await?;
+    let mut workers_ids = Vec::new();
+    for n in 0..20 {
+        let body = json!({ "email": format!("worker{n}@ates.test"), "full_name": "Worker", "password": "worker-password", "role": "worker" });
+        let account: Value = client
+            .post(format!("{base}/api/accounts"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        workers_ids.push(account["account_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let worker = login(&client, &base, "worker0@ates.test", "worker-password").await?;
+    wait_until_assignable(&client, &base, &worker).await?;
+
+    let (rate, p50, p99) = create_load(&client, &base, &worker, args.requests, args.concurrency).await?;
+    println!(
+        "{:<40} {:>10} req/s   p50 {:.1?}, p99 {:.1?} ({} requests)",
+        "POST /api/tasks",
+        grouped(rate),
+        p50,
+        p99,
+        grouped(args.requests as u64)
+    );
+
+    let pool = &system.task_tracker.backbone.pool;
+    sqlx::query(
+        "INSERT INTO tasks (task_id, title, assignee_id, created_by)
+         SELECT gen_random_uuid(), 'Bulk task ' || n, $2, $2 FROM generate_series(1, $1) AS n",
+    )
+    .bind(i64::try_from(args.shuffle)?)
+    .bind(uuid::Uuid::parse_str(&workers_ids[0])?)
+    .execute(pool)
+    .await?;
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status = 'open'").fetch_one(pool).await?;
+    let started = Instant::now();
+    let shuffled: Value =
+        client.post(format!("{base}/api/tasks/shuffle")).bearer_auth(&admin).send().await?.json().await?;
+    let elapsed = started.elapsed();
+    println!(
+        "{:<40} {:>10.2?}   {} open tasks reassigned, {} outbox rows written",
+        "POST /api/tasks/shuffle",
+        elapsed,
+        grouped(u64::try_from(open)?),
+        shuffled["reassigned"]
+    );
+    shutdown.cancel();
+    Ok(())
+}
+
+async fn login(client: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let reply: Value = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    reply["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("sign-in failed: {reply}"))
+}
+
+/// Waits until the task tracker has heard of the workers.
+async fn wait_until_assignable(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        let response = client.get(format!("{base}/api/tasks/mine")).bearer_auth(token).send().await?;
+        let created = client
+            .post(format!("{base}/api/tasks"))
+            .bearer_auth(token)
+            .json(&json!({ "title": "warm-up" }))
+            .send()
+            .await?;
+        if response.status().is_success() && created.status().is_success() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the task tracker never learned about the workers")
+}
+
+async fn create_load(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<(u64, Duration, Duration)> {
+    let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(requests));
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, url, token, remaining) =
+            (client.clone(), format!("{base}/api/tasks"), token.to_owned(), remaining.clone());
+        clients.spawn(async move {
+            let mut latencies = Vec::new();
+            while remaining
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok()
+            {
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "title": "Benchmark task", "jira_id": "POP-1" }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().as_u16() == 201, "create failed: {}", response.status());
+                latencies.push(sent.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    while let Some(done) = clients.join_next().await {
+        latencies.extend(done??);
+    }
+    let rate = per_second(requests, started.elapsed());
+    latencies.sort();
+    Ok((rate, percentile(&latencies, 50), percentile(&latencies, 99)))
+}

@@ -1,0 +1,4 @@
+//! The aTES system assembled: every service in one process, as `ates dev` and the system
+//! tests run it.
+
+pub mod system;

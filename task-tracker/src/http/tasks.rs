@@ -1,0 +1,249 @@
+//! `/api/tasks`: create, list, complete, shuffle.
+
+use ates_schemas::events::Role;
+use ates_tokens::Caller;
+use ates_web::{Json, Path, Problem, ProblemBody, Query};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::cursor::Cursor;
+use crate::domain::task::NewTask;
+use crate::state::AppState;
+use crate::tasks::{self, Filter, Task, TaskStatus};
+use ates_web::Result;
+
+/// A new task.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// What to do; no `[` or `]`.
+    #[schema(example = "Feed the birds")]
+    title: String,
+    /// The Jira issue key, e.g. `POP-12`.
+    jira_id: Option<String>,
+    /// Details.
+    description: Option<String>,
+}
+
+/// Creates a task assigned to a random worker or accountant. With an `Idempotency-Key`
+/// header, repeating the request returns the same task instead of creating another.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", security(("bearer" = [])), request_body = CreateTask,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same task")),
+    responses(
+        (status = 201, description = "Created and assigned", body = Task),
+        (status = 409, description = "Nobody can be assigned", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule, or the key was used for another request", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<CreateTask>,
+) -> Result<(StatusCode, Json<Task>)> {
+    let new = NewTask::parse(&request.title, request.jira_id.as_deref(), request.description.as_deref())
+        .map_err(Problem::unprocessable)?;
+    let key = idempotency_key(&headers)?;
+    let task_id = Uuid::now_v7();
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = &key {
+        let claimed: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING RETURNING task_id",
+        )
+        .bind(caller.account_id)
+        .bind(key)
+        .bind(request_hash(&new))
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            drop(tx);
+            return replay(&state, caller.account_id, key, &new).await;
+        }
+    }
+    let task = tasks::create(&mut tx, task_id, caller.account_id, &new).await?;
+    tx.commit().await?;
+    metrics::counter!("ates_tasks_created_total").increment(1);
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+/// The answer to a repeated `Idempotency-Key`: the same task, or 422 for another request.
+async fn replay(
+    state: &AppState,
+    account_id: Uuid,
+    key: &str,
+    new: &NewTask,
+) -> Result<(StatusCode, Json<Task>)> {
+    let (hash, task_id): (Vec<u8>, Uuid) = sqlx::query_as(
+        "SELECT request_hash, task_id FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+    )
+    .bind(account_id)
+    .bind(key)
+    .fetch_one(&state.pool)
+    .await?;
+    if hash != request_hash(new) {
+        return Err(Problem::unprocessable(
+            "This Idempotency-Key was already used for a different task; use a new key for a new task.",
+        )
+        .into());
+    }
+    let mut conn = state.pool.acquire().await?;
+    let task = tasks::find(&mut conn, task_id).await?.ok_or_else(|| tasks::not_found(task_id))?;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters.").into());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn request_hash(new: &NewTask) -> Vec<u8> {
+    let canonical = serde_json::json!([new.title, new.jira_id, new.description]);
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+}
+
+/// Filters of the task list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only open or only done tasks.
+    status: Option<TaskStatus>,
+    /// Only this account's tasks.
+    assignee_id: Option<Uuid>,
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of tasks, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    items: Vec<Task>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Lists tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", security(("bearer" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPage),
+        (status = 400, description = "A bad filter or cursor", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<TaskPage>> {
+    page(&state, query).await
+}
+
+/// Filters of the caller's own tasks.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MineQuery {
+    /// Only open or only done tasks.
+    status: Option<TaskStatus>,
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists the caller's tasks, newest first.
+#[utoipa::path(get, path = "/api/tasks/mine", tag = "tasks", security(("bearer" = [])), params(MineQuery),
+    responses((status = 200, description = "A page of the caller's tasks", body = TaskPage)))]
+pub async fn mine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<MineQuery>,
+) -> Result<Json<TaskPage>> {
+    let query = ListQuery {
+        status: query.status,
+        assignee_id: Some(caller.account_id),
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    page(&state, query).await
+}
+
+async fn page(state: &AppState, query: ListQuery) -> Result<Json<TaskPage>> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 200.").into());
+    }
+    let after = query.cursor.as_deref().map(Cursor::decode).transpose().map_err(Problem::bad_request)?;
+    let filter = Filter { status: query.status, assignee_id: query.assignee_id, after, limit };
+    let mut conn = state.pool.acquire().await?;
+    let (items, next) = tasks::list(&mut conn, &filter).await?;
+    Ok(Json(TaskPage { items, next_cursor: next.map(|c| c.encode()) }))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{task_id}", tag = "tasks", security(("bearer" = [])),
+    params(("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(task_id): Path<Uuid>,
+) -> Result<Json<Task>> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(tasks::find(&mut conn, task_id).await?.ok_or_else(|| tasks::not_found(task_id))?))
+}
+
+/// Completes a task; only its assignee can, and only once.
+#[utoipa::path(post, path = "/api/tasks/{task_id}/complete", tag = "tasks", security(("bearer" = [])),
+    params(("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "Completed", body = Task),
+        (status = 403, description = "Not the assignee", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Already completed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(caller = %caller.account_id, %task_id))]
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(task_id): Path<Uuid>,
+) -> Result<Json<Task>> {
+    let mut tx = state.pool.begin().await?;
+    let task = tasks::complete(&mut tx, task_id, caller.account_id).await?;
+    tx.commit().await?;
+    metrics::counter!("ates_tasks_completed_total").increment(1);
+    Ok(Json(task))
+}
+
+/// How many tasks a shuffle reassigned.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Shuffled {
+    reassigned: usize,
+}
+
+/// Reassigns every open task to a random worker or accountant (managers and admins).
+#[utoipa::path(post, path = "/api/tasks/shuffle", tag = "tasks", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reassigned", body = Shuffled),
+        (status = 403, description = "Not a manager or admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Nobody can be assigned", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
+pub async fn shuffle(State(state): State<AppState>, caller: Caller) -> Result<Json<Shuffled>> {
+    caller.require(&[Role::Admin, Role::Manager])?;
+    let mut tx = state.pool.begin().await?;
+    let reassigned = tasks::shuffle(&mut tx).await?;
+    tx.commit().await?;
+    metrics::counter!("ates_tasks_reassigned_total").increment(reassigned as u64);
+    Ok(Json(Shuffled { reassigned }))
+}

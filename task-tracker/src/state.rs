@@ -1,0 +1,18 @@
+//! What every task tracker handler can reach.
+
+use ates_tokens::Authenticator;
+use axum::extract::FromRef;
+use sqlx::PgPool;
+
+/// The state of the task tracker's router.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub authenticator: Authenticator,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(state: &AppState) -> Self {
+        state.authenticator.clone()
+    }
+}

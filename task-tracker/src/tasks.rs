@@ -1,0 +1,235 @@
+//! The task store: every change commits together with its `tasks.*` events.
+
+use ates_messaging::Outbox;
+use ates_schemas::Envelope;
+use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::cursor::Cursor;
+use crate::domain::task::NewTask;
+use ates_web::{Error, Problem, Result};
+
+/// The producer name on the task tracker's events.
+pub const OUTBOX: Outbox = Outbox::new("task-tracker");
+
+/// Whether a task is still to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Assigned and not done yet.
+    Open,
+    /// Completed by its assignee.
+    Done,
+}
+
+impl TryFrom<String> for TaskStatus {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "open" => Ok(TaskStatus::Open),
+            "done" => Ok(TaskStatus::Done),
+            other => Err(format!("unknown task status {other}")),
+        }
+    }
+}
+
+impl TaskStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Done => "done",
+        }
+    }
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Task {
+    pub task_id: Uuid,
+    pub title: String,
+    /// The Jira issue key, e.g. `POP-12`.
+    pub jira_id: Option<String>,
+    pub description: String,
+    #[sqlx(try_from = "String")]
+    pub status: TaskStatus,
+    /// Who has to do it.
+    pub assignee_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str =
+    "task_id, title, jira_id, description, status, assignee_id, created_by, created_at, completed_at";
+
+/// Who can be given a task: active accounts that are neither admins nor managers.
+const ASSIGNABLE: &str = "active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL";
+
+/// Creates the task with id `task_id`, assigned to a random assignable account, and writes
+/// `tasks.added` and `tasks.assigned`. Nobody to assign it to is a conflict, and nothing is stored.
+pub async fn create(tx: &mut PgConnection, task_id: Uuid, creator: Uuid, new: &NewTask) -> Result<Task> {
+    let assignee: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT account_id FROM accounts WHERE {ASSIGNABLE} ORDER BY random() LIMIT 1"
+    )))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let assignee = assignee.ok_or_else(|| {
+        Problem::conflict(
+            "There is no active worker or accountant to assign the task to; nothing was created.",
+        )
+    })?;
+    let task: Task = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tasks (task_id, title, jira_id, description, assignee_id, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    )))
+    .bind(task_id)
+    .bind(&new.title)
+    .bind(&new.jira_id)
+    .bind(&new.description)
+    .bind(assignee)
+    .bind(creator)
+    .fetch_one(&mut *tx)
+    .await?;
+    let added = TaskAddedV2 {
+        task_id,
+        title: task.title.clone(),
+        jira_id: task.jira_id.clone(),
+        description: task.description.clone(),
+        created_by: creator,
+    };
+    let assigned = TaskAssignedV1 {
+        task_id,
+        assignee_id: assignee,
+        previous_assignee_id: None,
+        reason: AssignReason::Created,
+    };
+    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, added)]).await?;
+    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, assigned)]).await?;
+    Ok(task)
+}
+
+/// Marks the task done if `caller` is its assignee and it is open, and writes `tasks.completed`.
+pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid) -> Result<Task> {
+    let done: Option<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = 'done', completed_at = now()
+         WHERE task_id = $1 AND status = 'open' AND assignee_id = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(task_id)
+    .bind(caller)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(task) = done else {
+        let current = find(tx, task_id).await?.ok_or_else(|| not_found(task_id))?;
+        return Err(if current.assignee_id != caller {
+            Problem::forbidden("Only the task's assignee can complete it.").into()
+        } else {
+            Problem::conflict("This task is already completed.").into()
+        });
+    };
+    let completed = TaskCompletedV1 { task_id, assignee_id: caller };
+    let when = task.completed_at.unwrap_or_else(Utc::now);
+    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), when, completed)]).await?;
+    Ok(task)
+}
+
+/// Reassigns every open task to a random assignable account (the same one may be drawn again),
+/// in one set-based statement, and writes one `tasks.assigned` per task. Returns how many.
+///
+/// Open tasks are locked in id order: a completion waits for the shuffle and is then refused
+/// if its caller is no longer the assignee; a task completed first is no longer open here.
+pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
+    let assignable: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM accounts WHERE {ASSIGNABLE}")))
+            .fetch_one(&mut *tx)
+            .await?;
+    if assignable == 0 {
+        return Err(Problem::conflict("There is no active worker or accountant to assign tasks to.").into());
+    }
+    let moved: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH pool AS (
+             SELECT array_agg(account_id) AS ids FROM accounts WHERE {ASSIGNABLE}
+         ), open AS (
+             SELECT task_id, assignee_id FROM tasks WHERE status = 'open' ORDER BY task_id FOR UPDATE
+         ), drawn AS (
+             SELECT open.task_id, open.assignee_id AS previous,
+                    pool.ids[1 + floor(random() * cardinality(pool.ids))::int] AS assignee
+             FROM open CROSS JOIN pool
+         )
+         UPDATE tasks SET assignee_id = drawn.assignee FROM drawn WHERE tasks.task_id = drawn.task_id
+         RETURNING tasks.task_id, drawn.previous, tasks.assignee_id"
+    )))
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = Utc::now();
+    let events: Vec<Envelope<TaskAssignedV1>> = moved
+        .iter()
+        .map(|&(task_id, previous, assignee_id)| {
+            let data = TaskAssignedV1 {
+                task_id,
+                assignee_id,
+                previous_assignee_id: Some(previous),
+                reason: AssignReason::Shuffle,
+            };
+            Envelope::at(OUTBOX.producer(), now, data)
+        })
+        .collect();
+    for chunk in events.chunks(10_000) {
+        OUTBOX.add_all(tx, chunk).await?;
+    }
+    Ok(moved.len())
+}
+
+/// The task with `task_id`, if any.
+pub async fn find(conn: &mut PgConnection, task_id: Uuid) -> Result<Option<Task>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1")))
+        .bind(task_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// 404 for a task that does not exist.
+pub fn not_found(task_id: Uuid) -> Error {
+    Problem::not_found(format!("There is no task {task_id}.")).into()
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<TaskStatus>,
+    pub assignee_id: Option<Uuid>,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// One page of tasks, newest first, and the cursor of the next page if there is one.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &Filter,
+) -> Result<(Vec<Task>, Option<Cursor>), sqlx::Error> {
+    let mut tasks: Vec<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tasks
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::uuid IS NULL OR assignee_id = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, task_id) < ($3, $4))
+         ORDER BY created_at DESC, task_id DESC
+         LIMIT $5"
+    )))
+    .bind(filter.status.map(TaskStatus::as_str))
+    .bind(filter.assignee_id)
+    .bind(filter.after.map(|c| c.created_at))
+    .bind(filter.after.map(|c| c.task_id))
+    .bind(filter.limit + 1)
+    .fetch_all(conn)
+    .await?;
+    let more = usize::try_from(filter.limit).is_ok_and(|limit| tasks.len() > limit);
+    if more {
+        tasks.pop();
+    }
+    let next =
+        more.then(|| tasks.last().map(|t| Cursor { created_at: t.created_at, task_id: t.task_id })).flatten();
+    Ok((tasks, next))
+}

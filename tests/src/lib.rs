@@ -1,0 +1,238 @@
+//! The system under test: every aTES service in this process on one port, with its own
+//! nats-server and a fresh database, driven through HTTP with typed helpers.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ates::system::{System, SystemConfig};
+use ates_auth::AuthConfig;
+use ates_messaging::BackboneConfig;
+use ates_testkit::{TestNats, database, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "admin@ates.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// The password of every account the helpers create.
+pub const PASSWORD: &str = "popug-password";
+
+/// Every service on a free port with its own database and NATS; stopped on drop.
+pub struct TestSystem {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub nats: TestNats,
+    pub system: System,
+    pub config: SystemConfig,
+    shutdown: CancellationToken,
+}
+
+/// A response: status and JSON body (a problem or a resource).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    /// The `detail` of a problem response.
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+
+    /// The body, after checking the status.
+    pub fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        self.body
+    }
+}
+
+/// An account the helpers created and signed in.
+#[derive(Debug, Clone)]
+pub struct Popug {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+impl TestSystem {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with auth's settings adjusted first.
+    pub async fn start_with(adjust_auth: impl FnOnce(&mut AuthConfig)) -> Self {
+        capture_logs();
+        let nats = TestNats::start().await;
+        let db = database().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let config = SystemConfig {
+            backbone: BackboneConfig::new(&db.url, &nats.url()),
+            base_url: url.clone(),
+            admin_email: ADMIN_EMAIL.into(),
+            admin_password: ADMIN_PASSWORD.into(),
+        };
+        let system = System::build(&config, adjust_auth).await.expect("the system starts");
+        let shutdown = CancellationToken::new();
+        let mut workers = tokio::task::JoinSet::new();
+        system.spawn_workers(&shutdown, &mut workers);
+        workers.detach_all();
+        tokio::spawn(ates_web::serve(listener, system.app(), shutdown.clone()));
+        TestSystem { url, http: reqwest::Client::new(), nats, system, config, shutdown }
+    }
+
+    /// Sends `body` (if any) with `token` (if any) and reads the reply. Errors must be
+    /// problem+json.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("the system answers")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await
+    }
+
+    /// Signs in and returns (access token, refresh token); panics if refused.
+    pub async fn tokens(&self, email: &str, password: &str) -> (String, String) {
+        let body = self.login(email, password).await.expect(StatusCode::OK);
+        (body["access_token"].as_str().unwrap().into(), body["refresh_token"].as_str().unwrap().into())
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await.0
+    }
+
+    /// Creates an account as `token`'s holder.
+    pub async fn create_account(&self, token: &str, email: &str, role: &str) -> Reply {
+        let body = json!({ "email": email, "full_name": "Test Popug", "password": PASSWORD, "role": role });
+        self.call(Method::POST, "/api/accounts", Some(token), Some(body)).await
+    }
+
+    /// Creates an account as admin; returns its id and email.
+    pub async fn new_account(&self, role: &str) -> (String, String) {
+        let email = format!("{}@ates.test", Uuid::new_v4().simple());
+        let body =
+            self.create_account(&self.admin_token().await, &email, role).await.expect(StatusCode::CREATED);
+        (body["account_id"].as_str().unwrap().into(), email)
+    }
+
+    /// Creates an account and signs it in.
+    pub async fn popug(&self, role: &str) -> Popug {
+        let (id, email) = self.new_account(role).await;
+        let (token, _) = self.tokens(&email, PASSWORD).await;
+        Popug { id: id.parse().unwrap(), email, token }
+    }
+
+    pub async fn patch_account(&self, token: &str, id: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, &format!("/api/accounts/{id}"), Some(token), Some(body)).await
+    }
+
+    /// Waits until the task tracker's replica knows `popugs` with their current state.
+    pub async fn known_to_task_tracker(&self, popugs: &[&Popug]) {
+        let pool = &self.system.task_tracker.backbone.pool;
+        let ids: Vec<Uuid> = popugs.iter().map(|p| p.id).collect();
+        eventually("the task tracker to know the accounts", || async {
+            let known: i64 = sqlx_count(pool, &ids).await;
+            (known == i64::try_from(ids.len()).unwrap()).then_some(())
+        })
+        .await;
+    }
+
+    /// JetStream on a connection of the test's own.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = ates_messaging::nats::connect(&self.nats.url(), "test").await.unwrap();
+        ates_messaging::nats::jetstream(client, Duration::from_secs(5))
+    }
+}
+
+async fn sqlx_count(pool: &sqlx::PgPool, ids: &[Uuid]) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM accounts WHERE account_id = ANY($1) AND state_time IS NOT NULL")
+        .bind(ids)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Reads a response; error responses must be problem+json.
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (retry_after, content_type) = (header("retry-after"), header("content-type"));
+    let text = response.text().await.unwrap();
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{status} {text}");
+    }
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply { status, body, retry_after }
+}
+
+impl Drop for TestSystem {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Everything every test in this binary logged: debug and up, trace for aTES crates.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOG.get().expect("logs are captured").lock().unwrap()).into_owned()
+}
+
+static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+fn capture_logs() {
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                "debug,ates_auth=trace,ates_task_tracker=trace,ates_tokens=trace,ates_web=trace,ates_messaging=trace",
+            )
+            .with_writer(move || LogWriter(writer.clone()))
+            .with_ansi(false)
+            .init();
+        buffer
+    });
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every event in a service's outbox, in the order written, decoded and validated.
+pub async fn outbox_events(pool: &sqlx::PgPool) -> Vec<ates_schemas::ReceivedEvent> {
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id").fetch_all(pool).await.unwrap();
+    payloads.iter().map(|p| ates_schemas::ReceivedEvent::decode(p).expect("a valid event")).collect()
+}

@@ -1,0 +1,8 @@
+//! Auth: sessions, accounts, tokens and what other services make of them.
+
+mod accounts;
+mod freshness;
+mod logs;
+mod ops;
+mod sessions;
+mod tokens;
