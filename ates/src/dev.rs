@@ -28,6 +28,9 @@ pub struct DevArgs {
     /// The admin's email, created when no admin exists.
     #[arg(long, env = "ATES_ADMIN_EMAIL", default_value = "admin@ates.local")]
     admin_email: String,
+    /// The company's time zone: business dates and the midnight cut-off follow it.
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = |s: &str| s.parse::<chrono_tz::Tz>())]
+    timezone: chrono_tz::Tz,
     /// The admin's password; without one, a generated password is kept in the data dir.
     #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -95,9 +98,10 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
         base_url: format!("http://{}", loopback(args.http)),
         admin_email: args.admin_email.clone(),
         admin_password: admin_password.clone(),
+        timezone: args.timezone,
     };
     let system = System::build(&config, |_| {}).await?;
-    status("services", "auth, task tracker");
+    status("services", "auth, task tracker, accounting");
     status("http", &format!("http://{}", args.http));
     status("admin", &format!("{} / {admin_password}", args.admin_email));
     ates_web::run_standalone(args.http, system.app(), |shutdown, workers| {

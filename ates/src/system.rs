@@ -1,5 +1,6 @@
 //! All services in one process, on one router.
 
+use ates_accounting::{AccountingConfig, AccountingService};
 use ates_auth::{AuthConfig, AuthService};
 use ates_messaging::BackboneConfig;
 use ates_task_tracker::{TaskTrackerConfig, TaskTrackerService};
@@ -20,6 +21,8 @@ pub struct SystemConfig {
     pub admin_email: String,
     /// Their password.
     pub admin_password: String,
+    /// The company's time zone.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl SystemConfig {
@@ -41,12 +44,18 @@ impl SystemConfig {
     pub fn task_tracker(&self) -> TaskTrackerConfig {
         TaskTrackerConfig { backbone: self.backbone.clone(), tokens: self.tokens() }
     }
+
+    /// Accounting's settings.
+    pub fn accounting(&self) -> AccountingConfig {
+        AccountingConfig { backbone: self.backbone.clone(), tokens: self.tokens(), timezone: self.timezone }
+    }
 }
 
 /// Every service, built.
 pub struct System {
     pub auth: AuthService,
     pub task_tracker: TaskTrackerService,
+    pub accounting: AccountingService,
 }
 
 impl System {
@@ -59,7 +68,8 @@ impl System {
         adjust_auth(&mut auth_config);
         let auth = AuthService::build(&auth_config).await?;
         let task_tracker = TaskTrackerService::build(&config.task_tracker()).await?;
-        Ok(System { auth, task_tracker })
+        let accounting = AccountingService::build(&config.accounting()).await?;
+        Ok(System { auth, task_tracker, accounting })
     }
 
     /// Every service's routes, health, metrics and one merged OpenAPI document.
@@ -73,7 +83,13 @@ impl System {
         );
         openapi.merge(self.auth.openapi.clone());
         openapi.merge(self.task_tracker.openapi.clone());
-        let routes = self.auth.router.clone().merge(self.task_tracker.router.clone());
+        openapi.merge(self.accounting.openapi.clone());
+        let routes = self
+            .auth
+            .router
+            .clone()
+            .merge(self.task_tracker.router.clone())
+            .merge(self.accounting.router.clone());
         ates_web::app(routes, openapi, self.auth.readiness())
     }
 
@@ -81,5 +97,6 @@ impl System {
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
         self.auth.spawn_workers(shutdown, workers);
         self.task_tracker.spawn_workers(shutdown, workers);
+        self.accounting.spawn_workers(shutdown, workers);
     }
 }

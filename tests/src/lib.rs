@@ -74,6 +74,7 @@ impl TestSystem {
             base_url: url.clone(),
             admin_email: ADMIN_EMAIL.into(),
             admin_password: ADMIN_PASSWORD.into(),
+            timezone: chrono_tz::UTC,
         };
         let system = System::build(&config, adjust_auth).await.expect("the system starts");
         let shutdown = CancellationToken::new();
@@ -157,6 +158,44 @@ impl TestSystem {
         eventually("the task tracker to know the accounts", || async {
             let known: i64 = sqlx_count(pool, &ids).await;
             (known == i64::try_from(ids.len()).unwrap()).then_some(())
+        })
+        .await;
+        self.settled().await;
+    }
+
+    /// Waits until every event has gone everywhere: every service's outbox is published and
+    /// every durable consumer has acknowledged everything in its stream.
+    pub async fn settled(&self) {
+        let js = self.jetstream().await;
+        let pools = [
+            &self.system.auth.backbone.pool,
+            &self.system.task_tracker.backbone.pool,
+            &self.system.accounting.backbone.pool,
+        ];
+        eventually("every event to be published and consumed", || async {
+            for pool in pools {
+                let unpublished: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        .fetch_one(pool)
+                        .await
+                        .ok()?;
+                if unpublished > 0 {
+                    return None;
+                }
+            }
+            for (stream, _) in ates_messaging::streams::STREAMS {
+                let stream = js.get_stream(stream).await.ok()?;
+                let mut names = stream.consumer_names();
+                while let Some(name) = futures::StreamExt::next(&mut names).await {
+                    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                        stream.get_consumer(&name.ok()?).await.ok()?;
+                    let info = consumer.info().await.ok()?;
+                    if info.num_pending > 0 || info.num_ack_pending > 0 {
+                        return None;
+                    }
+                }
+            }
+            Some(())
         })
         .await;
     }

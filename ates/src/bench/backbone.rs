@@ -134,7 +134,7 @@ async fn raw_jetstream_publish(js: &jetstream::Context, n: usize, payload: &[u8]
     Ok(per_second(n, started.elapsed()))
 }
 
-async fn raw_postgres_insert(pool: &PgPool, n: usize, payload: &[u8]) -> anyhow::Result<u64> {
+pub(super) async fn raw_postgres_insert(pool: &PgPool, n: usize, payload: &[u8]) -> anyhow::Result<u64> {
     let started = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();

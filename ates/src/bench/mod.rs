@@ -1,6 +1,7 @@
 //! `ates bench`: throughput measured against real servers, printed with the machine it ran on.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures on stdout")]
 
+mod accounting;
 mod backbone;
 mod machine;
 mod tasks;
@@ -16,6 +17,8 @@ pub enum BenchCommand {
     Tokens(tokens::TokensArgs),
     /// Task creation throughput and latency with the whole system running, and a big shuffle.
     Tasks(tasks::TasksArgs),
+    /// Accounting draining a backlog of task events, against the raw PostgreSQL insert rate.
+    Accounting(accounting::AccountingArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -23,6 +26,24 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Backbone(args) => backbone::run(args).await,
         BenchCommand::Tokens(args) => tokens::run(args).await,
         BenchCommand::Tasks(args) => tasks::run(args).await,
+        BenchCommand::Accounting(args) => accounting::run(args).await,
+    }
+}
+
+/// A throw-away nats-server and a durable (fsync on) PostgreSQL for one benchmark run.
+pub struct Servers {
+    pub nats: ates_devservers::NatsServer,
+    pub postgres: ates_devservers::PostgresServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let options =
+            ates_devservers::PostgresOptions { dir: dir.path().to_path_buf(), port: None, durable: true };
+        let postgres = ates_devservers::PostgresServer::start(options).await?;
+        Ok(Servers { nats: ates_devservers::NatsServer::temporary().await?, postgres, _dir: dir })
     }
 }
 

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ates::system::{System, SystemConfig};
-use ates_devservers::{NatsServer, PostgresOptions, PostgresServer};
 use ates_messaging::BackboneConfig;
 use clap::Args;
 use serde_json::{Value, json};
@@ -27,21 +26,15 @@ pub struct TasksArgs {
 }
 
 pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
-    let nats = NatsServer::temporary().await?;
-    let pg_dir = tempfile::tempdir()?;
-    let postgres = PostgresServer::start(PostgresOptions {
-        dir: pg_dir.path().to_path_buf(),
-        port: None,
-        durable: true,
-    })
-    .await?;
+    let servers = super::Servers::start().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let config = SystemConfig {
-        backbone: BackboneConfig::new(&postgres.url("postgres"), &nats.url()),
+        backbone: BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
         base_url: base.clone(),
         admin_email: "bench@ates.test".into(),
         admin_password: "bench-password".into(),
+        timezone: chrono_tz::UTC,
     };
     let system = System::build(&config, |auth| auth.login_attempts_per_account = u32::MAX).await?;
     let shutdown = CancellationToken::new();

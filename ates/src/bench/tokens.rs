@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use ates_auth::{AuthConfig, AuthService};
-use ates_devservers::{NatsServer, PostgresServer};
 use ates_messaging::BackboneConfig;
 use ates_schemas::events::Role;
 use ates_tokens::{Claims, KeySource, Keyring, TokenSettings, Verifier, public_jwk};
@@ -89,9 +88,9 @@ fn verification_rate(count: usize) -> anyhow::Result<u64> {
 
 /// Times sign-ins of one account through a real auth service.
 async fn login_latency(count: usize) -> anyhow::Result<(Duration, Duration)> {
-    let nats = NatsServer::temporary().await?;
-    let postgres = PostgresServer::temporary().await?;
-    let mut config = AuthConfig::new(BackboneConfig::new(&postgres.url("postgres"), &nats.url()));
+    let servers = super::Servers::start().await?;
+    let mut config =
+        AuthConfig::new(BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()));
     config.admin_email = Some("bench@ates.test".into());
     config.admin_password = Some("bench-password".into());
     config.login_attempts_per_account = u32::MAX;

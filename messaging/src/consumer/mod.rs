@@ -63,6 +63,8 @@ pub struct ConsumerSpec {
     pub subjects: Vec<String>,
     /// The most messages applied in one transaction.
     pub batch_size: usize,
+    /// How long to wait for more messages to fill a batch once the first has arrived.
+    pub batch_linger: Duration,
     /// After this many failed deliveries a message is parked.
     pub max_deliveries: i64,
     /// How long JetStream waits for an ack before redelivering.
@@ -85,6 +87,7 @@ impl ConsumerSpec {
             stream: stream.to_owned(),
             subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
             batch_size: 500,
+            batch_linger: Duration::from_millis(10),
             max_deliveries: 8,
             ack_wait: Duration::from_secs(30),
             retry_initial: Duration::from_secs(1),

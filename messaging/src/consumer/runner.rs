@@ -82,29 +82,31 @@ impl<H: Handler> Consumer<H> {
         backoff: &mut Backoff,
     ) -> Result<(), crate::BoxError> {
         let consumer = self.ensure().await?;
-        let messages = consumer
+        // Ask for two batches at a time, so the next one is already here when this one is done.
+        let mut messages = consumer
             .stream()
-            .max_messages_per_batch(self.spec.batch_size)
+            .max_messages_per_batch(self.spec.batch_size * 2)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
-        let mut chunks = messages.ready_chunks(self.spec.batch_size);
         tracing::info!(consumer = %self.spec.name, stream = %self.spec.stream, "consuming");
         loop {
-            let chunk = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                chunk = chunks.next() => chunk,
+                first = messages.next() => first,
             };
-            let Some(chunk) = chunk else { return Err("the message stream ended".into()) };
-            let (messages, errors): (Vec<_>, Vec<_>) = chunk.into_iter().partition(Result::is_ok);
-            let messages: Vec<Message> = messages.into_iter().filter_map(Result::ok).collect();
-            if !messages.is_empty() {
+            let Some(first) = first else { return Err("the message stream ended".into()) };
+            let (batch, error) =
+                collect_batch(first, &mut messages, self.spec.batch_size, self.spec.batch_linger).await;
+            if !batch.is_empty() {
                 backoff.reset();
-                self.process(messages, shutdown).await;
+                metrics::histogram!("ates_consumer_batch_size", "consumer" => self.spec.name.clone())
+                    .record(batch.len() as f64);
+                self.process(batch, shutdown).await;
             }
-            if let Some(Err(error)) = errors.into_iter().next() {
+            if let Some(error) = error {
                 return Err(error.into());
             }
         }
@@ -227,6 +229,33 @@ impl<H: Handler> Consumer<H> {
             }
         }
     }
+}
+
+/// Gathers a batch: the first message, then whatever arrives until the batch is full or
+/// `linger` has passed since the first. Stops early at a stream error, returned alongside.
+async fn collect_batch<S, E>(
+    first: Result<Message, E>,
+    messages: &mut S,
+    size: usize,
+    linger: Duration,
+) -> (Vec<Message>, Option<E>)
+where
+    S: futures::Stream<Item = Result<Message, E>> + Unpin,
+{
+    let mut batch = Vec::with_capacity(size);
+    let mut next = Some(first);
+    let deadline = tokio::time::Instant::now() + linger;
+    while let Some(item) = next.take() {
+        match item {
+            Ok(message) => batch.push(message),
+            Err(error) => return (batch, Some(error)),
+        }
+        if batch.len() >= size {
+            break;
+        }
+        next = tokio::time::timeout_at(deadline, messages.next()).await.ok().flatten();
+    }
+    (batch, None)
 }
 
 fn deliveries(message: &Message) -> i64 {

@@ -36,6 +36,17 @@ pub enum TransactionKind {
     Payout,
 }
 
+impl TryFrom<String> for TransactionKind {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        [TransactionKind::AssignFee, TransactionKind::CompletionReward, TransactionKind::Payout]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
+            .ok_or_else(|| format!("unknown transaction kind {value}"))
+    }
+}
+
 impl TransactionKind {
     /// The name used on the wire and in the database.
     pub fn as_str(self) -> &'static str {

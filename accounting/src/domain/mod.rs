@@ -1,0 +1,5 @@
+//! Accounting's rules, free of I/O: prices, postings, billing dates.
+
+pub mod calendar;
+pub mod posting;
+pub mod pricing;

@@ -1,0 +1,76 @@
+//! `/api/accounting/me` and `/api/accounting/accounts`: balances and audit logs.
+
+use ates_schemas::events::Role;
+use ates_tokens::Caller;
+use ates_web::{Json, Path, Problem, ProblemBody, Query, Result};
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::state::AppState;
+use crate::statements::{self, AccountBalance, Statement};
+
+/// Which day's transactions to show.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DayQuery {
+    /// A billing day, `YYYY-MM-DD`; today (in the company's time zone) by default.
+    date: Option<NaiveDate>,
+}
+
+/// The caller's balance and audit log of a day.
+#[utoipa::path(get, path = "/api/accounting/me", tag = "accounting", security(("bearer" = [])), params(DayQuery),
+    responses(
+        (status = 200, description = "Balance and the day's transactions", body = Statement),
+        (status = 401, description = "Not signed in", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<DayQuery>,
+) -> Result<Json<Statement>> {
+    let date = query.date.unwrap_or_else(|| state.today());
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(statements::statement(&mut conn, caller.account_id, date).await?))
+}
+
+/// Every account with its balance.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccountList {
+    items: Vec<AccountBalance>,
+}
+
+/// Every account and its balance (admins and accountants).
+#[utoipa::path(get, path = "/api/accounting/accounts", tag = "accounting", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Accounts and balances", body = AccountList),
+        (status = 403, description = "Not an admin or accountant", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>> {
+    caller.require(&[Role::Admin, Role::Accountant])?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(AccountList { items: statements::accounts(&mut conn).await? }))
+}
+
+/// One account's balance and audit log of a day: admins and accountants see any, others only
+/// their own.
+#[utoipa::path(get, path = "/api/accounting/accounts/{account_id}", tag = "accounting", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "The account"), DayQuery),
+    responses(
+        (status = 200, description = "Balance and the day's transactions", body = Statement),
+        (status = 403, description = "Someone else's account", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<Uuid>,
+    Query(query): Query<DayQuery>,
+) -> Result<Json<Statement>> {
+    if account_id != caller.account_id && !matches!(caller.role, Role::Admin | Role::Accountant) {
+        return Err(Problem::forbidden("You can see only your own account.").into());
+    }
+    let date = query.date.unwrap_or_else(|| state.today());
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(statements::statement(&mut conn, account_id, date).await?))
+}

@@ -1,0 +1,181 @@
+//! Posting transactions: balances locked, ids checked, double entry written, events queued.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use ates_schemas::Envelope;
+use ates_schemas::events::{TransactionAppliedV1, TransactionKind};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::OUTBOX;
+use crate::domain::calendar;
+use crate::domain::posting::{COMPANY, Posting, running_balances};
+
+/// A transaction as it was posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub posting: Posting,
+    pub balance_after: i64,
+    pub billing_date: NaiveDate,
+}
+
+/// Posts the `postings` that were not posted before, in order, and returns them.
+///
+/// The balances of every account involved (and the company's) are locked first, in account
+/// order; only then is it checked which transaction ids exist, so two instances posting the
+/// same cause at once cannot both post it. Each posting is billed on its business date in
+/// `zone`, or the earliest open day if that is closed, unless `billing_date` fixes the day.
+pub async fn post(
+    tx: &mut PgConnection,
+    postings: Vec<Posting>,
+    zone: Tz,
+    billing_date: Option<NaiveDate>,
+) -> Result<Vec<Posted>, super::LedgerError> {
+    if postings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last_closed: Option<NaiveDate> =
+        sqlx::query_scalar("SELECT last_closed FROM billing_state FOR SHARE").fetch_one(&mut *tx).await?;
+    let accounts: Vec<Uuid> =
+        postings.iter().map(|p| p.account_id).chain([COMPANY]).collect::<BTreeSet<_>>().into_iter().collect();
+    sqlx::query("INSERT INTO balances (account_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING")
+        .bind(&accounts)
+        .execute(&mut *tx)
+        .await?;
+    let mut balances: HashMap<Uuid, i64> = sqlx::query_as(
+        "SELECT account_id, balance FROM balances WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+    )
+    .bind(&accounts)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let ids: Vec<Uuid> = postings.iter().map(|p| p.transaction_id).collect();
+    let mut seen: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT transaction_id FROM transactions WHERE transaction_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let postings: Vec<Posting> = postings.into_iter().filter(|p| seen.insert(p.transaction_id)).collect();
+    if postings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let after = running_balances(&postings, &mut balances);
+    let posted: Vec<Posted> = postings
+        .into_iter()
+        .zip(after)
+        .map(|(posting, balance_after)| {
+            let business = calendar::business_date(posting.business_time, zone);
+            let day = billing_date.unwrap_or_else(|| calendar::billing_date(business, last_closed));
+            Posted { posting, balance_after, billing_date: day }
+        })
+        .collect();
+    write(tx, &posted, &balances).await?;
+    Ok(posted)
+}
+
+async fn write(
+    tx: &mut PgConnection,
+    posted: &[Posted],
+    balances: &HashMap<Uuid, i64>,
+) -> Result<(), super::LedgerError> {
+    let events: Vec<Envelope<TransactionAppliedV1>> = posted
+        .iter()
+        .map(|p| {
+            Envelope::new(
+                OUTBOX.producer(),
+                TransactionAppliedV1 {
+                    transaction_id: p.posting.transaction_id,
+                    account_id: p.posting.account_id,
+                    kind: p.posting.kind,
+                    amount: p.posting.amount,
+                    balance_after: p.balance_after,
+                    task_id: p.posting.task_id,
+                    billing_date: p.billing_date,
+                },
+            )
+        })
+        .collect();
+    let column = |f: fn(&Posted) -> Uuid| posted.iter().map(f).collect::<Vec<Uuid>>();
+    let transaction_ids = column(|p| p.posting.transaction_id);
+    let accounts = column(|p| p.posting.account_id);
+    let amounts: Vec<i64> = posted.iter().map(|p| p.posting.amount).collect();
+    sqlx::query(
+        "INSERT INTO transactions (transaction_id, account_id, kind, amount, balance_after, task_id,
+                                   billing_date, business_time, cause_event_id, applied_event_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::uuid[],
+                              $7::date[], $8::timestamptz[], $9::uuid[], $10::uuid[])",
+    )
+    .bind(&transaction_ids)
+    .bind(&accounts)
+    .bind(posted.iter().map(|p| p.posting.kind.as_str()).collect::<Vec<_>>())
+    .bind(&amounts)
+    .bind(posted.iter().map(|p| p.balance_after).collect::<Vec<_>>())
+    .bind(posted.iter().map(|p| p.posting.task_id).collect::<Vec<_>>())
+    .bind(posted.iter().map(|p| p.billing_date).collect::<Vec<_>>())
+    .bind(posted.iter().map(|p| p.posting.business_time).collect::<Vec<_>>())
+    .bind(column(|p| p.posting.cause_event_id))
+    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    // Each transaction: the popug's entry and the company's opposite one.
+    sqlx::query(
+        "INSERT INTO entries (transaction_id, account_id, amount)
+         SELECT id, account, amount FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS t(id, account, amount)
+         UNION ALL
+         SELECT id, $4, -amount FROM unnest($1::uuid[], $3::bigint[]) AS c(id, amount)",
+    )
+    .bind(&transaction_ids)
+    .bind(&accounts)
+    .bind(&amounts)
+    .bind(COMPANY)
+    .execute(&mut *tx)
+    .await?;
+    let (ids, values): (Vec<Uuid>, Vec<i64>) = balances.iter().map(|(id, balance)| (*id, *balance)).unzip();
+    sqlx::query(
+        "UPDATE balances SET balance = v.balance, updated_at = now()
+         FROM unnest($1::uuid[], $2::bigint[]) AS v(account_id, balance)
+         WHERE balances.account_id = v.account_id AND balances.balance <> v.balance",
+    )
+    .bind(ids)
+    .bind(values)
+    .execute(&mut *tx)
+    .await?;
+    add_to_daily_totals(tx, posted).await?;
+    OUTBOX.add_all(tx, &events).await?;
+    Ok(())
+}
+
+/// Adds the posted amounts to the per-day totals, one row per day.
+async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result<(), sqlx::Error> {
+    let mut days: BTreeMap<NaiveDate, [i64; 3]> = BTreeMap::new();
+    for p in posted {
+        let index = match p.posting.kind {
+            TransactionKind::AssignFee => 0,
+            TransactionKind::CompletionReward => 1,
+            TransactionKind::Payout => 2,
+        };
+        days.entry(p.billing_date).or_default()[index] += p.posting.amount;
+    }
+    let dates: Vec<NaiveDate> = days.keys().copied().collect();
+    let total = |i: usize| days.values().map(|t| t[i]).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO daily_totals AS d (billing_date, assign_fees, completion_rewards, payouts)
+         SELECT * FROM unnest($1::date[], $2::bigint[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (billing_date) DO UPDATE SET
+             assign_fees = d.assign_fees + EXCLUDED.assign_fees,
+             completion_rewards = d.completion_rewards + EXCLUDED.completion_rewards,
+             payouts = d.payouts + EXCLUDED.payouts",
+    )
+    .bind(dates)
+    .bind(total(0))
+    .bind(total(1))
+    .bind(total(2))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

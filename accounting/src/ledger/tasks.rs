@@ -1,0 +1,95 @@
+//! The consumer of `tasks.*`: prices each task once and posts fees and rewards.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ates_messaging::{Handler, HandlerError};
+use ates_schemas::events::TaskPricedV1;
+use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
+use chrono_tz::Tz;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{OUTBOX, post};
+use crate::domain::posting::{posting_for, task_of};
+use crate::domain::pricing::Price;
+
+/// Applies task events to the ledger, in any order and at most once each.
+pub struct TaskEvents {
+    /// Where business dates are reckoned.
+    pub zone: Tz,
+}
+
+impl Handler for TaskEvents {
+    async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
+        let tasks: Vec<Uuid> =
+            events.iter().filter_map(task_of).collect::<BTreeSet<_>>().into_iter().collect();
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let prices = price(tx, &tasks).await?;
+        record_titles(tx, events).await?;
+        let postings = events.iter().filter_map(|e| posting_for(e, prices[&task_of(e)?])).collect();
+        post(tx, postings, self.zone, None).await?;
+        Ok(())
+    }
+}
+
+/// Gives every task not priced yet its price (and queues `accounting.task_priced`), then
+/// returns the price of every task in `tasks`. A later event never re-prices a task.
+async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Price>, HandlerError> {
+    let drawn: Vec<Price> = {
+        let mut rng = rand::rng();
+        tasks.iter().map(|_| Price::draw(&mut rng)).collect()
+    };
+    let priced: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "INSERT INTO tasks (task_id, assign_fee, completion_reward)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
+         ON CONFLICT DO NOTHING RETURNING task_id, assign_fee, completion_reward",
+    )
+    .bind(tasks)
+    .bind(drawn.iter().map(|p| p.assign_fee).collect::<Vec<_>>())
+    .bind(drawn.iter().map(|p| p.completion_reward).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let events: Vec<Envelope<TaskPricedV1>> = priced
+        .iter()
+        .map(|&(task_id, assign_fee, completion_reward)| {
+            Envelope::new(OUTBOX.producer(), TaskPricedV1 { task_id, assign_fee, completion_reward })
+        })
+        .collect();
+    OUTBOX.add_all(tx, &events).await.map_err(super::LedgerError::from)?;
+    let prices: Vec<(Uuid, i64, i64)> =
+        sqlx::query_as("SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)")
+            .bind(tasks)
+            .fetch_all(&mut *tx)
+            .await?;
+    Ok(prices
+        .into_iter()
+        .map(|(id, assign_fee, completion_reward)| (id, Price { assign_fee, completion_reward }))
+        .collect())
+}
+
+/// Fills in the title and jira id of tasks whose `tasks.added` is in the batch.
+async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), sqlx::Error> {
+    let added: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            DomainEvent::TaskAdded(added) => Some(added),
+            _ => None,
+        })
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE tasks SET title = v.title, jira_id = v.jira_id
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, title, jira_id)
+         WHERE tasks.task_id = v.task_id",
+    )
+    .bind(added.iter().map(|a| a.task_id).collect::<Vec<_>>())
+    .bind(added.iter().map(|a| a.title.as_str()).collect::<Vec<_>>())
+    .bind(added.iter().map(|a| a.jira_id.as_deref()).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}

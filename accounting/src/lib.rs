@@ -1,0 +1,105 @@
+//! aTES accounting: prices tasks, keeps the ledger, and shows balances and earnings.
+//!
+//! It consumes `accounts.*` (a replica with emails, for payout mail) and `tasks.*`: every task
+//! is priced once, every assignment debits the assignee the fee, every completion credits the
+//! reward. Transactions are double-entry against the company account, derive their ids from
+//! their cause, and are announced as `accounting.*` events through the outbox.
+
+pub mod domain;
+mod http;
+pub mod invariants;
+pub mod ledger;
+mod state;
+mod statements;
+
+use std::sync::Arc;
+
+use ates_accounts_replica::ReplicaFreshness;
+use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec, streams};
+use ates_tokens::{Authenticator, TokenConfig};
+use ates_web::Readiness;
+use axum::Router;
+use chrono_tz::Tz;
+use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Accounting's schema.
+pub const SCHEMA: &str = "accounting";
+
+/// Accounting's own tables.
+pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
+
+/// Everything accounting needs to start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccountingConfig {
+    #[command(flatten)]
+    pub backbone: BackboneConfig,
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+    /// The company's time zone: business dates and the midnight cut-off follow it.
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = parse_zone)]
+    pub timezone: Tz,
+}
+
+fn parse_zone(text: &str) -> Result<Tz, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an IANA time zone such as UTC or Europe/Berlin"))
+}
+
+/// Accounting, connected and migrated.
+pub struct AccountingService {
+    /// The API routes with their state.
+    pub router: Router,
+    /// The OpenAPI description of those routes.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// The database and NATS connections.
+    pub backbone: Backbone,
+    config: AccountingConfig,
+}
+
+impl AccountingService {
+    /// Connects and migrates.
+    pub async fn build(config: &AccountingConfig) -> anyhow::Result<Self> {
+        let migrations = [&ates_accounts_replica::MIGRATIONS, &MIGRATIONS];
+        let backbone = Backbone::start(&config.backbone, SCHEMA, &migrations)
+            .await
+            .map_err(anyhow::Error::from_boxed)?;
+        let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
+            .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
+        let state = state::AppState {
+            pool: backbone.pool.clone(),
+            authenticator,
+            zone: config.timezone,
+            outbox_retention: config.backbone.outbox_retention,
+        };
+        let (router, openapi) = http::router().split_for_parts();
+        Ok(AccountingService { router: router.with_state(state), openapi, backbone, config: config.clone() })
+    }
+
+    /// The consumer of `tasks.*` that keeps the ledger.
+    pub fn task_consumer(&self) -> Consumer<ledger::TaskEvents> {
+        let spec = ConsumerSpec::new("accounting-tasks", streams::TASKS, &[]);
+        let handler = Arc::new(ledger::TaskEvents { zone: self.config.timezone });
+        Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler)
+    }
+
+    /// Starts the background work: the outbox relay, the accounts replica and the ledger.
+    pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
+        workers.spawn(self.backbone.relay().run(shutdown.child_token()));
+        workers.spawn(
+            ates_accounts_replica::consumer(&self.backbone, "accounting-accounts")
+                .run(shutdown.child_token()),
+        );
+        workers.spawn(self.task_consumer().run(shutdown.child_token()));
+    }
+
+    /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.
+    pub fn app(&self) -> Router {
+        ates_web::app(self.router.clone(), self.openapi.clone(), self.readiness())
+    }
+
+    /// What `/readyz` checks.
+    pub fn readiness(&self) -> Readiness {
+        Readiness { pool: self.backbone.pool.clone(), nats: self.backbone.nats.clone() }
+    }
+}

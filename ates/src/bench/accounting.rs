@@ -1,0 +1,150 @@
+//! Accounting draining a backlog of task events: prices, fees, rewards, double entry, outbox.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::PublishMessage;
+use ates_accounting::{AccountingConfig, AccountingService};
+use ates_messaging::BackboneConfig;
+use ates_schemas::Envelope;
+use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
+use ates_tokens::TokenConfig;
+use clap::Args;
+use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{grouped, machine, per_second, ratio};
+
+#[derive(Args)]
+pub struct AccountingArgs {
+    /// Task events in the backlog (a quarter each: added, assigned, reassigned, completed).
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Popug accounts the tasks go to.
+    #[arg(long, default_value_t = 200)]
+    accounts: usize,
+}
+
+pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
+    let servers = super::Servers::start().await?;
+    let config = AccountingConfig {
+        backbone: BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
+        tokens: TokenConfig::new("http://127.0.0.1:1/unused"),
+        timezone: chrono_tz::UTC,
+    };
+    let accounting = AccountingService::build(&config).await?;
+    let pool = &accounting.backbone.pool;
+
+    println!("aTES accounting benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    println!("machine: {}", machine::describe());
+    println!("PostgreSQL with fsync on; one accounting instance, batches of up to 500 events\n");
+
+    sqlx::raw_sql(
+        "CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let sample = serde_json::to_vec(&assigned(Uuid::new_v4(), Uuid::new_v4(), None))?;
+    let raw = super::backbone::raw_postgres_insert(pool, args.events, &sample).await?;
+    println!("{:<44} {:>10} rows/s", "raw PostgreSQL batched insert", grouped(raw));
+
+    let backlog = backlog(args.events, args.accounts);
+    let started = Instant::now();
+    for chunk in backlog.chunks(10_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for (subject, payload) in chunk {
+            let message = PublishMessage::build()
+                .payload(payload.clone().into())
+                .message_id(Uuid::now_v7().to_string());
+            acks.push(accounting.backbone.js.send_publish(subject.clone(), message).await?);
+        }
+        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            ack?;
+        }
+    }
+    println!(
+        "{:<44} {:>10} events/s (setup, not the measurement)",
+        "backlog published to TASKS",
+        grouped(per_second(backlog.len(), started.elapsed()))
+    );
+
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let consumer = tokio::spawn(accounting.task_consumer().run(shutdown.clone()));
+    loop {
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'")
+                .fetch_one(pool)
+                .await?;
+        if usize::try_from(done)? >= backlog.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = per_second(backlog.len(), started.elapsed());
+    shutdown.cancel();
+    consumer.await?;
+    let (transactions, outbox): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM outbox)")
+            .fetch_one(pool)
+            .await?;
+    println!(
+        "{:<44} {:>10} events/s   {} of raw insert ({} transactions, {} outbox rows)",
+        "accounting drains the backlog",
+        grouped(rate),
+        ratio(rate, raw),
+        grouped(u64::try_from(transactions)?),
+        grouped(u64::try_from(outbox)?)
+    );
+    let report = ates_accounting::invariants::check(pool, Duration::from_secs(3600)).await?;
+    println!(
+        "{:<44} {}",
+        "invariants after the drain",
+        if report.ok { "hold".to_owned() } else { report.problems.join("; ") }
+    );
+    Ok(())
+}
+
+fn assigned(task_id: Uuid, assignee_id: Uuid, previous: Option<Uuid>) -> Envelope<TaskAssignedV1> {
+    let reason = if previous.is_some() { AssignReason::Shuffle } else { AssignReason::Created };
+    Envelope::new(
+        "task-tracker",
+        TaskAssignedV1 { task_id, assignee_id, previous_assignee_id: previous, reason },
+    )
+}
+
+/// `events` task events: for each task, added, assigned, reassigned and completed.
+fn backlog(events: usize, accounts: usize) -> Vec<(String, Vec<u8>)> {
+    let popugs: Vec<Uuid> = (0..accounts.max(1)).map(|_| Uuid::new_v4()).collect();
+    let mut out = Vec::with_capacity(events);
+    for n in 0..events.div_ceil(4) {
+        let task = Uuid::new_v4();
+        let (first, second) = (popugs[n % popugs.len()], popugs[(n * 7 + 3) % popugs.len()]);
+        let added = TaskAddedV2 {
+            task_id: task,
+            title: format!("Task {n}"),
+            jira_id: Some(format!("POP-{n}")),
+            description: String::new(),
+            created_by: first,
+        };
+        out.push((
+            "tasks.added.v2".to_owned(),
+            serde_json::to_vec(&Envelope::new("task-tracker", added)).expect("serializes"),
+        ));
+        out.push((
+            "tasks.assigned.v1".to_owned(),
+            serde_json::to_vec(&assigned(task, first, None)).expect("serializes"),
+        ));
+        out.push((
+            "tasks.assigned.v1".to_owned(),
+            serde_json::to_vec(&assigned(task, second, Some(first))).expect("serializes"),
+        ));
+        let done = TaskCompletedV1 { task_id: task, assignee_id: second };
+        out.push((
+            "tasks.completed.v1".to_owned(),
+            serde_json::to_vec(&Envelope::new("task-tracker", done)).expect("serializes"),
+        ));
+    }
+    out.truncate(events);
+    out
+}

@@ -1,0 +1,244 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ates_accounting::AccountingService;
+use ates_messaging::{Consumer, ConsumerSpec, streams};
+use ates_tests::TestSystem;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::workload::Workload;
+
+fn pool(sys: &TestSystem) -> &PgPool {
+    &sys.system.accounting.backbone.pool
+}
+
+/// Waits until accounting has applied `events` distinct task events and acknowledged all.
+async fn drained(sys: &TestSystem, events: usize) {
+    let js = sys.jetstream().await;
+    ates_testkit::eventually_with(
+        &format!("accounting to apply {events} events"),
+        std::time::Duration::from_secs(60),
+        || async {
+            let applied: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'",
+            )
+            .fetch_one(pool(sys))
+            .await
+            .ok()?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                js.get_stream("TASKS").await.ok()?.get_consumer("accounting-tasks").await.ok()?;
+            let info = consumer.info().await.ok()?;
+            (applied == i64::try_from(events).unwrap() && info.num_pending == 0 && info.num_ack_pending == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn prices(pool: &PgPool, tasks: &[Uuid]) -> HashMap<Uuid, (i64, i64)> {
+    sqlx::query_as::<_, (Uuid, i64, i64)>(
+        "SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)",
+    )
+    .bind(tasks)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(id, fee, reward)| (id, (fee, reward)))
+    .collect()
+}
+
+async fn balances(pool: &PgPool, accounts: &[Uuid]) -> HashMap<Uuid, i64> {
+    let found: HashMap<Uuid, i64> =
+        sqlx::query_as("SELECT account_id, balance FROM balances WHERE account_id = ANY($1)")
+            .bind(accounts)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    accounts.iter().map(|a| (*a, found.get(a).copied().unwrap_or(0))).collect()
+}
+
+async fn assert_invariants(sys: &TestSystem) {
+    let report = sys.get("/api/accounting/invariants", &sys.admin_token().await).await.expect(StatusCode::OK);
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+/// Checks one applied workload against the oracle.
+async fn assert_matches_oracle(sys: &TestSystem, workload: &Workload) {
+    let prices = prices(pool(sys), &workload.tasks).await;
+    assert_eq!(prices.len(), workload.tasks.len(), "seed {}: every task priced", workload.seed);
+    for (fee, reward) in prices.values() {
+        assert!(
+            (1000..=2000).contains(fee) && (2000..=4000).contains(reward),
+            "seed {}: price in range",
+            workload.seed
+        );
+    }
+    let expected = workload.oracle(&prices);
+    let actual = balances(pool(sys), &workload.accounts).await;
+    assert_eq!(actual, expected, "seed {}: balances equal the oracle", workload.seed);
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transactions WHERE account_id = ANY($1)")
+            .bind(&workload.accounts)
+            .fetch_one(pool(sys))
+            .await
+            .unwrap();
+    assert_eq!(
+        transactions,
+        i64::try_from(workload.transactions()).unwrap(),
+        "seed {}: one transaction per event",
+        workload.seed
+    );
+}
+
+#[tokio::test]
+async fn random_workloads_with_duplicates_in_random_order_reach_the_oracles_balances() {
+    let sys = TestSystem::start().await;
+    let js = sys.jetstream().await;
+    let seeds: Vec<u64> = [1, 2, 3].into_iter().chain((0..3).map(|_| rand::random::<u64>())).collect();
+    let mut applied = 0;
+    for seed in seeds {
+        let workload = Workload::generate(seed);
+        workload.publish(&js).await;
+        applied += workload.unique.len();
+        drained(&sys, applied).await;
+        assert_matches_oracle(&sys, &workload).await;
+    }
+    let priced: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE subject = 'accounting.task_priced.v1'")
+            .fetch_one(pool(&sys))
+            .await
+            .unwrap();
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(pool(&sys)).await.unwrap();
+    assert_eq!(priced, tasks, "each task priced exactly once");
+    assert_invariants(&sys).await;
+}
+
+#[tokio::test]
+async fn two_accounting_instances_consuming_at_once_reach_the_oracles_balances() {
+    let sys = TestSystem::start().await;
+    let second = AccountingService::build(&sys.config.accounting()).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(second.task_consumer().run(shutdown.child_token()));
+    let js = sys.jetstream().await;
+
+    let workloads: Vec<Workload> = (10..14).map(Workload::generate).collect();
+    for workload in &workloads {
+        workload.publish(&js).await;
+    }
+
+    drained(&sys, workloads.iter().map(|w| w.unique.len()).sum()).await;
+    for workload in &workloads {
+        assert_matches_oracle(&sys, workload).await;
+    }
+    assert_invariants(&sys).await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_lost_dedupe_record_cannot_post_an_event_twice() {
+    let sys = TestSystem::start().await;
+    let js = sys.jetstream().await;
+    let workload = Workload::generate(42);
+    workload.publish(&js).await;
+    drained(&sys, workload.unique.len()).await;
+    let before = balances(pool(&sys), &workload.accounts).await;
+
+    sqlx::query("DELETE FROM processed_events WHERE consumer = 'accounting-tasks'")
+        .execute(pool(&sys))
+        .await
+        .unwrap();
+    let replayer = Consumer::new(
+        js.clone(),
+        pool(&sys).clone(),
+        ConsumerSpec::new("accounting-tasks-again", streams::TASKS, &[]),
+        Arc::new(ates_accounting::ledger::TaskEvents { zone: chrono_tz::UTC }),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(replayer.run(shutdown.child_token()));
+    ates_testkit::eventually("the second consumer went through everything", || async {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks-again'",
+        )
+        .fetch_one(pool(&sys))
+        .await
+        .ok()?;
+        (done == i64::try_from(workload.unique.len()).unwrap()).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+
+    assert_eq!(
+        balances(pool(&sys), &workload.accounts).await,
+        before,
+        "transaction ids stopped every repeat"
+    );
+    assert_invariants(&sys).await;
+}
+
+#[tokio::test]
+async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
+    use ates_schemas::Envelope;
+    use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1};
+
+    let sys = TestSystem::start().await;
+    let popug = sys.popug("worker").await;
+    let js = sys.jetstream().await;
+    let task = Uuid::new_v4();
+    let assigned = Envelope::new(
+        "task-tracker",
+        TaskAssignedV1 {
+            task_id: task,
+            assignee_id: popug.id,
+            previous_assignee_id: None,
+            reason: AssignReason::Created,
+        },
+    );
+    js.publish("tasks.assigned.v1", serde_json::to_vec(&assigned).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    drained(&sys, 1).await;
+
+    let statement = sys.get("/api/accounting/me", &popug.token).await.expect(StatusCode::OK);
+    let fee = &statement["transactions"][0];
+    assert!(fee["task_title"].is_null());
+    assert_eq!(fee["description"], format!("Fee for being assigned task {task}"));
+    let balance = statement["balance"].as_i64().unwrap();
+    assert!((-2000..=-1000).contains(&balance), "the fee was charged before the task was known: {balance}");
+
+    let added = Envelope::new(
+        "task-tracker",
+        TaskAddedV2 {
+            task_id: task,
+            title: "Feed the birds".into(),
+            jira_id: Some("POP-9".into()),
+            description: String::new(),
+            created_by: popug.id,
+        },
+    );
+    js.publish("tasks.added.v2", serde_json::to_vec(&added).unwrap().into()).await.unwrap().await.unwrap();
+    drained(&sys, 2).await;
+
+    let statement = sys.get("/api/accounting/me", &popug.token).await.expect(StatusCode::OK);
+    let fee = &statement["transactions"][0];
+    assert_eq!(
+        (fee["task_title"].as_str(), fee["jira_id"].as_str()),
+        (Some("Feed the birds"), Some("POP-9"))
+    );
+    assert_eq!(fee["description"], "Fee for being assigned [POP-9] Feed the birds");
+    assert_eq!(statement["balance"].as_i64().unwrap(), balance, "and it was not charged again");
+    let priced: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE subject = 'accounting.task_priced.v1'")
+            .fetch_one(pool(&sys))
+            .await
+            .unwrap();
+    assert_eq!(priced, 1, "priced once, when first heard of");
+    let _ = json!({});
+}
