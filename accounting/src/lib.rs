@@ -5,12 +5,15 @@
 //! reward. Transactions are double-entry against the company account, derive their ids from
 //! their cause, and are announced as `accounting.*` events through the outbox.
 
+pub mod closing;
 pub mod domain;
 mod http;
 pub mod invariants;
+pub mod jobs;
 pub mod ledger;
+pub mod mail;
 mod state;
-mod statements;
+pub mod statements;
 
 use std::sync::Arc;
 
@@ -40,6 +43,24 @@ pub struct AccountingConfig {
     /// The company's time zone: business dates and the midnight cut-off follow it.
     #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = parse_zone)]
     pub timezone: Tz,
+    /// When billing days close: six cron fields (seconds first) in `ATES_TIMEZONE`.
+    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = jobs::parse_schedule)]
+    pub close_schedule: String,
+    #[command(flatten)]
+    pub mail: mail::MailConfig,
+}
+
+impl AccountingConfig {
+    /// Defaults for everything but the connections, tokens and where mail goes.
+    pub fn new(backbone: BackboneConfig, tokens: TokenConfig, mail: mail::MailConfig) -> Self {
+        AccountingConfig {
+            backbone,
+            tokens,
+            timezone: chrono_tz::UTC,
+            close_schedule: "0 0 0 * * *".into(),
+            mail,
+        }
+    }
 }
 
 fn parse_zone(text: &str) -> Result<Tz, String> {
@@ -54,6 +75,7 @@ pub struct AccountingService {
     pub openapi: utoipa::openapi::OpenApi,
     /// The database and NATS connections.
     pub backbone: Backbone,
+    mailer: mail::Mailer,
     config: AccountingConfig,
 }
 
@@ -66,6 +88,7 @@ impl AccountingService {
             .map_err(anyhow::Error::from_boxed)?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
+        let mailer = mail::Mailer::new(backbone.pool.clone(), &config.mail)?;
         let state = state::AppState {
             pool: backbone.pool.clone(),
             authenticator,
@@ -73,7 +96,13 @@ impl AccountingService {
             outbox_retention: config.backbone.outbox_retention,
         };
         let (router, openapi) = http::router().split_for_parts();
-        Ok(AccountingService { router: router.with_state(state), openapi, backbone, config: config.clone() })
+        Ok(AccountingService {
+            router: router.with_state(state),
+            openapi,
+            backbone,
+            mailer,
+            config: config.clone(),
+        })
     }
 
     /// The consumer of `tasks.*` that keeps the ledger.
@@ -83,14 +112,19 @@ impl AccountingService {
         Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler)
     }
 
-    /// Starts the background work: the outbox relay, the accounts replica and the ledger.
+    /// Starts the background work: the outbox relay, the accounts replica, the ledger, the
+    /// daily close and the payout mailer.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
+        let pool = &self.backbone.pool;
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
         workers.spawn(
             ates_accounts_replica::consumer(&self.backbone, "accounting-accounts")
                 .run(shutdown.child_token()),
         );
         workers.spawn(self.task_consumer().run(shutdown.child_token()));
+        let (zone, schedule) = (self.config.timezone, self.config.close_schedule.clone());
+        workers.spawn(jobs::close_days(pool.clone(), zone, schedule, shutdown.child_token()));
+        workers.spawn(self.mailer.clone().run(shutdown.child_token()));
     }
 
     /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ates::system::{System, SystemConfig};
+use ates_accounting::mail::MailConfig;
 use ates_devservers::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
 use ates_messaging::BackboneConfig;
 use clap::Args;
@@ -31,6 +32,12 @@ pub struct DevArgs {
     /// The company's time zone: business dates and the midnight cut-off follow it.
     #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = |s: &str| s.parse::<chrono_tz::Tz>())]
     timezone: chrono_tz::Tz,
+    /// When billing days close: six cron fields (seconds first) in the time zone.
+    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *")]
+    close_schedule: String,
+    /// The SMTP server for payout mail; without one, mail is written to <data-dir>/mail as .eml files.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
     /// The admin's password; without one, a generated password is kept in the data dir.
     #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
@@ -99,6 +106,12 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
         admin_email: args.admin_email.clone(),
         admin_password: admin_password.clone(),
         timezone: args.timezone,
+        mail: MailConfig {
+            smtp_url: args.smtp_url.clone(),
+            dir: data_dir.join("mail"),
+            ..MailConfig::files(data_dir.join("mail"))
+        },
+        close_schedule: args.close_schedule.clone(),
     };
     let system = System::build(&config, |_| {}).await?;
     status("services", "auth, task tracker, accounting");

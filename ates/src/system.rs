@@ -23,6 +23,10 @@ pub struct SystemConfig {
     pub admin_password: String,
     /// The company's time zone.
     pub timezone: chrono_tz::Tz,
+    /// Where payout mail goes.
+    pub mail: ates_accounting::mail::MailConfig,
+    /// When billing days close (six cron fields in `timezone`).
+    pub close_schedule: String,
 }
 
 impl SystemConfig {
@@ -47,7 +51,10 @@ impl SystemConfig {
 
     /// Accounting's settings.
     pub fn accounting(&self) -> AccountingConfig {
-        AccountingConfig { backbone: self.backbone.clone(), tokens: self.tokens(), timezone: self.timezone }
+        let mut config = AccountingConfig::new(self.backbone.clone(), self.tokens(), self.mail.clone());
+        config.timezone = self.timezone;
+        config.close_schedule = self.close_schedule.clone();
+        config
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`TestNats`]: a JetStream server of the test's own, which it can stop, kill and restart.
 //! - [`database`]: a fresh database in a PostgreSQL server shared by the whole test binary.
 //! - [`TestPostgres`]: a PostgreSQL server of the test's own, for fault tests.
+//! - [`SmtpServer`]: a real SMTP server in the process, which can refuse, stop and restart.
 //! - [`TcpProxy`]: a connection the test can cut, to lose a client's traffic.
 //! - [`eventually`]: poll for an expected state with a deadline instead of sleeping.
 //!
@@ -14,7 +15,9 @@ mod docker;
 mod poll;
 mod proxy;
 mod servers;
+mod smtp;
 
 pub use poll::{eventually, eventually_with};
 pub use proxy::TcpProxy;
 pub use servers::{TestDb, TestNats, TestPostgres, database};
+pub use smtp::SmtpServer;

@@ -64,6 +64,14 @@ impl TestSystem {
 
     /// Starts with auth's settings adjusted first.
     pub async fn start_with(adjust_auth: impl FnOnce(&mut AuthConfig)) -> Self {
+        Self::start_configured(|_| {}, adjust_auth).await
+    }
+
+    /// Starts with the system's and auth's settings adjusted first.
+    pub async fn start_configured(
+        adjust_system: impl FnOnce(&mut SystemConfig),
+        adjust_auth: impl FnOnce(&mut AuthConfig),
+    ) -> Self {
         capture_logs();
         let nats = TestNats::start().await;
         let db = database().await;
@@ -75,7 +83,13 @@ impl TestSystem {
             admin_email: ADMIN_EMAIL.into(),
             admin_password: ADMIN_PASSWORD.into(),
             timezone: chrono_tz::UTC,
+            mail: ates_accounting::mail::MailConfig::files(
+                std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4())),
+            ),
+            close_schedule: "0 0 0 * * *".into(),
         };
+        let mut config = config;
+        adjust_system(&mut config);
         let system = System::build(&config, adjust_auth).await.expect("the system starts");
         let shutdown = CancellationToken::new();
         let mut workers = tokio::task::JoinSet::new();

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod dashboard;
+mod days;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,4 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::one))
         .routes(routes!(dashboard::dashboard))
         .routes(routes!(dashboard::invariants))
+        .routes(routes!(days::close))
+        .routes(routes!(days::payout_emails))
 }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
+use ates_accounting::mail::MailConfig;
 use ates_accounting::{AccountingConfig, AccountingService};
 use ates_messaging::BackboneConfig;
 use ates_schemas::Envelope;
@@ -27,11 +28,11 @@ pub struct AccountingArgs {
 
 pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     let servers = super::Servers::start().await?;
-    let config = AccountingConfig {
-        backbone: BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
-        tokens: TokenConfig::new("http://127.0.0.1:1/unused"),
-        timezone: chrono_tz::UTC,
-    };
+    let config = AccountingConfig::new(
+        BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
+        TokenConfig::new("http://127.0.0.1:1/unused"),
+        MailConfig::files(servers.dir().join("mail")),
+    );
     let accounting = AccountingService::build(&config).await?;
     let pool = &accounting.backbone.pool;
 

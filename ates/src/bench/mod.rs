@@ -45,6 +45,11 @@ impl Servers {
         let postgres = ates_devservers::PostgresServer::start(options).await?;
         Ok(Servers { nats: ates_devservers::NatsServer::temporary().await?, postgres, _dir: dir })
     }
+
+    /// A scratch folder that lives as long as the servers.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
 }
 
 /// A rate in units per second.

@@ -35,6 +35,8 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         admin_email: "bench@ates.test".into(),
         admin_password: "bench-password".into(),
         timezone: chrono_tz::UTC,
+        mail: ates_accounting::mail::MailConfig::files(servers.dir().join("mail")),
+        close_schedule: "0 0 0 * * *".into(),
     };
     let system = System::build(&config, |auth| auth.login_attempts_per_account = u32::MAX).await?;
     let shutdown = CancellationToken::new();
