@@ -114,7 +114,7 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
         close_schedule: args.close_schedule.clone(),
     };
     let system = System::build(&config, |_| {}).await?;
-    status("services", "auth, task tracker, accounting");
+    status("services", "auth, task tracker, accounting, analytics");
     status("http", &format!("http://{}", args.http));
     status("admin", &format!("{} / {admin_password}", args.admin_email));
     ates_web::run_standalone(args.http, system.app(), |shutdown, workers| {

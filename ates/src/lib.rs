@@ -1,4 +1,5 @@
 //! The aTES system assembled: every service in one process, as `ates dev` and the system
 //! tests run it.
 
+pub mod replay;
 pub mod system;

@@ -28,6 +28,8 @@ enum Command {
     /// List or re-drive messages parked on the dead-letter queue.
     #[command(subcommand)]
     Dlq(operate::DlqCommand),
+    /// Rebuild a read model from the streams.
+    Replay(ates::replay::ReplayArgs),
     /// Measure throughput against real local servers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Republish(args) => runtime.block_on(operate::republish(args)),
         Command::Dlq(command) => runtime.block_on(operate::dlq(command)),
         Command::Bench(command) => runtime.block_on(bench::run(command)),
+        Command::Replay(args) => runtime.block_on(ates::replay::run(args)).map(|_| ()),
     }
 }

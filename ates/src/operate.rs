@@ -72,21 +72,11 @@ pub struct RepublishArgs {
     #[arg(long)]
     schema: String,
     /// Start of the range: an RFC 3339 time, or a duration ago such as `2h`.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = ates::replay::parse_time)]
     since: DateTime<Utc>,
     /// End of the range (exclusive); now by default.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = ates::replay::parse_time)]
     until: Option<DateTime<Utc>>,
-}
-
-/// Parses an RFC 3339 time, or a duration before now such as `90m`.
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.with_timezone(&Utc));
-    }
-    let ago = humantime::parse_duration(text)
-        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration like 2h"))?;
-    Ok(Utc::now() - chrono::Duration::from_std(ago).map_err(|e| e.to_string())?)
 }
 
 pub async fn republish(args: RepublishArgs) -> anyhow::Result<()> {

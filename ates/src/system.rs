@@ -1,6 +1,7 @@
 //! All services in one process, on one router.
 
 use ates_accounting::{AccountingConfig, AccountingService};
+use ates_analytics::{AnalyticsConfig, AnalyticsService};
 use ates_auth::{AuthConfig, AuthService};
 use ates_messaging::BackboneConfig;
 use ates_task_tracker::{TaskTrackerConfig, TaskTrackerService};
@@ -49,6 +50,11 @@ impl SystemConfig {
         TaskTrackerConfig { backbone: self.backbone.clone(), tokens: self.tokens() }
     }
 
+    /// Analytics' settings.
+    pub fn analytics(&self) -> AnalyticsConfig {
+        AnalyticsConfig { backbone: self.backbone.clone(), tokens: self.tokens(), timezone: self.timezone }
+    }
+
     /// Accounting's settings.
     pub fn accounting(&self) -> AccountingConfig {
         let mut config = AccountingConfig::new(self.backbone.clone(), self.tokens(), self.mail.clone());
@@ -63,6 +69,7 @@ pub struct System {
     pub auth: AuthService,
     pub task_tracker: TaskTrackerService,
     pub accounting: AccountingService,
+    pub analytics: AnalyticsService,
 }
 
 impl System {
@@ -76,7 +83,8 @@ impl System {
         let auth = AuthService::build(&auth_config).await?;
         let task_tracker = TaskTrackerService::build(&config.task_tracker()).await?;
         let accounting = AccountingService::build(&config.accounting()).await?;
-        Ok(System { auth, task_tracker, accounting })
+        let analytics = AnalyticsService::build(&config.analytics()).await?;
+        Ok(System { auth, task_tracker, accounting, analytics })
     }
 
     /// Every service's routes, health, metrics and one merged OpenAPI document.
@@ -91,12 +99,14 @@ impl System {
         openapi.merge(self.auth.openapi.clone());
         openapi.merge(self.task_tracker.openapi.clone());
         openapi.merge(self.accounting.openapi.clone());
+        openapi.merge(self.analytics.openapi.clone());
         let routes = self
             .auth
             .router
             .clone()
             .merge(self.task_tracker.router.clone())
-            .merge(self.accounting.router.clone());
+            .merge(self.accounting.router.clone())
+            .merge(self.analytics.router.clone());
         ates_web::app(routes, openapi, self.auth.readiness())
     }
 
@@ -105,5 +115,6 @@ impl System {
         self.auth.spawn_workers(shutdown, workers);
         self.task_tracker.spawn_workers(shutdown, workers);
         self.accounting.spawn_workers(shutdown, workers);
+        self.analytics.spawn_workers(shutdown, workers);
     }
 }

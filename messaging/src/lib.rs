@@ -9,11 +9,13 @@
 
 mod backbone;
 mod backoff;
+mod batch;
 pub mod consumer;
 pub mod db;
 pub mod dlq;
 pub mod nats;
 pub mod outbox;
+pub mod projection;
 pub mod replay;
 pub mod streams;
 

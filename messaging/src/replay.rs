@@ -9,6 +9,9 @@ use sqlx::PgPool;
 use crate::BoxError;
 use crate::consumer::{Handler, HandlerError, apply};
 
+/// How long to wait for more messages to fill a batch.
+const BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Where in the stream a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
@@ -32,8 +35,8 @@ pub struct ReplaySpec {
     /// The most events applied in one transaction.
     pub batch_size: usize,
     /// The dedupe key: events already recorded under it are skipped. Use a fresh key (or
-    /// clear it) to rebuild from scratch.
-    pub dedupe_key: String,
+    /// clear it) to rebuild from scratch. `None` leaves deduplication to the handler.
+    pub dedupe_key: Option<String>,
 }
 
 /// How far a replay has come.
@@ -43,10 +46,13 @@ pub struct ReplayProgress {
     pub read: u64,
     /// Messages there were to read when the replay started.
     pub total: u64,
-    /// Events applied (new to the dedupe key).
-    pub applied: u64,
+    /// Events handed to the handler: without copies, and without events the dedupe key has
+    /// seen, if there is one (a projection skips what it already has itself).
+    pub handled: u64,
     /// Messages skipped because they failed validation.
     pub invalid: u64,
+    /// The stream sequence of the last message read (0 before the first).
+    pub last_sequence: u64,
 }
 
 /// Reads the stream from `spec.start` to the message that was last when the replay began,
@@ -76,17 +82,22 @@ pub async fn replay<H: Handler>(
     if progress.total == 0 {
         return Ok(progress);
     }
-    let mut chunks = ordered.messages().await?.ready_chunks(spec.batch_size);
+    let mut messages = ordered.messages().await?;
     let mut caught_up = false;
     while !caught_up {
-        let Some(chunk) = chunks.next().await else {
+        let Some(first) = messages.next().await else {
             return Err("the stream ended before the replay caught up".into());
         };
+        let (chunk, error) = crate::batch::collect(first, &mut messages, spec.batch_size, BATCH_LINGER).await;
+        if let Some(error) = error {
+            return Err(error.into());
+        }
         let mut events = Vec::with_capacity(chunk.len());
         for message in chunk {
-            let message = message?;
             progress.read += 1;
-            caught_up |= message.info()?.pending == 0;
+            let info = message.info()?;
+            progress.last_sequence = info.stream_sequence;
+            caught_up |= info.pending == 0;
             match ReceivedEvent::decode(&message.payload) {
                 Ok(event) => events.push(event),
                 Err(e) => {
@@ -96,7 +107,7 @@ pub async fn replay<H: Handler>(
             }
         }
         let events: Vec<&ReceivedEvent> = events.iter().collect();
-        progress.applied += apply_all(pool, &spec.dedupe_key, handler, &events).await? as u64;
+        progress.handled += apply_all(pool, spec.dedupe_key.as_deref(), handler, &events).await? as u64;
         on_progress(progress);
     }
     Ok(progress)
@@ -105,7 +116,7 @@ pub async fn replay<H: Handler>(
 /// Applies a batch, retrying while the database is unreachable.
 async fn apply_all<H: Handler>(
     pool: &PgPool,
-    key: &str,
+    key: Option<&str>,
     handler: &H,
     events: &[&ReceivedEvent],
 ) -> Result<usize, BoxError> {

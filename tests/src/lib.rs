@@ -180,38 +180,52 @@ impl TestSystem {
     /// Waits until every event has gone everywhere: every service's outbox is published and
     /// every durable consumer has acknowledged everything in its stream.
     pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let Some(pending) = self.pending().await else { return };
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {pending}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What is still in flight, if anything.
+    async fn pending(&self) -> Option<String> {
         let js = self.jetstream().await;
         let pools = [
-            &self.system.auth.backbone.pool,
-            &self.system.task_tracker.backbone.pool,
-            &self.system.accounting.backbone.pool,
+            ("auth", &self.system.auth.backbone.pool),
+            ("task tracker", &self.system.task_tracker.backbone.pool),
+            ("accounting", &self.system.accounting.backbone.pool),
         ];
-        eventually("every event to be published and consumed", || async {
-            for pool in pools {
-                let unpublished: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                        .fetch_one(pool)
-                        .await
-                        .ok()?;
-                if unpublished > 0 {
-                    return None;
+        for (service, pool) in pools {
+            let unpublished: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or(-1);
+            if unpublished != 0 {
+                return Some(format!("{unpublished} unpublished event(s) in the {service} outbox"));
+            }
+        }
+        for (stream, _) in ates_messaging::streams::STREAMS {
+            let Ok(stream) = js.get_stream(stream).await else { return Some(format!("the {stream} stream")) };
+            let mut names = stream.consumer_names();
+            while let Some(name) = futures::StreamExt::next(&mut names).await {
+                let Ok(name) = name else { return Some("the consumer list".into()) };
+                let Ok(mut consumer) =
+                    stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name).await
+                else {
+                    continue; // an ephemeral consumer that just went away
+                };
+                let Ok(info) = consumer.info().await else { continue };
+                if info.config.durable_name.is_some() && (info.num_pending > 0 || info.num_ack_pending > 0) {
+                    return Some(format!(
+                        "{name}: {} pending, {} unacknowledged",
+                        info.num_pending, info.num_ack_pending
+                    ));
                 }
             }
-            for (stream, _) in ates_messaging::streams::STREAMS {
-                let stream = js.get_stream(stream).await.ok()?;
-                let mut names = stream.consumer_names();
-                while let Some(name) = futures::StreamExt::next(&mut names).await {
-                    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-                        stream.get_consumer(&name.ok()?).await.ok()?;
-                    let info = consumer.info().await.ok()?;
-                    if info.num_pending > 0 || info.num_ack_pending > 0 {
-                        return None;
-                    }
-                }
-            }
-            Some(())
-        })
-        .await;
+        }
+        None
     }
 
     /// JetStream on a connection of the test's own.

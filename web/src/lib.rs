@@ -8,6 +8,7 @@
 //! - `/api/openapi.json` ([`openapi_route`]);
 //! - serving until SIGTERM or Ctrl-C, finishing requests in flight ([`serve`]).
 
+mod dates;
 mod error;
 mod extract;
 mod health;
@@ -18,6 +19,7 @@ mod problem;
 mod serve;
 mod standalone;
 
+pub use dates::date_range;
 pub use error::{Error, Result};
 pub use extract::{Json, Path, Query};
 pub use health::{Readiness, ops_routes};

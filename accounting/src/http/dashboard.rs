@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Problem, ProblemBody, Query, Result};
+use ates_web::{Json, ProblemBody, Query, Result};
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -39,12 +39,7 @@ pub async fn dashboard(
     caller.require(&[Role::Admin, Role::Accountant])?;
     let to = range.to.unwrap_or_else(|| state.today());
     let from = range.from.unwrap_or(to - chrono::Duration::days(29));
-    if from > to {
-        return Err(Problem::bad_request("`from` must not be after `to`.").into());
-    }
-    if (to - from).num_days() >= MAX_DAYS {
-        return Err(Problem::bad_request(format!("Ask for at most {MAX_DAYS} days at once.")).into());
-    }
+    let (from, to) = ates_web::date_range(from, to, MAX_DAYS)?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(statements::dashboard(&mut conn, from, to).await?))
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures on stdout")]
 
 mod accounting;
+mod analytics;
 mod backbone;
 mod machine;
 mod tasks;
@@ -19,6 +20,8 @@ pub enum BenchCommand {
     Tasks(tasks::TasksArgs),
     /// Accounting draining a backlog of task events, against the raw PostgreSQL insert rate.
     Accounting(accounting::AccountingArgs),
+    /// Rebuilding analytics from a year of history, and the latency of its endpoints.
+    Analytics(analytics::AnalyticsArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Tokens(args) => tokens::run(args).await,
         BenchCommand::Tasks(args) => tasks::run(args).await,
         BenchCommand::Accounting(args) => accounting::run(args).await,
+        BenchCommand::Analytics(args) => analytics::run(args).await,
     }
 }
 

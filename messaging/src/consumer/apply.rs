@@ -9,15 +9,25 @@ use uuid::Uuid;
 use super::{Handler, HandlerError};
 
 /// Applies the events this consumer has not applied before, in one transaction with their
-/// dedupe records. Returns how many were new.
+/// dedupe records, and returns how many were new. Without a `consumer` key every event is
+/// handed over (minus copies within the batch) and the handler dedupes itself.
 pub(crate) async fn apply<H: Handler>(
     pool: &PgPool,
-    consumer: &str,
+    consumer: Option<&str>,
     handler: &H,
     events: &[&ReceivedEvent],
 ) -> Result<usize, HandlerError> {
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
+    let Some(consumer) = consumer else {
+        let mut fresh: HashSet<Uuid> = ids.into_iter().collect();
+        let new = only(events.iter().copied(), &mut fresh);
+        if !new.is_empty() {
+            handler.handle(&mut tx, &new).await?;
+        }
+        tx.commit().await?;
+        return Ok(new.len());
+    };
     let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
         "INSERT INTO processed_events (consumer, event_id)
          SELECT $1, id FROM unnest($2::uuid[]) AS id
@@ -29,12 +39,18 @@ pub(crate) async fn apply<H: Handler>(
     .await?
     .into_iter()
     .collect();
-    // `remove` keeps only the first of several copies of one event within the batch.
-    let new: Vec<ReceivedEvent> =
-        events.iter().filter(|e| fresh.remove(&e.meta.event_id)).map(|e| (*e).clone()).collect();
+    let new = only(events.iter().copied(), &mut fresh);
     if !new.is_empty() {
         handler.handle(&mut tx, &new).await?;
     }
     tx.commit().await?;
     Ok(new.len())
+}
+
+/// The events whose ids are in `fresh`, each once: the first copy takes its id out of the set.
+pub(crate) fn only<'a>(
+    events: impl Iterator<Item = &'a ReceivedEvent>,
+    fresh: &mut HashSet<Uuid>,
+) -> Vec<ReceivedEvent> {
+    events.filter(|e| fresh.remove(&e.meta.event_id)).cloned().collect()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ates_schemas::ReceivedEvent;
 use sqlx::PgConnection;
 
-pub(crate) use apply::apply;
+pub(crate) use apply::{apply, only};
 pub use runner::Consumer;
 
 /// The error type handlers wrap their failures in.

@@ -99,7 +99,8 @@ impl<H: Handler> Consumer<H> {
             };
             let Some(first) = first else { return Err("the message stream ended".into()) };
             let (batch, error) =
-                collect_batch(first, &mut messages, self.spec.batch_size, self.spec.batch_linger).await;
+                crate::batch::collect(first, &mut messages, self.spec.batch_size, self.spec.batch_linger)
+                    .await;
             if !batch.is_empty() {
                 backoff.reset();
                 metrics::histogram!("ates_consumer_batch_size", "consumer" => self.spec.name.clone())
@@ -154,7 +155,7 @@ impl<H: Handler> Consumer<H> {
         let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         loop {
-            match apply(&self.pool, &self.spec.name, self.handler.as_ref(), &events).await {
+            match apply(&self.pool, Some(&self.spec.name), self.handler.as_ref(), &events).await {
                 Ok(new) => {
                     metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => "applied")
                         .increment(new as u64);
@@ -229,33 +230,6 @@ impl<H: Handler> Consumer<H> {
             }
         }
     }
-}
-
-/// Gathers a batch: the first message, then whatever arrives until the batch is full or
-/// `linger` has passed since the first. Stops early at a stream error, returned alongside.
-async fn collect_batch<S, E>(
-    first: Result<Message, E>,
-    messages: &mut S,
-    size: usize,
-    linger: Duration,
-) -> (Vec<Message>, Option<E>)
-where
-    S: futures::Stream<Item = Result<Message, E>> + Unpin,
-{
-    let mut batch = Vec::with_capacity(size);
-    let mut next = Some(first);
-    let deadline = tokio::time::Instant::now() + linger;
-    while let Some(item) = next.take() {
-        match item {
-            Ok(message) => batch.push(message),
-            Err(error) => return (batch, Some(error)),
-        }
-        if batch.len() >= size {
-            break;
-        }
-        next = tokio::time::timeout_at(deadline, messages.next()).await.ok().flatten();
-    }
-    (batch, None)
 }
 
 fn deliveries(message: &Message) -> i64 {

@@ -22,7 +22,7 @@ async fn rebuild(env: &Env, start: StartAt) -> BTreeSet<Uuid> {
         subjects: vec![],
         start,
         batch_size: 100,
-        dedupe_key: format!("replay-{}", Uuid::new_v4()),
+        dedupe_key: Some(format!("replay-{}", Uuid::new_v4())),
     };
     let mut reports = Vec::new();
     let done = replay(&env.js, &env.pool, &spec, Effects::new("replayed").as_ref(), |p| reports.push(p))

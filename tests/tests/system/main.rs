@@ -2,5 +2,6 @@
 //! through HTTP.
 
 mod accounting;
+mod analytics;
 mod auth;
 mod tracker;

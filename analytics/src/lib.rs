@@ -1,0 +1,107 @@
+//! aTES analytics: the admins' dashboards, built only from events.
+//!
+//! It keeps its own replica of the accounts (for token checks) and a projection of `tasks.*`
+//! and `accounting.*` into per-day tables: management earnings, how many popugs are negative,
+//! and the most expensive completed task. The projection can be rebuilt from the streams into
+//! fresh tables and swapped in while the dashboards keep answering (`ates replay analytics`).
+
+pub mod dashboards;
+mod http;
+pub mod queries;
+mod state;
+pub mod timeline;
+
+use std::sync::Arc;
+
+use ates_accounts_replica::ReplicaFreshness;
+use ates_messaging::projection::{self, Live};
+use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec, streams};
+use ates_tokens::{Authenticator, TokenConfig};
+use ates_web::Readiness;
+use axum::Router;
+use chrono_tz::Tz;
+use sqlx::migrate::Migrator;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dashboards::Dashboards;
+
+/// Analytics' schema.
+pub const SCHEMA: &str = "analytics";
+
+/// Analytics' own tables.
+pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
+
+/// The streams the dashboards are built from, with the name of each live consumer.
+pub const SOURCES: [(&str, &str); 2] =
+    [(streams::TASKS, "analytics-tasks"), (streams::ACCOUNTING, "analytics-accounting")];
+
+/// Everything analytics needs to start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalyticsConfig {
+    #[command(flatten)]
+    pub backbone: BackboneConfig,
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+    /// The company's time zone: which day "today" is.
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = |s: &str| s.parse::<Tz>())]
+    pub timezone: Tz,
+}
+
+/// Analytics, connected and migrated.
+pub struct AnalyticsService {
+    /// The API routes with their state.
+    pub router: Router,
+    /// The OpenAPI description of those routes.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// The database and NATS connections.
+    pub backbone: Backbone,
+}
+
+impl AnalyticsService {
+    /// Connects, migrates and prepares the current generation of the dashboards.
+    pub async fn build(config: &AnalyticsConfig) -> anyhow::Result<Self> {
+        let migrations = [&ates_accounts_replica::MIGRATIONS, &projection::MIGRATIONS, &MIGRATIONS];
+        let backbone = Backbone::start(&config.backbone, SCHEMA, &migrations)
+            .await
+            .map_err(anyhow::Error::from_boxed)?;
+        projection::prepare::<Dashboards>(&backbone.pool).await?;
+        let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
+            .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
+        let state = state::AppState { pool: backbone.pool.clone(), authenticator, zone: config.timezone };
+        let (router, openapi) = http::router().split_for_parts();
+        Ok(AnalyticsService { router: router.with_state(state), openapi, backbone })
+    }
+
+    /// The live consumers of the dashboards, one per source stream.
+    pub fn dashboard_consumers(&self) -> Vec<Consumer<Live<Dashboards>>> {
+        let handler = Arc::new(Live(Arc::new(Dashboards)));
+        SOURCES
+            .iter()
+            .map(|(stream, name)| {
+                let spec = ConsumerSpec::new(name, stream, &[]);
+                Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler.clone())
+            })
+            .collect()
+    }
+
+    /// Starts the background work: the accounts replica and the dashboards' consumers.
+    pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
+        workers.spawn(
+            ates_accounts_replica::consumer(&self.backbone, "analytics-accounts").run(shutdown.child_token()),
+        );
+        for consumer in self.dashboard_consumers() {
+            workers.spawn(consumer.run(shutdown.child_token()));
+        }
+    }
+
+    /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.
+    pub fn app(&self) -> Router {
+        ates_web::app(self.router.clone(), self.openapi.clone(), self.readiness())
+    }
+
+    /// What `/readyz` checks.
+    pub fn readiness(&self) -> Readiness {
+        Readiness { pool: self.backbone.pool.clone(), nats: self.backbone.nats.clone() }
+    }
+}

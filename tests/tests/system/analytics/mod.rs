@@ -1,0 +1,5 @@
+//! Analytics: dashboards built from events, and `ates replay`.
+
+mod dashboards;
+mod history;
+mod replay;

@@ -1,0 +1,29 @@
+//! Date ranges in query strings.
+
+use chrono::NaiveDate;
+
+use crate::Problem;
+
+/// Checks that `from` is not after `to` and the range spans fewer than `max_days` days.
+pub fn date_range(from: NaiveDate, to: NaiveDate, max_days: i64) -> Result<(NaiveDate, NaiveDate), Problem> {
+    if from > to {
+        return Err(Problem::bad_request("`from` must not be after `to`."));
+    }
+    if (to - from).num_days() >= max_days {
+        return Err(Problem::bad_request(format!("Ask for at most {max_days} days at once.")));
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    #[test]
+    fn ranges_run_forwards_and_have_a_limit() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(super::date_range(day(1), day(3), 10).unwrap(), (day(1), day(3)));
+        assert!(super::date_range(day(3), day(1), 10).unwrap_err().detail().contains("must not be after"));
+        assert!(super::date_range(day(1), day(11), 10).unwrap_err().detail().contains("at most 10 days"));
+    }
+}
