@@ -117,10 +117,10 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
     status("services", "auth, task tracker, accounting, analytics");
     status("http", &format!("http://{}", args.http));
     status("admin", &format!("{} / {admin_password}", args.admin_email));
-    ates_web::run_standalone(args.http, system.app(), |shutdown, workers| {
-        system.spawn_workers(shutdown, workers)
-    })
-    .await
+    let authenticator = ates_tokens::Authenticator::new(std::sync::Arc::new(config.tokens().verifier()));
+    let app = system.app_with(ates::devmail::router(data_dir.join("mail"), authenticator));
+    ates_web::run_standalone(args.http, app, |shutdown, workers| system.spawn_workers(shutdown, workers))
+        .await
 }
 
 /// The address to reach `bind` from this machine: 127.0.0.1 for a wildcard bind.

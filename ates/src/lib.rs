@@ -1,5 +1,6 @@
 //! The aTES system assembled: every service in one process, as `ates dev` and the system
 //! tests run it.
 
+pub mod devmail;
 pub mod replay;
 pub mod system;

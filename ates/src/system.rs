@@ -87,8 +87,13 @@ impl System {
         Ok(System { auth, task_tracker, accounting, analytics })
     }
 
-    /// Every service's routes, health, metrics and one merged OpenAPI document.
+    /// The web UI, every service's routes, health, metrics and one merged OpenAPI document.
     pub fn app(&self) -> Router {
+        self.app_with(Router::new())
+    }
+
+    /// [`System::app`] with `extra` routes behind the same layers.
+    pub fn app_with(&self, extra: Router) -> Router {
         let mut openapi = OpenApi::new(
             InfoBuilder::new().title("aTES").version(env!("CARGO_PKG_VERSION")).description(Some(
                 "The task tracker and payroll of UberPopug Inc.: auth, task tracker, accounting and analytics.",
@@ -106,7 +111,9 @@ impl System {
             .clone()
             .merge(self.task_tracker.router.clone())
             .merge(self.accounting.router.clone())
-            .merge(self.analytics.router.clone());
+            .merge(self.analytics.router.clone())
+            .merge(ates_ui::router())
+            .merge(extra);
         ates_web::app(routes, openapi, self.auth.readiness())
     }
 

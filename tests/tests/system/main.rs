@@ -4,4 +4,6 @@
 mod accounting;
 mod analytics;
 mod auth;
+mod deploy;
 mod tracker;
+mod ui;

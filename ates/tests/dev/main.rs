@@ -1,0 +1,92 @@
+//! `ates dev` as a user runs it: its own servers, one port, and nothing left behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ates_testkit::eventually_with;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Processes (other than this test) whose command line mentions `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn ates_dev_starts_from_an_empty_data_dir_serves_readyz_and_leaves_nothing_behind_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = ates_devservers::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("ates-dev.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ates"))
+        .args(["dev", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("SMTP_URL")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+
+    eventually_with("ates dev to be ready", Duration::from_secs(180), || async {
+        let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    let page = http.get(&base).send().await.unwrap();
+    assert!(page.status().is_success(), "the UI is served at /");
+    assert!(page.text().await.unwrap().contains("<html"), "and it is HTML");
+    let password = std::fs::read_to_string(data.join("admin-password")).unwrap();
+    let login = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({ "email": "admin@ates.local", "password": password.trim() }))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "the printed admin can sign in");
+    let token = login.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let mail = http.get(format!("{base}/api/dev/mail")).bearer_auth(&token).send().await.unwrap();
+    assert!(mail.status().is_success(), "the dev mail list is served: {}", mail.status());
+    assert_eq!(mail.json::<serde_json::Value>().await.unwrap(), serde_json::json!([]), "no payout mail yet");
+    let servers = processes_using(&data);
+    assert!(servers.iter().any(|p| p.contains("nats-server")), "its own nats-server: {servers:?}");
+    assert!(servers.iter().any(|p| p.contains("postgres")), "its own PostgreSQL: {servers:?}");
+
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let child = std::sync::Mutex::new(child);
+    let status = eventually_with("ates dev to exit", Duration::from_secs(60), || {
+        let exited = child.lock().unwrap().try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+
+    assert!(
+        status.success(),
+        "a clean exit: {status}; log: {}",
+        std::fs::read_to_string(dir.path().join("ates-dev.log")).unwrap()
+    );
+    let left = eventually_with("its servers to stop", Duration::from_secs(30), || async {
+        let left = processes_using(&data);
+        left.is_empty().then_some(left)
+    })
+    .await;
+    assert!(left.is_empty());
+    assert!(data.join("postgres/data/PG_VERSION").exists(), "the data is kept for the next run");
+}

@@ -1,0 +1,191 @@
+//! The web UI in headless Chromium, driven through WebDriver, for the path a new team takes:
+//! the admin creates a worker, the worker creates and completes a task and sees the money,
+//! the admin sees analytics. Screenshots land in `artifacts/ui/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestSystem};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+/// Chromium under chromedriver, closed on drop.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+fn binary(setting: &str, default: &str) -> String {
+    std::env::var(setting).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = ates_devservers::free_port().unwrap();
+        let driver = Command::new(binary("ATES_CHROMEDRIVER", "chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (scripts/install-deps --browser installs it)");
+        ates_testkit::eventually("chromedriver to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        let profile = tempfile::tempdir().unwrap();
+        let options = json!({
+            "binary": binary("ATES_CHROMIUM", "/usr/bin/chromium"),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run",
+                "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/ui");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { client: Some(client), driver, shots, _profile: profile }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("the session is open")
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client().goto(url).await.unwrap();
+    }
+
+    /// Ends the session (Chromium exits).
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            client.close().await.unwrap();
+        }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client().screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.client()
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+    }
+
+    /// Waits until the text of `css` satisfies `check`, and returns it.
+    async fn wait_for_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(element) = self.client().find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+                && check(&text)
+            {
+                return text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{css} never showed the expected text");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.wait_for(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) {
+        self.fill("#login-email", email).await;
+        self.fill("#login-password", password).await;
+        self.click("#login-submit").await;
+        self.wait_for_text("#whoami", |t| !t.is_empty()).await;
+    }
+
+    async fn sign_out(&self) {
+        self.click("#logout").await;
+        self.wait_for("#login-email").await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_admin_a_worker_and_their_money_through_the_web_ui() {
+    let sys = TestSystem::start().await;
+    let browser = Browser::start().await;
+    browser.goto(&sys.url).await;
+
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.shot("01-admin-signed-in").await;
+    browser.click("a[data-view=accounts]").await;
+    browser.wait_for("#accounts-table").await;
+    let email = "popug@ates.test";
+    browser.fill("#account-email", email).await;
+    browser.fill("#account-name", "Popug Worker").await;
+    browser.fill("#account-password", PASSWORD).await;
+    browser
+        .client()
+        .execute("document.querySelector('#account-role').value = 'worker'", vec![])
+        .await
+        .unwrap();
+    browser.click("#account-create").await;
+    browser.wait_for_text("#accounts-table", |t| t.contains(email)).await;
+    browser.shot("02-worker-created").await;
+    browser.sign_out().await;
+
+    browser.sign_in(email, PASSWORD).await;
+    sys.settled().await; // the task tracker has heard of the worker
+    browser.fill("#task-title", "Feed the birds").await;
+    browser.fill("#task-jira", "POP-1").await;
+    browser.click("#task-create").await;
+    browser.wait_for_text("#tasks-table", |t| t.contains("Feed the birds")).await;
+    browser.shot("03-task-created").await;
+    browser.click("#tasks-table button.task-complete").await;
+    browser.wait_for_text("#tasks-table .task-status", |t| t.trim() == "done").await;
+    browser.shot("04-task-completed").await;
+    sys.settled().await; // accounting has posted the fee and the reward
+
+    browser.click("a[data-view=accounting]").await;
+    let me = sys.get("/api/accounting/me", &sys.tokens(email, PASSWORD).await.0).await;
+    let cents = me.body["balance"].as_i64().unwrap();
+    assert_ne!(cents, 0, "the fee and the reward moved the balance");
+    let expected =
+        format!("{}${}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
+    browser.wait_for_text("#my-balance", |t| t.contains(&expected)).await;
+    browser.wait_for_text("#my-transactions", |t| t.contains("Feed the birds")).await;
+    browser.shot("05-worker-balance").await;
+    browser.sign_out().await;
+
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    sys.settled().await; // analytics has the transactions
+    browser.click("a[data-view=analytics]").await;
+    browser.wait_for_text("#analytics-earnings", |t| t.contains('$')).await;
+    browser.wait_for_text("#analytics-top", |t| t.contains("Feed the birds")).await;
+    browser.shot("06-admin-analytics").await;
+    browser.click("a[data-view=accounting]").await;
+    browser.wait_for("#earnings-chart svg").await;
+    browser.shot("07-admin-accounting").await;
+    browser.close().await;
+}
