@@ -41,7 +41,7 @@ pub struct AccountingConfig {
     #[command(flatten)]
     pub tokens: TokenConfig,
     /// The company's time zone: business dates and the midnight cut-off follow it.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = parse_zone)]
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
     pub timezone: Tz,
     /// When billing days close: six cron fields (seconds first) in `ATES_TIMEZONE`.
     #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = jobs::parse_schedule)]
@@ -61,10 +61,6 @@ impl AccountingConfig {
             mail,
         }
     }
-}
-
-fn parse_zone(text: &str) -> Result<Tz, String> {
-    text.parse().map_err(|_| format!("{text:?} is not an IANA time zone such as UTC or Europe/Berlin"))
 }
 
 /// Accounting, connected and migrated.

@@ -44,7 +44,7 @@ pub struct AnalyticsConfig {
     #[command(flatten)]
     pub tokens: TokenConfig,
     /// The company's time zone: which day "today" is.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = |s: &str| s.parse::<Tz>())]
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
     pub timezone: Tz,
 }
 

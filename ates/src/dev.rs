@@ -30,10 +30,10 @@ pub struct DevArgs {
     #[arg(long, env = "ATES_ADMIN_EMAIL", default_value = "admin@ates.local")]
     admin_email: String,
     /// The company's time zone: business dates and the midnight cut-off follow it.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = |s: &str| s.parse::<chrono_tz::Tz>())]
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
     timezone: chrono_tz::Tz,
     /// When billing days close: six cron fields (seconds first) in the time zone.
-    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *")]
+    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = ates_accounting::jobs::parse_schedule)]
     close_schedule: String,
     /// The SMTP server for payout mail; without one, mail is written to <data-dir>/mail as .eml files.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]

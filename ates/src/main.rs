@@ -54,3 +54,24 @@ fn main() -> anyhow::Result<()> {
         Command::Replay(args) => runtime.block_on(ates::replay::run(args)).map(|_| ()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn stream_settings_take_the_services_flag_names_and_the_short_ones() {
+        let cli =
+            Cli::try_parse_from(["ates", "streams", "--replicas", "3", "--stream-max-age", "1h"]).unwrap();
+        let Command::Streams(args) = cli.command else { panic!("not the streams command") };
+        assert_eq!(args.settings.replicas, 3);
+        assert_eq!(args.settings.max_age, std::time::Duration::from_secs(3600));
+    }
+}

@@ -32,29 +32,13 @@ impl NatsArgs {
 pub struct StreamsArgs {
     #[command(flatten)]
     nats: NatsArgs,
-    /// Copies of each stream in a cluster.
-    #[arg(long, env = "ATES_STREAM_REPLICAS", default_value_t = 1)]
-    replicas: usize,
-    /// How long JetStream drops a repeated Nats-Msg-Id.
-    #[arg(long, env = "ATES_STREAM_DUPLICATE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
-    duplicate_window: Duration,
-    /// Drop events older than this; 0 keeps them forever (replay needs the history).
-    #[arg(long, env = "ATES_STREAM_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
-    max_age: Duration,
-    /// Size cap per stream in bytes; -1 for none.
-    #[arg(long, env = "ATES_STREAM_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
-    max_bytes: i64,
+    #[command(flatten)]
+    pub settings: StreamSettings,
 }
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
     let js = args.nats.jetstream().await?;
-    let settings = StreamSettings {
-        replicas: args.replicas,
-        duplicate_window: args.duplicate_window,
-        max_age: args.max_age,
-        max_bytes: args.max_bytes,
-    };
-    streams::ensure(&js, &settings).await?;
+    streams::ensure(&js, &args.settings).await?;
     for (name, subjects) in streams::STREAMS {
         eprintln!("stream {name} ({subjects}) is ready");
     }

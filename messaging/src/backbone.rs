@@ -18,18 +18,8 @@ pub struct BackboneConfig {
     /// The NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// Copies of each stream in a NATS cluster.
-    #[arg(long, env = "ATES_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
-    /// How long JetStream drops a repeated `Nats-Msg-Id`.
-    #[arg(long, env = "ATES_STREAM_DUPLICATE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
-    pub stream_duplicate_window: Duration,
-    /// Drop events older than this; 0 keeps them forever (replay needs the history).
-    #[arg(long, env = "ATES_STREAM_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub stream_max_age: Duration,
-    /// Size cap per stream in bytes; -1 for none.
-    #[arg(long, env = "ATES_STREAM_MAX_BYTES", default_value_t = -1, allow_negative_numbers = true)]
-    pub stream_max_bytes: i64,
+    #[command(flatten)]
+    pub streams: StreamSettings,
     /// How long published events stay in a service's outbox, for `ates republish`.
     #[arg(long, env = "ATES_OUTBOX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outbox_retention: Duration,
@@ -41,21 +31,8 @@ impl BackboneConfig {
         BackboneConfig {
             database_url: database_url.to_owned(),
             nats_url: nats_url.to_owned(),
-            stream_replicas: 1,
-            stream_duplicate_window: Duration::from_secs(120),
-            stream_max_age: Duration::ZERO,
-            stream_max_bytes: -1,
+            streams: StreamSettings::default(),
             outbox_retention: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
-
-    /// The stream settings part.
-    pub fn streams(&self) -> StreamSettings {
-        StreamSettings {
-            replicas: self.stream_replicas,
-            duplicate_window: self.stream_duplicate_window,
-            max_age: self.stream_max_age,
-            max_bytes: self.stream_max_bytes,
         }
     }
 }
@@ -87,7 +64,7 @@ impl Backbone {
         db::migrate(&pool, schema, migrations.iter().flat_map(|m| m.iter())).await?;
         let nats = nats::connect(&config.nats_url, &format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
-        streams::ensure(&js, &config.streams()).await?;
+        streams::ensure(&js, &config.streams).await?;
         Ok(Backbone { schema, pool, nats, js, config: config.clone() })
     }
 

@@ -23,16 +23,39 @@ pub fn stream_of(event_name: &str) -> Option<&'static str> {
     STREAMS.iter().find(|(_, subjects)| subjects.strip_suffix(".>") == Some(domain)).map(|(name, _)| *name)
 }
 
-/// Limits and durability of the streams.
-#[derive(Debug, Clone)]
+/// Limits and durability of the streams; read from the environment by the services and
+/// `ates streams`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct StreamSettings {
-    /// Copies kept in a cluster (1 on a single server).
+    /// Copies of each stream in a NATS cluster (1 on a single server).
+    #[arg(long = "stream-replicas", alias = "replicas", env = "ATES_STREAM_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish.
+    #[arg(
+        long = "stream-duplicate-window",
+        alias = "duplicate-window",
+        env = "ATES_STREAM_DUPLICATE_WINDOW",
+        default_value = "2m",
+        value_parser = humantime::parse_duration
+    )]
     pub duplicate_window: Duration,
-    /// Drop messages older than this; zero keeps them forever (replay needs history).
+    /// Drop events older than this; 0 keeps them forever (replay needs the history).
+    #[arg(
+        long = "stream-max-age",
+        alias = "max-age",
+        env = "ATES_STREAM_MAX_AGE",
+        default_value = "0s",
+        value_parser = humantime::parse_duration
+    )]
     pub max_age: Duration,
     /// Size cap per stream in bytes; -1 for none.
+    #[arg(
+        long = "stream-max-bytes",
+        alias = "max-bytes",
+        env = "ATES_STREAM_MAX_BYTES",
+        default_value_t = -1,
+        allow_negative_numbers = true
+    )]
     pub max_bytes: i64,
 }
 

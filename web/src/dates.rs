@@ -1,6 +1,7 @@
-//! Date ranges in query strings.
+//! Dates: ranges in query strings and the company's time zone in configuration.
 
 use chrono::NaiveDate;
+use chrono_tz::Tz;
 
 use crate::Problem;
 
@@ -15,6 +16,11 @@ pub fn date_range(from: NaiveDate, to: NaiveDate, max_days: i64) -> Result<(Naiv
     Ok((from, to))
 }
 
+/// Parses an IANA time zone name, for a `value_parser` of the services' `ATES_TIMEZONE`.
+pub fn parse_time_zone(text: &str) -> Result<Tz, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an IANA time zone such as UTC or Europe/Berlin"))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
@@ -25,5 +31,11 @@ mod tests {
         assert_eq!(super::date_range(day(1), day(3), 10).unwrap(), (day(1), day(3)));
         assert!(super::date_range(day(3), day(1), 10).unwrap_err().detail().contains("must not be after"));
         assert!(super::date_range(day(1), day(11), 10).unwrap_err().detail().contains("at most 10 days"));
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(super::parse_time_zone("Europe/Berlin"), Ok(chrono_tz::Europe::Berlin));
+        assert!(super::parse_time_zone("Berlin").unwrap_err().contains("not an IANA time zone"));
     }
 }

@@ -19,7 +19,7 @@ mod problem;
 mod serve;
 mod standalone;
 
-pub use dates::date_range;
+pub use dates::{date_range, parse_time_zone};
 pub use error::{Error, Result};
 pub use extract::{Json, Path, Query};
 pub use health::{Readiness, ops_routes};
