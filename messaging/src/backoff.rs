@@ -6,25 +6,27 @@ use rand::Rng;
 
 /// Doubles the delay after every failure, up to a ceiling; `reset` after a success.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     current: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+    /// Starts at `initial`, doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
         Backoff { initial, max, current: initial }
     }
 
     /// The next delay: the current step with ±20% jitter, so instances do not retry in lockstep.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let step = self.current;
         self.current = (self.current * 2).min(self.max);
         step.mul_f64(rand::rng().random_range(0.8..1.2))
     }
 
-    pub(crate) fn reset(&mut self) {
+    /// Back to the initial delay, after a success.
+    pub fn reset(&mut self) {
         self.current = self.initial;
     }
 }

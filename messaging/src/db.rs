@@ -45,7 +45,9 @@ fn assert_schema_name(schema: &str) {
     assert!(valid, "schema names are lower-case identifiers, got {schema:?}");
 }
 
-/// Whether an error means the database could not be reached, as opposed to a failed statement.
+/// Whether an error means the database cannot do any work right now, as opposed to a statement
+/// that failed on a healthy database: a consumer holds its messages through such an outage,
+/// however long it lasts, instead of counting deliveries towards the DLQ.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -54,10 +56,39 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            // connection exceptions, shutdown in progress, too many connections
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }),
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| is_outage_code(&code)),
         _ => false,
+    }
+}
+
+/// SQLSTATEs of a database that is down, failing over or out of resources.
+fn is_outage_code(code: &str) -> bool {
+    const CLASSES: [&str; 3] = [
+        "08",  // connection exception
+        "53",  // insufficient resources: disk full, out of memory, too many connections
+        "57P", // admin, crash or immediate shutdown; cannot connect now
+    ];
+    const CODES: [&str; 3] = [
+        "25006", // read-only transaction: a primary that became a standby during failover
+        "57014", // statement cancelled (statement timeout, or cancelled by an operator)
+        "58030", // I/O error in the server
+    ];
+    CLASSES.iter().any(|class| code.starts_with(class)) || CODES.contains(&code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_outage_code;
+
+    #[test]
+    fn outages_are_told_apart_from_failed_statements() {
+        for outage in [
+            "08006", "08001", "25006", "53100", "53200", "53300", "57014", "57P01", "57P02", "57P03", "58030",
+        ] {
+            assert!(is_outage_code(outage), "{outage} is an outage");
+        }
+        for failure in ["23505", "23503", "22P02", "42P01", "40001", "40P01", "P0001", "25P02"] {
+            assert!(!is_outage_code(failure), "{failure} is a failed statement");
+        }
     }
 }

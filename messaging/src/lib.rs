@@ -8,7 +8,7 @@
 //! blocking the ones behind it.
 
 mod backbone;
-mod backoff;
+pub mod backoff;
 mod batch;
 pub mod consumer;
 pub mod db;

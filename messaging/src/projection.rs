@@ -43,6 +43,19 @@ pub async fn current_generation(conn: &mut PgConnection) -> Result<i64, sqlx::Er
     sqlx::query_scalar("SELECT generation FROM projection_state").fetch_one(conn).await
 }
 
+/// A consistent read of the current generation: every query in the returned transaction sees
+/// one snapshot, and no rebuild can switch or drop that generation until the transaction ends.
+pub async fn read_current(
+    pool: &PgPool,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    // LOCK takes no snapshot: it waits out a swap that is committing, and holds off the next
+    // swap's update; the snapshot is taken by the first query after it.
+    sqlx::query("LOCK TABLE projection_state IN SHARE MODE").execute(&mut *tx).await?;
+    let generation = current_generation(&mut tx).await?;
+    Ok((tx, generation))
+}
+
 /// Creates the partitions of the current generation if they do not exist yet.
 pub async fn prepare<P: Projection>(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
@@ -193,7 +206,8 @@ pub async fn rebuild<P: Projection>(
         report.streams.push(((*stream).to_owned(), progress));
     }
     // Live batches hold the state row shared: taking it exclusively waits for them and stops
-    // new ones. Then replay what arrived meanwhile and switch.
+    // new ones. Then replay what arrived meanwhile and switch; the switch waits for readers
+    // of the old generation (`read_current`), and the old partitions are dropped after it.
     let mut swap = pool.begin().await?;
     sqlx::query("SELECT generation FROM projection_state FOR UPDATE").execute(&mut *swap).await?;
     for (stream, progress) in &mut report.streams {

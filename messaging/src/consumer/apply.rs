@@ -47,6 +47,21 @@ pub(crate) async fn apply<H: Handler>(
     Ok(new.len())
 }
 
+/// Which of `ids` `consumer` has applied already.
+pub(crate) async fn applied(
+    pool: &PgPool,
+    consumer: &str,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, HandlerError> {
+    Ok(sqlx::query_scalar("SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)")
+        .bind(consumer)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// The events whose ids are in `fresh`, each once: the first copy takes its id out of the set.
 pub(crate) fn only<'a>(
     events: impl Iterator<Item = &'a ReceivedEvent>,

@@ -2,6 +2,7 @@
 //! commit, retries with backoff, and the DLQ for what can never be applied.
 
 mod apply;
+mod backlog;
 mod runner;
 
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use ates_schemas::ReceivedEvent;
 use sqlx::PgConnection;
 
-pub(crate) use apply::{apply, only};
+pub(crate) use apply::{applied, apply, only};
+pub use backlog::{Backlog, wait_for_backlog};
 pub use runner::Consumer;
 
 /// The error type handlers wrap their failures in.
@@ -73,6 +75,8 @@ pub struct ConsumerSpec {
     pub retry_initial: Duration,
     /// The longest redelivery delay.
     pub retry_max: Duration,
+    /// How long one pull request waits for messages before it is renewed.
+    pub pull_expiry: Duration,
 }
 
 impl ConsumerSpec {
@@ -92,6 +96,7 @@ impl ConsumerSpec {
             ack_wait: Duration::from_secs(30),
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
+            pull_expiry: Duration::from_secs(30),
         }
     }
 }

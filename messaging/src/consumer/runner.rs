@@ -8,8 +8,9 @@ use ates_schemas::ReceivedEvent;
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use super::{ConsumerSpec, Handler, HandlerError, apply};
+use super::{ConsumerSpec, Handler, HandlerError, applied, apply};
 use crate::backoff::{Backoff, redelivery_delay};
 use crate::dlq::{Dlq, ParkReason};
 
@@ -22,11 +23,20 @@ pub struct Consumer<H> {
     dlq: Dlq,
 }
 
-/// What came of trying to apply events.
-enum Attempt {
-    Applied,
-    Failed(HandlerError),
-    ShuttingDown,
+/// What became of a batch.
+enum Outcome {
+    /// Every message was acknowledged, handed back, scheduled for a retry or parked.
+    Done,
+    /// The database cannot do any work: these messages are still in hand, untried or failed
+    /// only by the outage, to be applied once it is over.
+    Held(Vec<Message>, HandlerError),
+}
+
+/// How a session ended.
+enum Ended {
+    Shutdown,
+    /// After an outage: pull again.
+    Resume,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -60,7 +70,8 @@ impl<H: Handler> Consumer<H> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         while !shutdown.is_cancelled() {
             match self.session(&shutdown, &mut backoff).await {
-                Ok(()) => break,
+                Ok(Ended::Shutdown) => break,
+                Ok(Ended::Resume) => {}
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(consumer = %self.spec.name, "consumer interrupted, resuming in {delay:?}: {e}");
@@ -80,21 +91,21 @@ impl<H: Handler> Consumer<H> {
         &self,
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
-    ) -> Result<(), crate::BoxError> {
+    ) -> Result<Ended, crate::BoxError> {
         let consumer = self.ensure().await?;
         // Ask for two batches at a time, so the next one is already here when this one is done.
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.spec.batch_size * 2)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            .heartbeat(self.spec.pull_expiry / 6)
+            .expires(self.spec.pull_expiry)
             .messages()
             .await?;
         tracing::info!(consumer = %self.spec.name, stream = %self.spec.stream, "consuming");
         loop {
             let first = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => return Ok(Ended::Shutdown),
                 first = messages.next() => first,
             };
             let Some(first) = first else { return Err("the message stream ended".into()) };
@@ -105,7 +116,15 @@ impl<H: Handler> Consumer<H> {
                 backoff.reset();
                 metrics::histogram!("ates_consumer_batch_size", "consumer" => self.spec.name.clone())
                     .record(batch.len() as f64);
-                self.process(batch, shutdown).await;
+                if let Outcome::Held(held, error) = self.process(batch).await {
+                    // A pull consumer is sent only what it asks for: stop asking while the
+                    // database is out, so nothing times out and is redelivered meanwhile (each
+                    // redelivery would count towards the DLQ). What was sent but not read yet
+                    // comes again once after the outage.
+                    drop(messages);
+                    self.hold(held, error, shutdown).await;
+                    return Ok(if shutdown.is_cancelled() { Ended::Shutdown } else { Ended::Resume });
+                }
             }
             if let Some(error) = error {
                 return Err(error.into());
@@ -114,73 +133,144 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Handles one batch: parks what cannot be decoded, applies the rest in one transaction,
-    /// and falls back to one transaction per message when the batch fails.
-    async fn process(&self, messages: Vec<Message>, shutdown: &CancellationToken) {
+    /// and falls back to one transaction per message when the batch fails. Stops at the first
+    /// sign that the database is out, handing back what is still to do.
+    async fn process(&self, messages: Vec<Message>) -> Outcome {
         let mut valid: Vec<(Message, ReceivedEvent)> = Vec::with_capacity(messages.len());
+        let mut exhausted = Vec::new();
         for message in messages {
-            let delivered = deliveries(&message);
-            if delivered > self.spec.max_deliveries {
-                let detail = format!("delivered {delivered} times without being acknowledged");
-                self.park(&message, ParkReason::new("deliveries_exhausted", detail)).await;
-                continue;
-            }
             match ReceivedEvent::decode(&message.payload) {
+                Ok(event) if deliveries(&message) > self.spec.max_deliveries => {
+                    exhausted.push((message, event))
+                }
                 Ok(event) => valid.push((message, event)),
                 Err(e) => self.park(&message, ParkReason::new(e.kind(), e.to_string())).await,
             }
         }
+        if let Err(error) = self.settle_exhausted(&exhausted).await {
+            let mut held: Vec<Message> = exhausted.into_iter().map(|(m, _)| m).collect();
+            held.extend(valid.into_iter().map(|(m, _)| m));
+            return Outcome::Held(held, error);
+        }
         if valid.is_empty() {
-            return;
+            return Outcome::Done;
         }
         let batch: Vec<(&Message, &ReceivedEvent)> = valid.iter().map(|(m, e)| (m, e)).collect();
-        match self.attempt(&batch, shutdown).await {
-            Attempt::Applied => self.ack(&batch).await,
-            Attempt::ShuttingDown => self.release(&batch).await,
-            Attempt::Failed(error) if batch.len() == 1 => self.fail(batch[0].0, error).await,
-            Attempt::Failed(error) => {
-                tracing::debug!(consumer = %self.spec.name, "batch failed, applying one by one: {error}");
-                for item in batch {
-                    match self.attempt(&[item], shutdown).await {
-                        Attempt::Applied => self.ack(&[item]).await,
-                        Attempt::ShuttingDown => self.release(&[item]).await,
-                        Attempt::Failed(error) => self.fail(item.0, error).await,
-                    }
+        let error = match self.attempt(&batch).await {
+            Ok(()) => {
+                self.ack(&batch.iter().map(|(m, _)| *m).collect::<Vec<_>>()).await;
+                return Outcome::Done;
+            }
+            Err(error @ HandlerError::Unavailable(_)) => return Outcome::Held(owned(valid), error),
+            Err(error) if batch.len() == 1 => {
+                self.fail(batch[0].0, error).await;
+                return Outcome::Done;
+            }
+            Err(error) => error,
+        };
+        tracing::debug!(consumer = %self.spec.name, "batch failed, applying one by one: {error}");
+        for (index, item) in batch.iter().enumerate() {
+            match self.attempt(&[*item]).await {
+                Ok(()) => self.ack(&[item.0]).await,
+                Err(error @ HandlerError::Unavailable(_)) => {
+                    return Outcome::Held(owned(valid.into_iter().skip(index)), error);
                 }
+                Err(error) => self.fail(item.0, error).await,
             }
         }
+        Outcome::Done
     }
 
-    /// Applies events, holding them while the database is unreachable instead of failing them.
-    async fn attempt(&self, batch: &[(&Message, &ReceivedEvent)], shutdown: &CancellationToken) -> Attempt {
-        let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
+    /// Messages delivered more often than allowed without an ack: acknowledged if their event
+    /// was applied already (only the ack was lost), parked otherwise. Fails only when the
+    /// database cannot tell.
+    async fn settle_exhausted(&self, exhausted: &[(Message, ReceivedEvent)]) -> Result<(), HandlerError> {
+        if exhausted.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = exhausted.iter().map(|(_, e)| e.meta.event_id).collect();
+        let done = match applied(&self.pool, &self.spec.name, &ids).await {
+            Ok(done) => done,
+            Err(error @ HandlerError::Unavailable(_)) => return Err(error),
+            Err(_) => Default::default(),
+        };
+        for (message, event) in exhausted {
+            if done.contains(&event.meta.event_id) {
+                self.ack(&[message]).await;
+            } else {
+                let detail = format!("delivered {} times without being acknowledged", deliveries(message));
+                self.park(message, ParkReason::new("deliveries_exhausted", detail)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds messages through a database outage, however long: retries with backoff while
+    /// telling the server they are in progress, one at a time after a few rounds (so one
+    /// message the database cannot do in time does not hold the others), until none is left or
+    /// `shutdown`, which hands them back.
+    async fn hold(&self, mut held: Vec<Message>, mut error: HandlerError, shutdown: &CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        for round in 1.. {
+            let delay = backoff.next_delay();
+            tracing::warn!(consumer = %self.spec.name, round, "database unavailable, holding {} message(s) and pulling no more, retrying in {delay:?}: {error}", held.len());
+            let in_hand: Vec<&Message> = held.iter().collect();
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.release(&in_hand).await;
+                    return;
+                }
+                () = self.in_progress(&in_hand, tokio::time::sleep(delay)) => {}
+            }
+            let mut still = Vec::new();
+            let chunks: Vec<Vec<Message>> =
+                if round < 3 { vec![held] } else { held.into_iter().map(|m| vec![m]).collect() };
+            for chunk in chunks {
+                if let Outcome::Held(rest, e) = self.process(chunk).await {
+                    still.extend(rest);
+                    error = e;
+                }
+            }
+            if still.is_empty() {
+                tracing::info!(consumer = %self.spec.name, "the database is back, resuming");
+                return;
+            }
+            held = still;
+        }
+    }
+
+    /// Applies events in one transaction, telling the server meanwhile that they are in progress.
+    async fn attempt(&self, batch: &[(&Message, &ReceivedEvent)]) -> Result<(), HandlerError> {
+        let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
+        let work = apply(&self.pool, Some(&self.spec.name), self.handler.as_ref(), &events);
+        let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
+        let new = self.in_progress(&messages, work).await?;
+        let counter = |outcome: &'static str| metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => outcome);
+        counter("applied").increment(new as u64);
+        counter("duplicate").increment((events.len() - new) as u64);
+        Ok(())
+    }
+
+    /// Runs `work` while telling the server, well within every ack wait, that `messages` are
+    /// still being worked on: a long batch or a long outage never has them redelivered.
+    async fn in_progress<T>(&self, messages: &[&Message], work: impl Future<Output = T>) -> T {
+        let every = (self.spec.ack_wait / 3).max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut work = std::pin::pin!(work);
         loop {
-            match apply(&self.pool, Some(&self.spec.name), self.handler.as_ref(), &events).await {
-                Ok(new) => {
-                    metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => "applied")
-                        .increment(new as u64);
-                    metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => "duplicate")
-                        .increment((events.len() - new) as u64);
-                    return Attempt::Applied;
+            tokio::select! {
+                out = &mut work => return out,
+                _ = ticks.tick() => {
+                    // Bounded, so a NATS outage cannot keep the work (and its locks) waiting.
+                    let progress = futures::future::join_all(messages.iter().map(|m| m.ack_with(AckKind::Progress)));
+                    let _ = tokio::time::timeout(Duration::from_secs(1), progress).await;
                 }
-                Err(HandlerError::Unavailable(e)) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(consumer = %self.spec.name, "database unavailable, holding {} message(s), retrying in {delay:?}: {e}", batch.len());
-                    for (message, _) in batch {
-                        let _ = message.ack_with(AckKind::Progress).await;
-                    }
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Attempt::ShuttingDown,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Err(error) => return Attempt::Failed(error),
             }
         }
     }
 
-    async fn ack(&self, batch: &[(&Message, &ReceivedEvent)]) {
-        for (message, _) in batch {
+    async fn ack(&self, messages: &[&Message]) {
+        for message in messages {
             if let Err(e) = message.ack().await {
                 // The effect is committed; a redelivery will be skipped as a duplicate.
                 tracing::debug!(consumer = %self.spec.name, "ack not sent: {e}");
@@ -189,8 +279,8 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Hands messages back for immediate redelivery (to another instance, or after restart).
-    async fn release(&self, batch: &[(&Message, &ReceivedEvent)]) {
-        for (message, _) in batch {
+    async fn release(&self, messages: &[&Message]) {
+        for message in messages {
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }
@@ -230,6 +320,10 @@ impl<H: Handler> Consumer<H> {
             }
         }
     }
+}
+
+fn owned(items: impl IntoIterator<Item = (Message, ReceivedEvent)>) -> Vec<Message> {
+    items.into_iter().map(|(message, _)| message).collect()
 }
 
 fn deliveries(message: &Message) -> i64 {

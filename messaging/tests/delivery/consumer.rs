@@ -143,3 +143,43 @@ async fn a_database_outage_holds_messages_instead_of_parking_them() {
     env.expect_effects_exactly_once(100).await;
     assert!(env.stream_contents("DLQ").await.is_empty(), "an outage parks nothing");
 }
+
+#[tokio::test]
+async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_parks_nothing() {
+    // A read-only primary during failover, disk full, out of memory, a cancelled statement, an
+    // administrator's shutdown and a lost connection, each raised by the database itself.
+    let outages = ["25006", "53100", "53200", "57014", "57P01", "08006"];
+    futures::future::join_all(outages.map(|code| async move {
+        let env = Env::start().await;
+        let handler = Effects::new("effects");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'the database refuses (%)', '{code}' USING ERRCODE = '{code}'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON effects FOR EACH ROW EXECUTE FUNCTION refuse();"
+        )))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+        env.commit_events(30).await;
+        env.relay().publish_pending().await.unwrap();
+        // Small batches and short pulls: most messages wait behind the batch in hand.
+        let mut small = spec();
+        small.batch_size = 4;
+        small.pull_expiry = Duration::from_secs(1);
+        let consumer = Consumer::new(env.js.clone(), env.pool.clone(), small, handler.clone());
+        tokio::spawn(consumer.run(env.shutdown.child_token()));
+
+        // Six ack waits: long enough for every message to have been delivered and failed more
+        // than max_deliveries times (retries start at 50 ms) had the outage counted as a handler
+        // failure, and for held messages to be redelivered had their ack wait run out.
+        eventually("the first attempt", || async { (handler.calls() > 0).then_some(()) }).await;
+        tokio::time::sleep(spec().ack_wait * 6).await;
+        assert!(env.stream_contents("DLQ").await.is_empty(), "{code}: an outage parks nothing");
+        sqlx::raw_sql("DROP TRIGGER refuse ON effects").execute(&env.pool).await.unwrap();
+
+        env.expect_effects_exactly_once(30).await;
+        let parked = ates_messaging::dlq::Dlq::new(env.js.clone()).list(None).await.unwrap();
+        assert!(parked.is_empty(), "{code}: nothing parked afterwards either: {parked:?}");
+    }))
+    .await;
+}
