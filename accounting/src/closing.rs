@@ -1,15 +1,21 @@
-//! Closing billing days: every positive balance is paid out, negatives carry over.
+//! Closing billing days: every positive closing balance is paid out, negatives carry over.
+//!
+//! The closing balance of a day is the sum of an account's entries billed on or before it.
+//! `balances.closed_balance` keeps that sum for the last closed day, so closing the next day
+//! adds only that day's entries: whatever was already billed to a later day (an event just
+//! after midnight, the backlog of a catch-up) stays on the account for its own day.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use ates_schemas::Envelope;
 use ates_schemas::events::{BillingDayClosedV1, TransactionKind};
 
-use crate::domain::calendar;
 use crate::domain::posting::{COMPANY, Posting, transaction_id};
+use crate::domain::{calendar, payout};
 use crate::ledger::{LedgerError, OUTBOX, post};
 
 /// What closing a day did.
@@ -31,6 +37,9 @@ pub enum CloseError {
     /// The day has not begun in the company's time zone.
     #[error("{0} has not begun yet; only days up to today can be closed")]
     Future(NaiveDate),
+    /// The day is further back than anyone closes on demand.
+    #[error("{date} is more than a year back; only days from {earliest} on can be closed on demand")]
+    TooOld { date: NaiveDate, earliest: NaiveDate },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -41,12 +50,22 @@ impl From<sqlx::Error> for CloseError {
     }
 }
 
+/// The earliest day [`close_through`] accepts when today is `today`: a year back.
+pub fn earliest_closable(today: NaiveDate) -> NaiveDate {
+    today.checked_sub_months(Months::new(12)).expect("dates go back")
+}
+
 /// Closes `date` and, first, every earlier day still open, in order, one transaction each.
-/// Returns what closing `date` did; a day closed before returns its result unchanged.
+/// Returns what closing `date` did; a day closed before returns its result unchanged, and a day
+/// before the ledger's first activity returns that nothing was paid, without closing anything.
 pub async fn close_through(pool: &PgPool, date: NaiveDate, zone: Tz) -> Result<Closed, CloseError> {
     let today = calendar::business_date(Utc::now(), zone);
     if date > today {
         return Err(CloseError::Future(date));
+    }
+    let earliest = earliest_closable(today);
+    if date < earliest {
+        return Err(CloseError::TooOld { date, earliest });
     }
     loop {
         let mut tx = pool.begin().await?;
@@ -60,7 +79,10 @@ pub async fn close_through(pool: &PgPool, date: NaiveDate, zone: Tz) -> Result<C
         }
         let next = match last_closed {
             Some(closed) => closed.succ_opt().expect("dates go on"),
-            None => first_active_day(&mut tx).await?.map_or(date, |first| first.min(date)),
+            None => match first_active_day(&mut tx).await? {
+                Some(first) if first <= date => first,
+                _ => return Ok(never_active(date)),
+            },
         };
         let closed = close_one(&mut tx, next, zone).await?;
         tx.commit().await?;
@@ -97,29 +119,56 @@ async fn first_active_day(tx: &mut PgConnection) -> Result<Option<NaiveDate>, sq
     sqlx::query_scalar("SELECT min(billing_date) FROM transactions").fetch_one(tx).await
 }
 
-/// Pays out every positive balance on `day`, queues one email per payout, records the close
-/// and writes `accounting.billing_day_closed`.
-async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Closed, CloseError> {
-    let positive: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
-        "SELECT account_id, balance FROM balances WHERE balance > 0 AND account_id <> $1 ORDER BY account_id",
+/// Each popug with entries billed on `day`: the balance it closed the previous day with, and
+/// the sum of those entries. Entries billed to later days are in neither.
+async fn day_activity(tx: &mut PgConnection, day: NaiveDate) -> Result<Vec<(Uuid, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT b.account_id, b.closed_balance, d.net
+         FROM (SELECT account_id, sum(amount)::bigint AS net FROM transactions
+               WHERE billing_date = $1 GROUP BY account_id) d
+         JOIN balances b USING (account_id)
+         WHERE b.account_id <> $2
+         ORDER BY b.account_id",
     )
+    .bind(day)
     .bind(COMPANY)
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(tx)
+    .await
+}
+
+/// Pays out every positive closing balance of `day`, queues one email per payout, records the
+/// close and writes `accounting.billing_day_closed`.
+async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Closed, CloseError> {
     let now = Utc::now();
-    let payouts: Vec<Posting> = positive
-        .iter()
-        .map(|&(account_id, balance)| Posting {
-            transaction_id: transaction_id(TransactionKind::Payout, &format!("{account_id}:{day}")),
-            account_id,
-            kind: TransactionKind::Payout,
-            amount: -balance,
-            task_id: None,
-            business_time: now,
-            cause_event_id: transaction_id(TransactionKind::Payout, &format!("close:{day}")),
+    let payouts: Vec<Posting> = day_activity(tx, day)
+        .await?
+        .into_iter()
+        .filter_map(|(account_id, carried_in, day_net)| {
+            let paid = payout::day_end(carried_in, day_net).payout;
+            (paid > 0).then(|| Posting {
+                transaction_id: transaction_id(TransactionKind::Payout, &format!("{account_id}:{day}")),
+                account_id,
+                kind: TransactionKind::Payout,
+                amount: -paid,
+                task_id: None,
+                business_time: now,
+                cause_event_id: transaction_id(TransactionKind::Payout, &format!("close:{day}")),
+            })
         })
         .collect();
     let posted = post(tx, payouts, zone, Some(day)).await?;
+    // The day is settled: every account (the company's too) now carries the sum of its entries
+    // billed on or before it, which after the payouts is zero or a debt for every popug.
+    sqlx::query(
+        "UPDATE balances b SET closed_balance = b.closed_balance + d.net
+         FROM (SELECT e.account_id, sum(e.amount)::bigint AS net
+               FROM transactions t JOIN entries e USING (transaction_id)
+               WHERE t.billing_date = $1 GROUP BY e.account_id) d
+         WHERE b.account_id = d.account_id",
+    )
+    .bind(day)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO payout_emails (transaction_id, account_id, billing_date, amount, message_id)
          SELECT id, account, $4, -amount, '<payout-' || id || '@ates>'

@@ -16,14 +16,15 @@ pub struct Report {
     pub transactions: i64,
 }
 
-/// Checks that every balance is the sum of its entries, the entries of all accounts and of
-/// every transaction sum to zero, every balance_after is the running sum of its account,
+/// Checks that every balance is the sum of its entries, every closed balance the sum of its
+/// entries billed up to the last closed day and never positive (it was paid out), the entries
+/// of all accounts and of every transaction sum to zero, every balance_after is the running sum of its account,
 /// every fee and reward has its causing event recorded, and every transaction still in the
 /// outbox horizon has its `accounting.transaction_applied` event.
 pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report, sqlx::Error> {
     let mut problems = Vec::new();
     let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
-    let checks: [(&'static str, &'static str); 5] = [
+    let checks: [(&'static str, &'static str); 7] = [
         (
             "SELECT count(*) FROM balances b
              LEFT JOIN (SELECT account_id, sum(amount) AS total FROM entries GROUP BY account_id) e USING (account_id)
@@ -51,6 +52,19 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report, 
             "SELECT count(*) FROM transactions t
              WHERE t.kind <> 'payout' AND NOT EXISTS (SELECT FROM processed_events p WHERE p.event_id = t.cause_event_id)",
             "fee or reward transaction(s) have no recorded causing event",
+        ),
+        (
+            "SELECT count(*) FROM balances b
+             LEFT JOIN (SELECT e.account_id, sum(e.amount) AS total
+                        FROM entries e JOIN transactions t USING (transaction_id)
+                        WHERE t.billing_date <= (SELECT last_closed FROM billing_state)
+                        GROUP BY e.account_id) c USING (account_id)
+             WHERE b.closed_balance <> coalesce(c.total, 0)",
+            "account(s) have a closed balance that is not the sum of their entries billed on or before the last closed day",
+        ),
+        (
+            "SELECT count(*) FROM balances WHERE closed_balance > 0 AND account_id <> '00000000-0000-0000-0000-000000000000'",
+            "account(s) closed a day with a positive balance that was not paid out",
         ),
     ];
     for (sql, problem) in checks {

@@ -16,6 +16,7 @@ mod state;
 pub mod statements;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ates_accounts_replica::ReplicaFreshness;
 use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec, streams};
@@ -29,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Accounting's schema.
 pub const SCHEMA: &str = "accounting";
+
+/// The durable consumer of `tasks.*` that keeps the ledger.
+pub const TASK_CONSUMER: &str = "accounting-tasks";
 
 /// Accounting's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
@@ -46,6 +50,9 @@ pub struct AccountingConfig {
     /// When billing days close: six cron fields (seconds first) in `ATES_TIMEZONE`.
     #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = jobs::parse_schedule)]
     pub close_schedule: String,
+    /// How long a close first waits for the task consumer to apply what `TASKS` already holds.
+    #[arg(long, env = "ATES_CLOSE_BACKLOG_WAIT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub close_backlog_wait: Duration,
     #[command(flatten)]
     pub mail: mail::MailConfig,
 }
@@ -58,6 +65,7 @@ impl AccountingConfig {
             tokens,
             timezone: chrono_tz::UTC,
             close_schedule: "0 0 0 * * *".into(),
+            close_backlog_wait: Duration::from_secs(120),
             mail,
         }
     }
@@ -103,7 +111,7 @@ impl AccountingService {
 
     /// The consumer of `tasks.*` that keeps the ledger.
     pub fn task_consumer(&self) -> Consumer<ledger::TaskEvents> {
-        let spec = ConsumerSpec::new("accounting-tasks", streams::TASKS, &[]);
+        let spec = ConsumerSpec::new(TASK_CONSUMER, streams::TASKS, &[]);
         let handler = Arc::new(ledger::TaskEvents { zone: self.config.timezone });
         Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler)
     }
@@ -111,16 +119,27 @@ impl AccountingService {
     /// Starts the background work: the outbox relay, the accounts replica, the ledger, the
     /// daily close and the payout mailer.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
-        let pool = &self.backbone.pool;
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
         workers.spawn(
             ates_accounts_replica::consumer(&self.backbone, "accounting-accounts")
                 .run(shutdown.child_token()),
         );
         workers.spawn(self.task_consumer().run(shutdown.child_token()));
-        let (zone, schedule) = (self.config.timezone, self.config.close_schedule.clone());
-        workers.spawn(jobs::close_days(pool.clone(), zone, schedule, shutdown.child_token()));
+        workers.spawn(self.daily_close().run(shutdown.child_token()));
         workers.spawn(self.mailer.clone().run(shutdown.child_token()));
+    }
+
+    /// The daily close, as configured.
+    pub fn daily_close(&self) -> jobs::DailyClose {
+        jobs::DailyClose {
+            pool: self.backbone.pool.clone(),
+            js: self.backbone.js.clone(),
+            zone: self.config.timezone,
+            schedule: self.config.close_schedule.clone(),
+            tasks: (streams::TASKS, TASK_CONSUMER),
+            backlog_wait: self.config.close_backlog_wait,
+            retry_initial: Duration::from_secs(1),
+        }
     }
 
     /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.

@@ -51,10 +51,15 @@ impl Transaction {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     pub account_id: Uuid,
-    /// The current balance in cents.
+    /// The current balance in cents, every day's entries included.
     pub balance: i64,
     /// The billing day the transactions are from.
     pub date: NaiveDate,
+    /// What the account carried into `date`: its entries billed before it, in cents.
+    pub opening_balance: i64,
+    /// Its entries billed on or before `date`: the day's closing balance, which is zero or a
+    /// debt once the day is closed and paid out.
+    pub closing_balance: i64,
     /// That day's transactions, in the order they were posted.
     pub transactions: Vec<Transaction>,
 }
@@ -69,6 +74,15 @@ pub async fn statement(
         .bind(account)
         .fetch_optional(&mut *conn)
         .await?;
+    let (opening_balance, closing_balance): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(amount) FILTER (WHERE billing_date < $2), 0)::bigint,
+                coalesce(sum(amount), 0)::bigint
+         FROM transactions WHERE account_id = $1 AND billing_date <= $2",
+    )
+    .bind(account)
+    .bind(date)
+    .fetch_one(&mut *conn)
+    .await?;
     let transactions: Vec<Transaction> = sqlx::query_as(
         "SELECT t.transaction_id, t.account_id, t.kind, t.amount, t.balance_after, t.task_id,
                 k.title AS task_title, k.jira_id, t.billing_date, t.created_at
@@ -83,6 +97,8 @@ pub async fn statement(
         account_id: account,
         balance: balance.unwrap_or(0),
         date,
+        opening_balance,
+        closing_balance,
         transactions: transactions.into_iter().map(Transaction::described).collect(),
     })
 }

@@ -1,21 +1,32 @@
 //! The projection behind the admin dashboards: per-day earnings, negative popugs and the most
 //! expensive task, applied in any order and at most once per generation.
+//!
+//! Earnings and negative popugs are per billing day; the most expensive task is per day of
+//! completion (the business date of `tasks.completed`), whatever day its reward was billed to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ates_messaging::HandlerError;
 use ates_messaging::projection::Projection;
 use ates_schemas::events::{TransactionAppliedV1, TransactionKind};
 use ates_schemas::{DomainEvent, ReceivedEvent};
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::timeline::{self, Timeline};
 
 /// The dashboards' read model.
-#[derive(Debug, Default)]
-pub struct Dashboards;
+#[derive(Debug, Clone, Copy)]
+pub struct Dashboards {
+    /// The company's time zone: which day a task was completed on.
+    pub zone: Tz,
+}
+
+/// The advisory-lock namespace of account timelines (the two-key form, so it shares nothing
+/// with the single-key locks other services take).
+const TIMELINE_LOCKS: &str = "ates.analytics.account_days";
 
 impl Projection for Dashboards {
     const TABLES: &'static [&'static str] = &["tasks", "days", "account_days", "day_top_tasks"];
@@ -26,7 +37,6 @@ impl Projection for Dashboards {
         generation: i64,
         events: &[ReceivedEvent],
     ) -> Result<(), HandlerError> {
-        record_tasks(tx, generation, events).await?;
         let transactions: Vec<&TransactionAppliedV1> = events
             .iter()
             .filter_map(|e| match &e.event {
@@ -34,23 +44,26 @@ impl Projection for Dashboards {
                 _ => None,
             })
             .collect();
+        let finished = record_tasks(tx, generation, events, &transactions).await?;
         if !transactions.is_empty() {
             let negative_changes = update_timelines(tx, generation, &transactions).await?;
             add_to_days(tx, generation, &transactions, negative_changes).await?;
-            raise_top_tasks(tx, generation, &transactions).await?;
         }
+        raise_top_tasks(tx, generation, self.zone, &finished).await?;
         Ok(())
     }
 }
 
-/// Task titles from `tasks.added`, completion times from `tasks.completed`.
+/// Task titles from `tasks.added`, completion times from `tasks.completed` and rewards from
+/// `completion_reward` transactions. Returns the tasks whose completion time or reward came in.
 async fn record_tasks(
     tx: &mut PgConnection,
     generation: i64,
     events: &[ReceivedEvent],
-) -> Result<(), sqlx::Error> {
-    let mut titles: HashMap<Uuid, (&str, Option<&str>)> = HashMap::new();
-    let mut completions: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    transactions: &[&TransactionAppliedV1],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut titles: BTreeMap<Uuid, (&str, Option<&str>)> = BTreeMap::new();
+    let mut completions: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
     for event in events {
         match &event.event {
             DomainEvent::TaskAdded(added) => {
@@ -62,34 +75,53 @@ async fn record_tasks(
             _ => {}
         }
     }
-    if !titles.is_empty() {
-        let (ids, rows): (Vec<Uuid>, Vec<(&str, Option<&str>)>) = titles.into_iter().unzip();
-        let (names, jiras): (Vec<&str>, Vec<Option<&str>>) = rows.into_iter().unzip();
+    let rewards: BTreeMap<Uuid, i64> = transactions
+        .iter()
+        .filter(|t| t.kind == TransactionKind::CompletionReward)
+        .filter_map(|t| Some((t.task_id?, t.amount)))
+        .collect();
+    // One statement in task order for all three, so writers of different streams (titles and
+    // completions from tasks.*, rewards from accounting.*) lock the rows they share in one order.
+    let ids: BTreeSet<Uuid> =
+        titles.keys().chain(completions.keys()).chain(rewards.keys()).copied().collect();
+    if !ids.is_empty() {
+        let ids: Vec<Uuid> = ids.into_iter().collect();
         sqlx::query(
-            "INSERT INTO tasks (generation, task_id, title, jira_id)
-             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[])
-             ON CONFLICT (generation, task_id) DO UPDATE SET title = EXCLUDED.title, jira_id = EXCLUDED.jira_id",
+            "INSERT INTO tasks AS t (generation, task_id, title, jira_id, completed_at, reward)
+             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+             ON CONFLICT (generation, task_id) DO UPDATE SET
+                 title = coalesce(EXCLUDED.title, t.title),
+                 jira_id = CASE WHEN EXCLUDED.title IS NULL THEN t.jira_id ELSE EXCLUDED.jira_id END,
+                 completed_at = coalesce(EXCLUDED.completed_at, t.completed_at),
+                 reward = coalesce(EXCLUDED.reward, t.reward)",
         )
         .bind(generation)
-        .bind(ids)
-        .bind(names)
-        .bind(jiras)
+        .bind(&ids)
+        .bind(ids.iter().map(|id| titles.get(id).map(|t| t.0)).collect::<Vec<_>>())
+        .bind(ids.iter().map(|id| titles.get(id).and_then(|t| t.1)).collect::<Vec<_>>())
+        .bind(ids.iter().map(|id| completions.get(id).copied()).collect::<Vec<_>>())
+        .bind(ids.iter().map(|id| rewards.get(id).copied()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
-    if !completions.is_empty() {
-        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = completions.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO tasks (generation, task_id, completed_at)
-             SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[])
-             ON CONFLICT (generation, task_id) DO UPDATE SET completed_at = EXCLUDED.completed_at",
-        )
-        .bind(generation)
-        .bind(ids)
-        .bind(times)
-        .execute(&mut *tx)
-        .await?;
-    }
+    let mut finished: Vec<Uuid> = completions.into_keys().chain(rewards.into_keys()).collect();
+    finished.sort_unstable();
+    finished.dedup();
+    Ok(finished)
+}
+
+/// Takes the timeline lock of every account in `accounts` (sorted, distinct), in that order:
+/// two writers of one generation (two instances, or a replay beside the live consumer) then
+/// apply an account's changes one after the other instead of overwriting each other's.
+async fn lock_timelines(tx: &mut PgConnection, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext($1), k)
+         FROM (SELECT DISTINCT hashtext(a::text) AS k FROM unnest($2::uuid[]) AS a ORDER BY k) keys",
+    )
+    .bind(TIMELINE_LOCKS)
+    .bind(accounts)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -105,6 +137,7 @@ async fn update_timelines(
         *changes.entry(t.account_id).or_default().entry(t.billing_date).or_default() += t.amount;
     }
     let accounts: Vec<Uuid> = changes.keys().copied().collect();
+    lock_timelines(tx, &accounts).await?;
     let firsts: Vec<NaiveDate> =
         changes.values().map(|days| *days.keys().next().expect("a change")).collect();
     let before: HashMap<Uuid, i64> = sqlx::query_as(
@@ -204,17 +237,30 @@ async fn add_to_days(
     Ok(())
 }
 
-/// Keeps, per day, the completion reward that is the highest (ties: the greater task id).
+/// Keeps, per day of completion (in `zone`), the task with the highest completion reward
+/// (ties: the greater task id), once both its completion and its reward are known.
 async fn raise_top_tasks(
     tx: &mut PgConnection,
     generation: i64,
-    transactions: &[&TransactionAppliedV1],
+    zone: Tz,
+    finished: &[Uuid],
 ) -> Result<(), sqlx::Error> {
+    if finished.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<(Uuid, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT task_id, completed_at, reward FROM tasks
+         WHERE generation = $1 AND task_id = ANY($2) AND completed_at IS NOT NULL AND reward IS NOT NULL",
+    )
+    .bind(generation)
+    .bind(finished)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut best: BTreeMap<NaiveDate, (i64, Uuid)> = BTreeMap::new();
-    for t in transactions.iter().filter(|t| t.kind == TransactionKind::CompletionReward) {
-        let Some(task) = t.task_id else { continue };
-        let candidate = (t.amount, task);
-        best.entry(t.billing_date).and_modify(|b| *b = (*b).max(candidate)).or_insert(candidate);
+    for (task, completed_at, reward) in known {
+        let day = completed_at.with_timezone(&zone).date_naive();
+        let candidate = (reward, task);
+        best.entry(day).and_modify(|b| *b = (*b).max(candidate)).or_insert(candidate);
     }
     if best.is_empty() {
         return Ok(());

@@ -50,6 +50,8 @@ pub struct AnalyticsConfig {
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
+    /// The read model, as configured.
+    pub dashboards: Dashboards,
     /// The API routes with their state.
     pub router: Router,
     /// The OpenAPI description of those routes.
@@ -70,12 +72,13 @@ impl AnalyticsService {
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
         let state = state::AppState { pool: backbone.pool.clone(), authenticator, zone: config.timezone };
         let (router, openapi) = http::router().split_for_parts();
-        Ok(AnalyticsService { router: router.with_state(state), openapi, backbone })
+        let dashboards = Dashboards { zone: config.timezone };
+        Ok(AnalyticsService { dashboards, router: router.with_state(state), openapi, backbone })
     }
 
     /// The live consumers of the dashboards, one per source stream.
     pub fn dashboard_consumers(&self) -> Vec<Consumer<Live<Dashboards>>> {
-        let handler = Arc::new(Live(Arc::new(Dashboards)));
+        let handler = Arc::new(Live(Arc::new(self.dashboards)));
         SOURCES
             .iter()
             .map(|(stream, name)| {

@@ -1,8 +1,8 @@
-//! The read side: every answer comes from the per-day tables of the current generation.
+//! The read side: every answer comes from the per-day tables of one generation, read in one
+//! snapshot (`projection::read_current`).
 
 use std::collections::HashMap;
 
-use ates_messaging::projection;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -18,7 +18,8 @@ pub struct Summary {
     pub negative_balance_accounts: i64,
 }
 
-/// The task with the highest completion reward among tasks completed in a period.
+/// The task with the highest completion reward among tasks completed in a period (by the
+/// business date of its completion).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ExpensiveTask {
     pub task_id: Uuid,
@@ -56,12 +57,17 @@ struct DayTop {
 }
 
 /// `date`'s earnings and negative popugs.
-pub async fn summary(conn: &mut PgConnection, date: NaiveDate) -> Result<Summary, sqlx::Error> {
+pub async fn summary(
+    conn: &mut PgConnection,
+    generation: i64,
+    date: NaiveDate,
+) -> Result<Summary, sqlx::Error> {
     let (earnings, negatives): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(-(assign_fees + completion_rewards)) FILTER (WHERE day = $1), 0)::bigint,
+        "SELECT coalesce(sum(-(assign_fees + completion_rewards)) FILTER (WHERE day = $2), 0)::bigint,
                 coalesce(sum(negative_change), 0)::bigint
-         FROM days WHERE generation = (SELECT generation FROM projection_state) AND day <= $1",
+         FROM days WHERE generation = $1 AND day <= $2",
     )
+    .bind(generation)
     .bind(date)
     .fetch_one(conn)
     .await?;
@@ -71,10 +77,10 @@ pub async fn summary(conn: &mut PgConnection, date: NaiveDate) -> Result<Summary
 /// The most expensive task completed between `from` and `to`, if any.
 pub async fn most_expensive(
     conn: &mut PgConnection,
+    generation: i64,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Option<ExpensiveTask>, sqlx::Error> {
-    let generation = projection::current_generation(&mut *conn).await?;
     let top: Option<DayTop> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{TOP_TASKS} ORDER BY t.reward DESC, t.task_id DESC LIMIT 1"
     )))
@@ -87,8 +93,12 @@ pub async fn most_expensive(
 }
 
 /// Every day from `from` to `to`.
-pub async fn days(conn: &mut PgConnection, from: NaiveDate, to: NaiveDate) -> Result<Vec<Day>, sqlx::Error> {
-    let generation = projection::current_generation(&mut *conn).await?;
+pub async fn days(
+    conn: &mut PgConnection,
+    generation: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Day>, sqlx::Error> {
     let negative_before: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(negative_change), 0)::bigint FROM days WHERE generation = $1 AND day < $2",
     )

@@ -136,34 +136,57 @@ pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid) -> Res
     Ok(task)
 }
 
+/// What one shuffle statement did: whether nobody could be drawn, and each task moved.
+#[derive(sqlx::FromRow)]
+struct Shuffled {
+    nobody: bool,
+    task_ids: Vec<Uuid>,
+    previous: Vec<Uuid>,
+    assignees: Vec<Uuid>,
+}
+
 /// Reassigns every open task to a random assignable account (the same one may be drawn again),
 /// in one set-based statement, and writes one `tasks.assigned` per task. Returns how many.
 ///
-/// Open tasks are locked in id order: a completion waits for the shuffle and is then refused
-/// if its caller is no longer the assignee; a task completed first is no longer open here.
+/// Who can be drawn and which tasks are open are read in the statement's one snapshot, so an
+/// account deactivated meanwhile is either drawn from or, if it was the last, makes it a
+/// conflict; never a task without an assignee. Open tasks are locked in id order: a completion
+/// waits for the shuffle and is then refused if its caller is no longer the assignee; a task
+/// completed first is no longer open here.
 pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
-    let assignable: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM accounts WHERE {ASSIGNABLE}")))
-            .fetch_one(&mut *tx)
-            .await?;
-    if assignable == 0 {
+    let shuffled: Shuffled = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH pool AS (
+                 SELECT array_agg(account_id) AS ids FROM accounts WHERE {ASSIGNABLE}
+             ), open AS (
+                 SELECT task_id, assignee_id FROM tasks
+                 WHERE status = 'open' AND (SELECT ids FROM pool) IS NOT NULL
+                 ORDER BY task_id FOR UPDATE
+             ), drawn AS (
+                 SELECT open.task_id, open.assignee_id AS previous,
+                        pool.ids[1 + floor(random() * cardinality(pool.ids))::int] AS assignee
+                 FROM open CROSS JOIN pool
+             ), moved AS (
+                 UPDATE tasks SET assignee_id = drawn.assignee FROM drawn WHERE tasks.task_id = drawn.task_id
+                 RETURNING tasks.task_id, drawn.previous, tasks.assignee_id
+             )
+             SELECT (SELECT ids IS NULL FROM pool) AS nobody,
+                    coalesce(array_agg(task_id), '{{}}') AS task_ids,
+                    coalesce(array_agg(previous), '{{}}') AS previous,
+                    coalesce(array_agg(assignee_id), '{{}}') AS assignees
+             FROM moved"
+    )))
+    .fetch_one(&mut *tx)
+    .await?;
+    if shuffled.nobody {
         return Err(Problem::conflict("There is no active worker or accountant to assign tasks to.").into());
     }
-    let moved: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH pool AS (
-             SELECT array_agg(account_id) AS ids FROM accounts WHERE {ASSIGNABLE}
-         ), open AS (
-             SELECT task_id, assignee_id FROM tasks WHERE status = 'open' ORDER BY task_id FOR UPDATE
-         ), drawn AS (
-             SELECT open.task_id, open.assignee_id AS previous,
-                    pool.ids[1 + floor(random() * cardinality(pool.ids))::int] AS assignee
-             FROM open CROSS JOIN pool
-         )
-         UPDATE tasks SET assignee_id = drawn.assignee FROM drawn WHERE tasks.task_id = drawn.task_id
-         RETURNING tasks.task_id, drawn.previous, tasks.assignee_id"
-    )))
-    .fetch_all(&mut *tx)
-    .await?;
+    let moved: Vec<(Uuid, Uuid, Uuid)> = shuffled
+        .task_ids
+        .into_iter()
+        .zip(shuffled.previous)
+        .zip(shuffled.assignees)
+        .map(|((task, previous), assignee)| (task, previous, assignee))
+        .collect();
     let now = Utc::now();
     let events: Vec<Envelope<TaskAssignedV1>> = moved
         .iter()

@@ -72,6 +72,20 @@ impl TestSystem {
         adjust_system: impl FnOnce(&mut SystemConfig),
         adjust_auth: impl FnOnce(&mut AuthConfig),
     ) -> Self {
+        Self::start_inner(adjust_system, adjust_auth, true).await
+    }
+
+    /// Starts without accounting's ledger (its task consumer and daily close), for tests that
+    /// publish accounting's events themselves and must not get a second set from it.
+    pub async fn start_without_ledger() -> Self {
+        Self::start_inner(|_| {}, |_| {}, false).await
+    }
+
+    async fn start_inner(
+        adjust_system: impl FnOnce(&mut SystemConfig),
+        adjust_auth: impl FnOnce(&mut AuthConfig),
+        ledger: bool,
+    ) -> Self {
         capture_logs();
         let nats = TestNats::start().await;
         let db = database().await;
@@ -93,7 +107,19 @@ impl TestSystem {
         let system = System::build(&config, adjust_auth).await.expect("the system starts");
         let shutdown = CancellationToken::new();
         let mut workers = tokio::task::JoinSet::new();
-        system.spawn_workers(&shutdown, &mut workers);
+        if ledger {
+            system.spawn_workers(&shutdown, &mut workers);
+        } else {
+            system.auth.spawn_workers(&shutdown, &mut workers);
+            system.task_tracker.spawn_workers(&shutdown, &mut workers);
+            system.analytics.spawn_workers(&shutdown, &mut workers);
+            let accounting = &system.accounting.backbone;
+            workers.spawn(accounting.relay().run(shutdown.child_token()));
+            workers.spawn(
+                ates_accounts_replica::consumer(accounting, "accounting-accounts")
+                    .run(shutdown.child_token()),
+            );
+        }
         workers.detach_all();
         tokio::spawn(ates_web::serve(listener, system.app(), shutdown.clone()));
         TestSystem { url, http: reqwest::Client::new(), nats, system, config, shutdown }
@@ -284,7 +310,18 @@ fn capture_logs() {
     });
 }
 
+/// Writes log lines into a shared buffer.
 struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+/// A log subscriber of its own, for the logs of one future (`WithSubscriber::with_subscriber`),
+/// and the buffer it writes to.
+pub fn captured_logs() -> (Arc<Mutex<Vec<u8>>>, impl tracing::Subscriber + Send + Sync) {
+    let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let writer = buffer.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_ansi(false).with_writer(move || LogWriter(writer.clone())).finish();
+    (buffer, subscriber)
+}
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -295,6 +332,23 @@ impl std::io::Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Waits until a session of `pool`'s database waits for a lock while running a statement that
+/// contains `statement`.
+pub async fn waiting_for_lock(pool: &sqlx::PgPool, statement: &str) {
+    eventually(&format!("a statement like {statement:?} to wait for a lock"), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+        )
+        .bind(statement)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
 }
 
 /// Every event in a service's outbox, in the order written, decoded and validated.

@@ -12,13 +12,14 @@ use crate::closing::{self, CloseError, Closed};
 use crate::state::AppState;
 
 /// Closes a billing day now (admins): pays out every positive balance and emails each payee.
-/// Earlier open days are closed first, in order. Closing a closed day returns the same result.
+/// Earlier open days are closed first, in order. Closing a closed day returns the same result;
+/// a day before the ledger's first transaction pays nothing and closes nothing.
 #[utoipa::path(post, path = "/api/accounting/billing-days/{date}/close", tag = "accounting", security(("bearer" = [])),
     params(("date" = NaiveDate, Path, description = "The billing day, YYYY-MM-DD")),
     responses(
         (status = 200, description = "The day is closed", body = Closed),
         (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A day that has not begun", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A day that has not begun, or more than a year back", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(%date))]
 pub async fn close(
@@ -29,10 +30,9 @@ pub async fn close(
     caller.require(&[Role::Admin])?;
     match closing::close_through(&state.pool, date, state.zone).await {
         Ok(closed) => Ok(Json(closed)),
-        Err(CloseError::Future(day)) => Err(Problem::unprocessable(format!(
-            "{day} has not begun yet; only days up to today can be closed."
-        ))
-        .into()),
+        Err(error @ (CloseError::Future(_) | CloseError::TooOld { .. })) => {
+            Err(Problem::unprocessable(format!("{error}.")).into())
+        }
         Err(CloseError::Ledger(e)) => Err(e.into()),
     }
 }

@@ -13,7 +13,9 @@ pub struct Content {
     pub html: String,
 }
 
-/// The email for a payout of `amount` cents to `name`, with the statement of its day.
+/// The email for a payout of `amount` cents to `name`, with the statement of its day. Each
+/// transaction shows the day's balance after it: what was carried in plus the day's entries
+/// so far, never entries billed to a later day.
 pub fn payout(name: &str, amount: i64, statement: &Statement) -> Content {
     let day = statement.date;
     let subject = format!("Your aTES payout for {day}: {}", dollars(amount));
@@ -22,20 +24,26 @@ pub fn payout(name: &str, amount: i64, statement: &Statement) -> Content {
         dollars(amount)
     );
     let mut rows = String::new();
-    for t in &statement.transactions {
-        let _ = writeln!(
-            text,
-            "  {:>12}  {}  (balance {})",
-            dollars(t.amount),
-            t.description,
-            dollars(t.balance_after)
+    let carried = statement.opening_balance;
+    if carried != 0 {
+        let _ = writeln!(text, "  {:>12}  Carried over from before {day}", dollars(carried));
+        let _ = write!(
+            rows,
+            "<tr><td style=\"text-align:right\">{}</td><td>Carried over from before {day}</td><td></td></tr>",
+            dollars(carried)
         );
+    }
+    let mut balance = carried;
+    for t in &statement.transactions {
+        balance += t.amount;
+        let _ =
+            writeln!(text, "  {:>12}  {}  (balance {})", dollars(t.amount), t.description, dollars(balance));
         let _ = write!(
             rows,
             "<tr><td style=\"text-align:right\">{}</td><td>{}</td><td style=\"text-align:right\">{}</td></tr>",
             dollars(t.amount),
             escape(&t.description),
-            dollars(t.balance_after)
+            dollars(balance)
         );
     }
     text.push_str("\nUberPopug Inc. payroll\n");
@@ -95,6 +103,8 @@ mod tests {
             account_id: Uuid::nil(),
             balance: 0,
             date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            opening_balance: 0,
+            closing_balance: 0,
             transactions: vec![
                 transaction(TransactionKind::AssignFee, -1250, -1250, "Fee for being assigned <b>Feed</b>"),
                 transaction(TransactionKind::CompletionReward, 3700, 2450, "Reward for completing Feed"),
@@ -110,5 +120,33 @@ mod tests {
         assert!(mail.html.contains("Hello Pop &amp; Ug"));
         assert!(mail.html.contains("Fee for being assigned &lt;b&gt;Feed&lt;/b&gt;"), "user text is escaped");
         assert!(mail.html.contains("<strong>$24.50</strong>"));
+    }
+
+    #[test]
+    fn the_balances_shown_are_the_days_own_whatever_later_days_hold() {
+        // Carried a debt of $5.00 in; a later day's fee was posted between the reward and
+        // the payout, so the transactions' own balance_after values include it.
+        let statement = Statement {
+            account_id: Uuid::nil(),
+            balance: -1799,
+            date: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            opening_balance: -500,
+            closing_balance: 0,
+            transactions: vec![
+                transaction(TransactionKind::CompletionReward, 3000, 2500, "Reward for completing Feed"),
+                transaction(TransactionKind::Payout, -2500, -1799, "Payout of the balance of 2026-11-21"),
+            ],
+        };
+
+        let mail = payout("Popug", 2500, &statement);
+
+        assert!(mail.text.contains("-$5.00  Carried over from before 2026-11-21"), "{}", mail.text);
+        assert!(mail.text.contains("$30.00  Reward for completing Feed  (balance $25.00)"), "{}", mail.text);
+        assert!(
+            mail.text.contains("-$25.00  Payout of the balance of 2026-11-21  (balance $0.00)"),
+            "{}",
+            mail.text
+        );
+        assert!(!mail.text.contains("17.99") && !mail.html.contains("17.99"), "nothing of the later day");
     }
 }

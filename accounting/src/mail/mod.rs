@@ -15,6 +15,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use ates_messaging::backoff::Backoff;
+
 use crate::ledger::OUTBOX;
 use crate::statements;
 
@@ -117,23 +119,39 @@ impl Mailer {
         Ok(Mailer { pool, outlet, from, retry_max: config.retry_max })
     }
 
-    /// Sends what is due every second until `shutdown`.
+    /// Sends what is due every second until `shutdown`. While the queue cannot be read or an
+    /// attempt cannot be recorded, waits longer after each failure (up to `retry_max`), so a
+    /// database fault never turns into an email resent every second.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.retry_max.max(Duration::from_secs(1)));
         loop {
-            match self.send_due().await {
-                Ok(sent) if sent > 0 => tracing::info!(sent, "sent payout emails"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("the payout mailer cannot reach its queue: {e}"),
-            }
+            let pause = match self.send_due().await {
+                Ok(sent) => {
+                    if sent > 0 {
+                        tracing::info!(sent, "sent payout emails");
+                    }
+                    backoff.reset();
+                    Duration::from_secs(1)
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("the payout mailer cannot use its queue, trying again in {delay:?}: {e}");
+                    delay
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
 
     /// Sends every email that is due, one transaction each; returns how many went out. Stops
     /// the round at the first failure: the server is probably down for the rest too.
+    ///
+    /// A failed attempt is undone to a savepoint and recorded with its backoff in the same
+    /// transaction, so it is not due again before its delay, whatever failed: the mail server,
+    /// or recording an email the server had already accepted.
     pub async fn send_due(&self) -> Result<usize, sqlx::Error> {
         let mut sent = 0;
         loop {
@@ -148,12 +166,15 @@ impl Mailer {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(queued) = queued else { return Ok(sent) };
-            match self.deliver(&mut tx, &queued).await {
+            let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+            match self.deliver(&mut attempt, &queued).await {
                 Ok(()) => {
+                    attempt.commit().await?;
                     tx.commit().await?;
                     sent += 1;
                 }
                 Err(error) => {
+                    attempt.rollback().await?;
                     let delay = retry_delay(queued.attempts, self.retry_max);
                     tracing::warn!(transaction_id = %queued.transaction_id, "payout email not sent, retrying in {delay:?}: {error}");
                     sqlx::query(

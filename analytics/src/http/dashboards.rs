@@ -1,5 +1,6 @@
 //! `/api/analytics/*`: admins only.
 
+use ates_messaging::projection;
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
 use ates_web::{Json, Problem, ProblemBody, Query, Result};
@@ -34,7 +35,8 @@ pub async fn summary(
 ) -> Result<Json<Summary>> {
     caller.require(&[Role::Admin])?;
     let date = query.date.unwrap_or_else(|| state.today());
-    Ok(Json(queries::summary(&mut *state.pool.acquire().await?, date).await?))
+    let (mut tx, generation) = projection::read_current(&state.pool).await?;
+    Ok(Json(queries::summary(&mut tx, generation, date).await?))
 }
 
 /// A period: `from`–`to`, or a `period` around `date`.
@@ -101,7 +103,8 @@ pub async fn most_expensive_task(
 ) -> Result<Json<ExpensiveTask>> {
     caller.require(&[Role::Admin])?;
     let (from, to) = query.range(state.today())?;
-    let found = queries::most_expensive(&mut *state.pool.acquire().await?, from, to).await?;
+    let (mut tx, generation) = projection::read_current(&state.pool).await?;
+    let found = queries::most_expensive(&mut tx, generation, from, to).await?;
     let task =
         found.ok_or_else(|| Problem::not_found(format!("No task was completed between {from} and {to}.")))?;
     Ok(Json(task))
@@ -127,5 +130,6 @@ pub async fn days(
         query
     };
     let (from, to) = query.range(today)?;
-    Ok(Json(queries::days(&mut *state.pool.acquire().await?, from, to).await?))
+    let (mut tx, generation) = projection::read_current(&state.pool).await?;
+    Ok(Json(queries::days(&mut tx, generation, from, to).await?))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::jetstream::message::PublishMessage;
-use ates_analytics::dashboards::Dashboards;
 use ates_analytics::{AnalyticsConfig, AnalyticsService};
 use ates_auth::{AuthConfig, AuthService};
 use ates_messaging::BackboneConfig;
@@ -83,9 +82,15 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
 
     let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|(stream, _)| *stream).collect();
     let started = Instant::now();
-    let report = projection::rebuild(js, &analytics.backbone.pool, Arc::new(Dashboards), &sources, |_, _| {})
-        .await
-        .map_err(anyhow::Error::from_boxed)?;
+    let report = projection::rebuild(
+        js,
+        &analytics.backbone.pool,
+        Arc::new(analytics.dashboards),
+        &sources,
+        |_, _| {},
+    )
+    .await
+    .map_err(anyhow::Error::from_boxed)?;
     let read: u64 = report.streams.iter().map(|(_, p)| p.read).sum();
     let rate = per_second(usize::try_from(read)?, started.elapsed());
     println!(

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use ates_schemas::events::{AssignReason, TaskAssignedV1, TaskCompletedV1};
 use ates_schemas::{DomainEvent, Envelope};
 use ates_testkit::{SmtpServer, eventually, eventually_with};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// A system whose payout mail goes to `smtp`, retrying at least every second.
-async fn with_smtp(smtp: &SmtpServer) -> TestSystem {
+pub(super) async fn with_smtp(smtp: &SmtpServer) -> TestSystem {
     let url = smtp.url();
     TestSystem::start_configured(
         move |config| {
@@ -26,12 +27,16 @@ async fn with_smtp(smtp: &SmtpServer) -> TestSystem {
 }
 
 /// Publishes `popug` being assigned a task at `at` and, if `complete`, completing it 10 s later.
-async fn work(sys: &TestSystem, popug: &Popug, at: DateTime<Utc>, complete: bool) {
-    let js = sys.jetstream().await;
+pub(super) async fn work(sys: &TestSystem, popug: &Popug, at: DateTime<Utc>, complete: bool) {
+    work_of(&sys.jetstream().await, popug.id, at, complete).await;
+}
+
+/// Publishes `account` being assigned a task at `at` and, if `complete`, completing it 10 s later.
+pub(super) async fn work_of(js: &jetstream::Context, account: Uuid, at: DateTime<Utc>, complete: bool) {
     let task = Uuid::new_v4();
     let assigned = TaskAssignedV1 {
         task_id: task,
-        assignee_id: popug.id,
+        assignee_id: account,
         previous_assignee_id: None,
         reason: AssignReason::Created,
     };
@@ -44,7 +49,7 @@ async fn work(sys: &TestSystem, popug: &Popug, at: DateTime<Utc>, complete: bool
     .await
     .unwrap();
     if complete {
-        let done = TaskCompletedV1 { task_id: task, assignee_id: popug.id };
+        let done = TaskCompletedV1 { task_id: task, assignee_id: account };
         let envelope = Envelope::at("task-tracker", at + Span::seconds(10), done);
         js.publish("tasks.completed.v1", serde_json::to_vec(&envelope).unwrap().into())
             .await
@@ -54,19 +59,19 @@ async fn work(sys: &TestSystem, popug: &Popug, at: DateTime<Utc>, complete: bool
     }
 }
 
-fn yesterday() -> NaiveDate {
+pub(super) fn yesterday() -> NaiveDate {
     Utc::now().date_naive().pred_opt().unwrap()
 }
 
-fn noon(day: NaiveDate) -> DateTime<Utc> {
+pub(super) fn noon(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(12, 0, 0).unwrap().and_utc()
 }
 
-async fn balance(sys: &TestSystem, popug: &Popug) -> i64 {
+pub(super) async fn balance(sys: &TestSystem, popug: &Popug) -> i64 {
     sys.get("/api/accounting/me", &popug.token).await.expect(StatusCode::OK)["balance"].as_i64().unwrap()
 }
 
-async fn close(sys: &TestSystem, day: NaiveDate) -> Value {
+pub(super) async fn close(sys: &TestSystem, day: NaiveDate) -> Value {
     sys.post(
         &format!("/api/accounting/billing-days/{day}/close"),
         &sys.admin_token().await,
@@ -342,8 +347,9 @@ async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone()
     // A close schedule a few seconds from now, written in Kathmandu time.
     let schedule = fire.format("%S %M %H * * *").to_string();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let pool = sys.system.accounting.backbone.pool.clone();
-    tokio::spawn(ates_accounting::jobs::run_schedule(pool, zone, schedule, shutdown.clone()));
+    let mut job = sys.system.accounting.daily_close();
+    job.schedule = schedule;
+    tokio::spawn(job.run_schedule(shutdown.clone()));
 
     let closed =
         eventually_with("the scheduled close", Duration::from_secs(20), || async { last_closed().await })
@@ -357,4 +363,48 @@ async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone()
     );
     assert_eq!(closed, local_yesterday, "yesterday in Kathmandu");
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_email_the_server_accepted_but_that_could_not_be_recorded_is_retried_with_backoff() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let sys = TestSystem::start_configured(move |config| config.mail.smtp_url = Some(url), |_| {}).await;
+    let (payee, _) = payee_and_debtor(&sys).await;
+    let pool = &sys.system.accounting.backbone.pool;
+    sqlx::raw_sql(
+        "CREATE FUNCTION cannot_record() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'cannot record the email as sent'; END $$;
+         CREATE TRIGGER cannot_record BEFORE UPDATE ON payout_emails FOR EACH ROW
+         WHEN (NEW.sent_at IS NOT NULL) EXECUTE FUNCTION cannot_record();",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    close(&sys, yesterday()).await;
+
+    let (attempts, waits): (i32, bool) = eventually("the failed attempt recorded", || async {
+        sqlx::query_as(
+            "SELECT attempts, next_attempt_at > now() FROM payout_emails
+             WHERE sent_at IS NULL AND last_error LIKE '%cannot record the email as sent%'",
+        )
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    assert!(attempts >= 1 && waits, "the attempt counts and the next one waits: {attempts} {waits}");
+    assert!(smtp.messages().len() <= usize::try_from(attempts).unwrap() + 1, "no resend before the backoff");
+    sqlx::raw_sql("DROP TRIGGER cannot_record ON payout_emails").execute(pool).await.unwrap();
+
+    eventually_with("the email recorded as sent", Duration::from_secs(60), || async {
+        (payout_emails_sent(&sys).await == 1).then_some(())
+    })
+    .await;
+    let messages = smtp.messages();
+    let ids: std::collections::HashSet<&str> =
+        messages.iter().filter_map(|m| m.lines().find(|l| l.starts_with("Message-ID:"))).collect();
+    assert_eq!(ids.len(), 1, "every resend is the same message: {ids:?}");
+    assert!(messages.iter().all(|m| m.contains(&payee.email)));
 }

@@ -2,5 +2,7 @@
 
 mod api;
 mod close;
+mod cutoff;
 mod ledger;
+mod payouts;
 mod workload;

@@ -1,5 +1,5 @@
 use ates_tests::{TestSystem, read};
-use chrono::{Datelike, Duration, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ pub async fn settled_days(
 
 #[tokio::test]
 async fn the_dashboards_equal_an_oracle_over_several_days_whatever_the_order_and_duplicates() {
-    let sys = TestSystem::start().await;
+    let sys = TestSystem::start_without_ledger().await;
     let admin = sys.admin_token().await;
     let history = History::generate(7, 12);
     history.publish(&sys.jetstream().await, 7).await;
@@ -145,4 +145,45 @@ async fn the_dashboards_follow_the_real_system_end_to_end() {
     assert_eq!(top["completion_reward"].as_i64(), rewards.iter().max().copied());
     let _ = read;
     let _ = Utc::now();
+}
+
+#[tokio::test]
+async fn the_most_expensive_task_of_a_day_is_one_completed_that_day_whatever_day_its_reward_is_billed_to() {
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
+    sys.known_to_task_tracker(&[&worker, &manager]).await;
+    let task = sys
+        .post("/api/tasks", &manager.token, json!({ "title": "Late work" }))
+        .await
+        .expect(StatusCode::CREATED);
+    let id = task["task_id"].as_str().unwrap();
+    sys.settled().await;
+    let today = Utc::now().date_naive();
+    let tomorrow = today + Duration::days(1);
+    // Today is closed already: the reward of a task completed now is billed to tomorrow.
+    sys.post(&format!("/api/accounting/billing-days/{today}/close"), &admin, json!({}))
+        .await
+        .expect(StatusCode::OK);
+    sys.post(&format!("/api/tasks/{id}/complete"), &worker.token, json!({})).await.expect(StatusCode::OK);
+    sys.settled().await;
+    sys.settled().await;
+    let billed: NaiveDate =
+        sqlx::query_scalar("SELECT billing_date FROM transactions WHERE kind = 'completion_reward'")
+            .fetch_one(&sys.system.accounting.backbone.pool)
+            .await
+            .unwrap();
+    assert_eq!(billed, tomorrow);
+
+    let top = sys.get(&format!("/api/analytics/most-expensive-task?period=day&date={today}"), &admin).await;
+    assert_eq!(top.expect(StatusCode::OK)["task_id"], id, "completed today");
+    let next =
+        sys.get(&format!("/api/analytics/most-expensive-task?period=day&date={tomorrow}"), &admin).await;
+    assert_eq!(next.status, StatusCode::NOT_FOUND, "nothing was completed tomorrow");
+    let days = sys
+        .get(&format!("/api/analytics/days?from={today}&to={tomorrow}"), &admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(days[0]["most_expensive_task"]["task_id"], id);
+    assert!(days[1]["most_expensive_task"].is_null());
 }

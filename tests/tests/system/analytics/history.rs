@@ -5,19 +5,22 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use ates_schemas::Envelope;
-use ates_schemas::events::{TaskAddedV2, TransactionAppliedV1, TransactionKind};
-use chrono::{Duration, NaiveDate, Utc};
+use ates_schemas::events::{TaskAddedV2, TaskCompletedV1, TransactionAppliedV1, TransactionKind};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// Transactions over `days` days ending today, for a few accounts, with task titles.
+/// Transactions over `days` days ending today, for a few accounts, with task titles and the
+/// completion of every rewarded task: usually at noon of the reward's billing day, sometimes late
+/// the evening before (a completion billed to the next day because its day was closed).
 pub struct History {
     pub accounts: Vec<Uuid>,
     pub transactions: Vec<TransactionAppliedV1>,
     pub titles: HashMap<Uuid, String>,
+    pub completions: HashMap<Uuid, (Uuid, DateTime<Utc>)>,
     pub first: NaiveDate,
     pub last: NaiveDate,
 }
@@ -31,6 +34,7 @@ impl History {
         let mut balances: HashMap<Uuid, i64> = accounts.iter().map(|a| (*a, 0)).collect();
         let mut transactions = Vec::new();
         let mut titles = HashMap::new();
+        let mut completions = HashMap::new();
         for day in first.iter_days().take_while(|d| *d <= last) {
             for _ in 0..rng.random_range(0..8) {
                 let account = accounts[rng.random_range(0..accounts.len())];
@@ -53,6 +57,13 @@ impl History {
                 post(TransactionKind::AssignFee, fee, Some(task));
                 if rng.random_bool(0.5) {
                     post(TransactionKind::CompletionReward, rng.random_range(2000..=4000), Some(task));
+                    let noon = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+                    let at = if day > first && rng.random_bool(0.3) {
+                        noon - Duration::minutes(750)
+                    } else {
+                        noon
+                    };
+                    completions.insert(task, (account, at));
                 }
             }
             if day < last && rng.random_bool(0.5) {
@@ -73,7 +84,7 @@ impl History {
                 }
             }
         }
-        History { accounts, transactions, titles, first, last }
+        History { accounts, transactions, titles, completions, first, last }
     }
 
     /// Publishes the titles and transactions in random order, about a third of them twice,
@@ -94,6 +105,13 @@ impl History {
                 serde_json::to_vec(&Envelope::new("task-tracker", added)).unwrap(),
             ));
         }
+        for (task, (account, at)) in &self.completions {
+            let done = TaskCompletedV1 { task_id: *task, assignee_id: *account };
+            messages.push((
+                "tasks.completed.v1".into(),
+                serde_json::to_vec(&Envelope::at("task-tracker", *at, done)).unwrap(),
+            ));
+        }
         for t in &self.transactions {
             messages.push((
                 "accounting.transaction_applied.v1".into(),
@@ -111,11 +129,15 @@ impl History {
     }
 
     /// The `/api/analytics/days` answer the history must give for `[from, to]`, assuming
-    /// nothing else happened.
+    /// nothing else happened: money by billing day, the top task by day of completion.
     pub fn days(&self, from: NaiveDate, to: NaiveDate) -> Vec<Value> {
         let mut by_day: BTreeMap<NaiveDate, Vec<&TransactionAppliedV1>> = BTreeMap::new();
+        let mut completed_on: BTreeMap<NaiveDate, Vec<&TransactionAppliedV1>> = BTreeMap::new();
         for t in &self.transactions {
             by_day.entry(t.billing_date).or_default().push(t);
+            if let Some((_, at)) = t.task_id.and_then(|task| self.completions.get(&task)) {
+                completed_on.entry(at.date_naive()).or_default().push(t);
+            }
         }
         let mut running: HashMap<Uuid, i64> = HashMap::new();
         let mut out = Vec::new();
@@ -130,13 +152,16 @@ impl History {
             let earnings: i64 =
                 -today.iter().filter(|t| t.kind != TransactionKind::Payout).map(|t| t.amount).sum::<i64>();
             let negatives = running.values().filter(|b| **b < 0).count();
-            let top = today
-                .iter()
+            let top = completed_on
+                .get(&day)
+                .into_iter()
+                .flatten()
                 .filter(|t| t.kind == TransactionKind::CompletionReward)
                 .max_by_key(|t| (t.amount, t.task_id.unwrap()))
                 .map(|t| {
                     let task = t.task_id.unwrap();
-                    json!({ "task_id": task, "title": self.titles[&task], "jira_id": null, "completion_reward": t.amount, "completed_at": null })
+                    let completed_at = self.completions[&task].1;
+                    json!({ "task_id": task, "title": self.titles[&task], "jira_id": null, "completion_reward": t.amount, "completed_at": completed_at })
                 });
             out.push(json!({
                 "date": day,

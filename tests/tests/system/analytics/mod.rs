@@ -3,3 +3,4 @@
 mod dashboards;
 mod history;
 mod replay;
+mod writers;

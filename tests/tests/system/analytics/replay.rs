@@ -13,6 +13,7 @@ fn args(sys: &TestSystem, consumer: &str, from: From) -> ReplayArgs {
         stream: None,
         database_url: sys.config.backbone.database_url.clone(),
         nats_url: sys.nats.url(),
+        timezone: sys.config.timezone,
     }
 }
 
@@ -29,7 +30,7 @@ async fn partitions(sys: &TestSystem) -> Vec<String> {
 
 #[tokio::test]
 async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables_every_time() {
-    let sys = TestSystem::start().await;
+    let sys = TestSystem::start_without_ledger().await;
     let admin = sys.admin_token().await;
     let history = History::generate(11, 8);
     history.publish(&sys.jetstream().await, 11).await;
@@ -54,7 +55,7 @@ async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables
 
 #[tokio::test]
 async fn a_rebuild_while_events_keep_arriving_loses_nothing_and_keeps_answering() {
-    let sys = TestSystem::start().await;
+    let sys = TestSystem::start_without_ledger().await;
     let admin = sys.admin_token().await;
     let (before, during) = (History::generate(21, 6), History::generate(22, 6));
     let js = sys.jetstream().await;
@@ -76,18 +77,20 @@ async fn a_rebuild_while_events_keep_arriving_loses_nothing_and_keeps_answering(
     let mut expected = History {
         transactions: before.transactions.clone(),
         titles: before.titles.clone(),
+        completions: before.completions.clone(),
         accounts: before.accounts.clone(),
         first: before.first,
         last: before.last,
     };
     expected.transactions.extend(during.transactions.iter().cloned());
     expected.titles.extend(during.titles.clone());
+    expected.completions.extend(during.completions.clone());
     assert_eq!(days, serde_json::Value::Array(expected.days(before.first, before.last)));
 }
 
 #[tokio::test]
 async fn replaying_since_a_time_or_a_sequence_adds_only_what_is_missing() {
-    let sys = TestSystem::start().await;
+    let sys = TestSystem::start_without_ledger().await;
     let admin = sys.admin_token().await;
     let history = History::generate(31, 5);
     history.publish(&sys.jetstream().await, 31).await;
@@ -135,4 +138,29 @@ async fn an_accounts_replica_replays_in_place_and_bad_requests_say_why() {
         .await
         .unwrap_err();
     assert!(ambiguous.to_string().contains("--stream"), "{ambiguous}");
+}
+
+#[tokio::test]
+async fn a_read_keeps_its_generation_while_a_rebuild_swaps_it_and_drops_the_old_tables() {
+    let sys = TestSystem::start_without_ledger().await;
+    let admin = sys.admin_token().await;
+    let history = History::generate(41, 4);
+    history.publish(&sys.jetstream().await, 41).await;
+    let expected = settled_days(&sys, &admin, history.first, history.last).await;
+    let pool = sys.system.analytics.backbone.pool.clone();
+
+    let (mut read, generation) = ates_messaging::projection::read_current(&pool).await.unwrap();
+    let rebuild = tokio::spawn(run(args(&sys, "analytics", from_start())));
+    ates_tests::waiting_for_lock(&pool, "UPDATE projection_state").await;
+    let days =
+        ates_analytics::queries::days(&mut read, generation, history.first, history.last).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(days).unwrap(),
+        expected,
+        "the old generation is whole until the read ends"
+    );
+    drop(read);
+
+    assert_eq!(rebuild.await.unwrap().unwrap().generation, Some(generation + 1));
+    assert_eq!(settled_days(&sys, &admin, history.first, history.last).await, expected);
 }

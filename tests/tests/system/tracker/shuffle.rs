@@ -145,3 +145,33 @@ async fn concurrent_shuffles_and_completions_leave_a_consistent_state() {
         assert_eq!(task["status"] == "done", done.contains_key(&task_id));
     }
 }
+
+#[tokio::test]
+async fn a_shuffle_while_the_last_assignable_account_is_deactivated_is_a_conflict() {
+    let sys = TestSystem::start().await;
+    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
+    sys.known_to_task_tracker(&[&worker, &manager]).await;
+    super::task(&sys, &manager, "Sweep the perch").await;
+    let pool = &sys.system.task_tracker.backbone.pool;
+
+    // Hold the tasks so the shuffle waits after it has begun, then deactivate the only
+    // assignable account (as its accounts.updated would) before letting it go on.
+    let mut hold = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE tasks IN EXCLUSIVE MODE").execute(&mut *hold).await.unwrap();
+    let shuffle = sys.post("/api/tasks/shuffle", &manager.token, json!({}));
+    let deactivate = async {
+        ates_tests::waiting_for_lock(pool, "pool AS").await;
+        sqlx::query("UPDATE accounts SET active = false WHERE account_id = $1")
+            .bind(worker.id)
+            .execute(&mut *hold)
+            .await
+            .unwrap();
+        hold.commit().await.unwrap();
+    };
+    let (reply, ()) = tokio::join!(shuffle, deactivate);
+
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{reply:?}");
+    assert!(reply.detail().contains("no active worker or accountant"), "{reply:?}");
+    let task = &sys.get("/api/tasks?limit=10", &manager.token).await.expect(StatusCode::OK)["items"][0];
+    assert_eq!(task["assignee_id"], worker.id.to_string(), "nothing was reassigned");
+}
