@@ -16,6 +16,7 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
 
 use crate::closing;
+use crate::config::CloseSchedule;
 
 /// What the daily close needs.
 #[derive(Clone)]
@@ -24,8 +25,8 @@ pub struct DailyClose {
     pub js: jetstream::Context,
     /// The company's time zone: when days end.
     pub zone: Tz,
-    /// Six cron fields, seconds first, in `zone`.
-    pub schedule: String,
+    /// When, in `zone`.
+    pub schedule: CloseSchedule,
     /// The stream and durable consumer whose backlog is applied before a close.
     pub tasks: (&'static str, &'static str),
     /// The longest wait for that backlog.
@@ -66,7 +67,7 @@ impl DailyClose {
     /// offset when a job is made, so a fresh job keeps the cut-off at local midnight across
     /// DST changes.
     fn job(self, shutdown: CancellationToken) -> Result<Job, JobSchedulerError> {
-        let expression = self.schedule.clone();
+        let expression = self.schedule.to_string();
         let zone = self.zone;
         Job::new_async_tz(expression.as_str(), zone, move |id, scheduler| {
             let (close, shutdown) = (self.clone(), shutdown.clone());
@@ -127,15 +128,4 @@ impl DailyClose {
             ),
         }
     }
-}
-
-/// Checks a close schedule before anything starts.
-pub fn parse_schedule(text: &str) -> Result<String, String> {
-    croner_check(text).map(|()| text.to_owned())
-}
-
-fn croner_check(text: &str) -> Result<(), String> {
-    Job::new_async(text, |_, _| Box::pin(async {})).map(|_| ()).map_err(|_| {
-        format!("{text:?} is not a schedule: use six cron fields, seconds first, e.g. \"0 0 0 * * *\"")
-    })
 }

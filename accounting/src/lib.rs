@@ -6,6 +6,7 @@
 //! their cause, and are announced as `accounting.*` events through the outbox.
 
 pub mod closing;
+pub mod config;
 pub mod domain;
 mod http;
 pub mod invariants;
@@ -19,14 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec, streams};
-use ates_tokens::{Authenticator, TokenConfig};
+use ates_messaging::{Backbone, Consumer, ConsumerSpec, streams};
+use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
-use chrono_tz::Tz;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use config::{AccountingConfig, AccountingSettings, CloseSchedule, MailConfig};
 
 /// Accounting's schema.
 pub const SCHEMA: &str = "accounting";
@@ -36,40 +38,6 @@ pub const TASK_CONSUMER: &str = "accounting-tasks";
 
 /// Accounting's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
-
-/// Everything accounting needs to start.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AccountingConfig {
-    #[command(flatten)]
-    pub backbone: BackboneConfig,
-    #[command(flatten)]
-    pub tokens: TokenConfig,
-    /// The company's time zone: business dates and the midnight cut-off follow it.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
-    pub timezone: Tz,
-    /// When billing days close: six cron fields (seconds first) in `ATES_TIMEZONE`.
-    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = jobs::parse_schedule)]
-    pub close_schedule: String,
-    /// How long a close first waits for the task consumer to apply what `TASKS` already holds.
-    #[arg(long, env = "ATES_CLOSE_BACKLOG_WAIT", default_value = "2m", value_parser = humantime::parse_duration)]
-    pub close_backlog_wait: Duration,
-    #[command(flatten)]
-    pub mail: mail::MailConfig,
-}
-
-impl AccountingConfig {
-    /// Defaults for everything but the connections, tokens and where mail goes.
-    pub fn new(backbone: BackboneConfig, tokens: TokenConfig, mail: mail::MailConfig) -> Self {
-        AccountingConfig {
-            backbone,
-            tokens,
-            timezone: chrono_tz::UTC,
-            close_schedule: "0 0 0 * * *".into(),
-            close_backlog_wait: Duration::from_secs(120),
-            mail,
-        }
-    }
-}
 
 /// Accounting, connected and migrated.
 pub struct AccountingService {
@@ -92,11 +60,11 @@ impl AccountingService {
             .map_err(anyhow::Error::from_boxed)?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
-        let mailer = mail::Mailer::new(backbone.pool.clone(), &config.mail)?;
+        let mailer = mail::Mailer::new(backbone.pool.clone(), &config.settings.mail)?;
         let state = state::AppState {
             pool: backbone.pool.clone(),
             authenticator,
-            zone: config.timezone,
+            zone: config.calendar.timezone,
             outbox_retention: config.backbone.outbox_retention,
         };
         let (router, openapi) = http::router().split_for_parts();
@@ -112,7 +80,7 @@ impl AccountingService {
     /// The consumer of `tasks.*` that keeps the ledger.
     pub fn task_consumer(&self) -> Consumer<ledger::TaskEvents> {
         let spec = ConsumerSpec::new(TASK_CONSUMER, streams::TASKS, &[]);
-        let handler = Arc::new(ledger::TaskEvents { zone: self.config.timezone });
+        let handler = Arc::new(ledger::TaskEvents { zone: self.config.calendar.timezone });
         Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler)
     }
 
@@ -134,10 +102,10 @@ impl AccountingService {
         jobs::DailyClose {
             pool: self.backbone.pool.clone(),
             js: self.backbone.js.clone(),
-            zone: self.config.timezone,
-            schedule: self.config.close_schedule.clone(),
+            zone: self.config.calendar.timezone,
+            schedule: self.config.settings.close_schedule.clone(),
             tasks: (streams::TASKS, TASK_CONSUMER),
-            backlog_wait: self.config.close_backlog_wait,
+            backlog_wait: self.config.settings.close_backlog_wait,
             retry_initial: Duration::from_secs(1),
         }
     }

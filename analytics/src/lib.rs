@@ -5,6 +5,7 @@
 //! and the most expensive completed task. The projection can be rebuilt from the streams into
 //! fresh tables and swapped in while the dashboards keep answering (`ates replay analytics`).
 
+pub mod config;
 pub mod dashboards;
 mod http;
 pub mod queries;
@@ -15,16 +16,17 @@ use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
 use ates_messaging::projection::{self, Live};
-use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec, streams};
-use ates_tokens::{Authenticator, TokenConfig};
+use ates_messaging::{Backbone, Consumer, ConsumerSpec, streams};
+use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
-use chrono_tz::Tz;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dashboards::Dashboards;
+
+pub use config::AnalyticsConfig;
 
 /// Analytics' schema.
 pub const SCHEMA: &str = "analytics";
@@ -35,18 +37,6 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
 /// The streams the dashboards are built from, with the name of each live consumer.
 pub const SOURCES: [(&str, &str); 2] =
     [(streams::TASKS, "analytics-tasks"), (streams::ACCOUNTING, "analytics-accounting")];
-
-/// Everything analytics needs to start.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AnalyticsConfig {
-    #[command(flatten)]
-    pub backbone: BackboneConfig,
-    #[command(flatten)]
-    pub tokens: TokenConfig,
-    /// The company's time zone: which day "today" is.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
-    pub timezone: Tz,
-}
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
@@ -70,9 +60,10 @@ impl AnalyticsService {
         projection::prepare::<Dashboards>(&backbone.pool).await?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
-        let state = state::AppState { pool: backbone.pool.clone(), authenticator, zone: config.timezone };
+        let state =
+            state::AppState { pool: backbone.pool.clone(), authenticator, zone: config.calendar.timezone };
         let (router, openapi) = http::router().split_for_parts();
-        let dashboards = Dashboards { zone: config.timezone };
+        let dashboards = Dashboards { zone: config.calendar.timezone };
         Ok(AnalyticsService { dashboards, router: router.with_state(state), openapi, backbone })
     }
 

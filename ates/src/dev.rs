@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ates::system::{System, SystemConfig};
-use ates_accounting::mail::MailConfig;
 use ates_devservers::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
-use ates_messaging::BackboneConfig;
 use clap::Args;
+use secrecy::ExposeSecret;
 use sqlx::Connection;
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 pub struct DevArgs {
     /// Where the web UI and the API listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -20,28 +19,18 @@ pub struct DevArgs {
     /// Where the local servers keep their data between runs.
     #[arg(long, default_value = ".ates")]
     data_dir: PathBuf,
-    /// Use this NATS server instead of starting one.
-    #[arg(long, env = "NATS_URL")]
-    nats_url: Option<String>,
-    /// Use this PostgreSQL database instead of starting a server.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// The admin's email, created when no admin exists.
-    #[arg(long, env = "ATES_ADMIN_EMAIL", default_value = "admin@ates.local")]
-    admin_email: String,
-    /// The company's time zone: business dates and the midnight cut-off follow it.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
-    timezone: chrono_tz::Tz,
-    /// When billing days close: six cron fields (seconds first) in the time zone.
-    #[arg(long, env = "ATES_CLOSE_SCHEDULE", default_value = "0 0 0 * * *", value_parser = ates_accounting::jobs::parse_schedule)]
-    close_schedule: String,
-    /// The SMTP server for payout mail; without one, mail is written to <data-dir>/mail as .eml files.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    smtp_url: Option<String>,
-    /// The admin's password; without one, a generated password is kept in the data dir.
-    #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: Option<String>,
+    /// Print the settings `ates dev` would run with (secrets hidden) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Every service's settings: without `DATABASE_URL` / `NATS_URL` it starts its own servers,
+    /// without `ATES_ADMIN_PASSWORD` it generates one, without `SMTP_URL` or `ATES_MAIL_DIR`
+    /// payout mail goes to <data-dir>/mail.
+    #[command(flatten)]
+    system: SystemConfig,
 }
+
+/// The first admin when `ATES_ADMIN_EMAIL` is not set.
+const DEV_ADMIN_EMAIL: &str = "admin@ates.local";
 
 /// Servers this process started, stopped in reverse order.
 #[derive(Default)]
@@ -63,6 +52,13 @@ impl LocalServers {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        #[allow(clippy::print_stdout, reason = "printing the settings is what was asked for")]
+        {
+            println!("{args:#?}");
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
@@ -74,7 +70,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -> anyhow::Result<()> {
-    let nats_url = match &args.nats_url {
+    let mut config = args.system.clone().served_at(&format!("http://{}", loopback(args.http)));
+    let backbone = &config.backbone;
+    let nats_url = match &backbone.nats_url {
         Some(url) => url.clone(),
         None => {
             let options = NatsOptions { dir: data_dir.join("nats"), port: None };
@@ -83,8 +81,8 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
             server.url()
         }
     };
-    let database_url = match &args.database_url {
-        Some(url) => url.clone(),
+    let database_url = match &backbone.database_url {
+        Some(url) => url.expose_secret().to_owned(),
         None => {
             let options = PostgresOptions { dir: data_dir.join("postgres"), port: None, durable: true };
             let server = servers.postgres.insert(PostgresServer::start(options).await?);
@@ -96,29 +94,22 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
             server.url("ates")
         }
     };
-    let admin_password = match &args.admin_password {
-        Some(password) => password.clone(),
+    config.backbone = config.backbone.connected_to(&database_url, &nats_url);
+    let admin = &mut config.auth;
+    let admin_email = admin.admin_email.get_or_insert_with(|| DEV_ADMIN_EMAIL.to_owned()).clone();
+    let admin_password = match &admin.admin_password {
+        Some(password) => password.expose_secret().to_owned(),
         None => dev_admin_password(data_dir)?,
     };
-    let config = SystemConfig {
-        backbone: BackboneConfig::new(&database_url, &nats_url),
-        base_url: format!("http://{}", loopback(args.http)),
-        admin_email: args.admin_email.clone(),
-        admin_password: admin_password.clone(),
-        timezone: args.timezone,
-        mail: MailConfig {
-            smtp_url: args.smtp_url.clone(),
-            dir: data_dir.join("mail"),
-            ..MailConfig::files(data_dir.join("mail"))
-        },
-        close_schedule: args.close_schedule.clone(),
-    };
-    let system = System::build(&config, |_| {}).await?;
+    admin.admin_password = Some(admin_password.as_str().into());
+    let mail = &mut config.accounting.mail;
+    let mail_dir = mail.dir.get_or_insert_with(|| data_dir.join("mail")).clone();
+    let system = System::build(&config).await?;
     status("services", "auth, task tracker, accounting, analytics");
     status("http", &format!("http://{}", args.http));
-    status("admin", &format!("{} / {admin_password}", args.admin_email));
-    let authenticator = ates_tokens::Authenticator::new(std::sync::Arc::new(config.tokens().verifier()));
-    let app = system.app_with(ates::devmail::router(data_dir.join("mail"), authenticator));
+    status("admin", &format!("{admin_email} / {admin_password}"));
+    let authenticator = ates_tokens::Authenticator::new(std::sync::Arc::new(config.tokens.verifier()));
+    let app = system.app_with(ates::devmail::router(mail_dir, authenticator));
     ates_web::run_standalone(args.http, app, |shutdown, workers| system.spawn_workers(shutdown, workers))
         .await
 }

@@ -3,4 +3,5 @@
 
 pub mod devmail;
 pub mod replay;
+pub mod settings;
 pub mod system;

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole system on this machine, starting NATS and PostgreSQL if none are given.
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Generate or check the committed event schema files.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(*args)),
         Command::Schemas(command) => schemas::run(command),
         Command::Streams(args) => runtime.block_on(operate::streams(args)),
         Command::Republish(args) => runtime.block_on(operate::republish(args)),

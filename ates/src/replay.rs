@@ -30,9 +30,9 @@ pub struct ReplayArgs {
     /// The NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// The company's time zone, for the dashboards: the day a task was completed on.
-    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = ates_web::parse_time_zone)]
-    pub timezone: chrono_tz::Tz,
+    /// For the dashboards: the day a task was completed on.
+    #[command(flatten)]
+    pub calendar: ates_web::Calendar,
 }
 
 /// Where the replay starts.
@@ -97,7 +97,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
     let outcome = match target {
         Target::Dashboards => {
             let pool = db::connect(&args.database_url, ates_analytics::SCHEMA, 8)?;
-            let dashboards = Arc::new(Dashboards { zone: args.timezone });
+            let dashboards = Arc::new(Dashboards { zone: args.calendar.timezone });
             let report = if args.from.from_start {
                 let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|(stream, _)| *stream).collect();
                 projection::rebuild(&js, &pool, dashboards, &sources, |s, p| bars.show(s, p)).await

@@ -1,66 +1,78 @@
 //! All services in one process, on one router.
 
-use ates_accounting::{AccountingConfig, AccountingService};
+use ates_accounting::{AccountingConfig, AccountingService, AccountingSettings};
 use ates_analytics::{AnalyticsConfig, AnalyticsService};
-use ates_auth::{AuthConfig, AuthService};
+use ates_auth::{AuthConfig, AuthService, AuthSettings};
 use ates_messaging::BackboneConfig;
 use ates_task_tracker::{TaskTrackerConfig, TaskTrackerService};
 use ates_tokens::TokenConfig;
+use ates_web::Calendar;
 use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::{InfoBuilder, OpenApi};
 
-/// What the whole system needs to start.
-#[derive(Debug, Clone)]
+/// What the whole system needs to start: the settings every service declares, each once, in
+/// its own `config` module.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SystemConfig {
-    /// The shared database and NATS; each service uses its own schema.
+    #[command(flatten)]
     pub backbone: BackboneConfig,
-    /// Where this process serves HTTP, as the services should call it (for the JWKS).
-    pub base_url: String,
-    /// The first admin.
-    pub admin_email: String,
-    /// Their password.
-    pub admin_password: String,
-    /// The company's time zone.
-    pub timezone: chrono_tz::Tz,
-    /// Where payout mail goes.
-    pub mail: ates_accounting::mail::MailConfig,
-    /// When billing days close (six cron fields in `timezone`).
-    pub close_schedule: String,
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+    #[command(flatten)]
+    pub calendar: Calendar,
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    #[command(flatten)]
+    pub accounting: AccountingSettings,
 }
 
 impl SystemConfig {
-    /// Auth's settings.
-    pub fn auth(&self) -> AuthConfig {
-        let mut config = AuthConfig::new(self.backbone.clone());
-        config.tokens = self.tokens();
-        config.admin_email = Some(self.admin_email.clone());
-        config.admin_password = Some(self.admin_password.clone());
-        config
+    /// The settings from command-line style `args` and the environment, with the defaults the
+    /// services declare.
+    pub fn parse_from<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Self, clap::Error> {
+        crate::settings::parse(args)
     }
 
-    /// The token settings every service verifies with: the JWKS of this very process.
-    pub fn tokens(&self) -> TokenConfig {
-        TokenConfig::new(&format!("{}/.well-known/jwks.json", self.base_url))
+    /// The same settings for a process serving at `base_url`: every service verifies tokens
+    /// against that process's own JWKS.
+    pub fn served_at(mut self, base_url: &str) -> Self {
+        self.tokens.jwks_url = format!("{base_url}/.well-known/jwks.json");
+        self
+    }
+
+    /// Auth's settings.
+    pub fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            backbone: self.backbone.clone(),
+            tokens: self.tokens.clone(),
+            settings: self.auth.clone(),
+        }
     }
 
     /// The task tracker's settings.
     pub fn task_tracker(&self) -> TaskTrackerConfig {
-        TaskTrackerConfig { backbone: self.backbone.clone(), tokens: self.tokens() }
-    }
-
-    /// Analytics' settings.
-    pub fn analytics(&self) -> AnalyticsConfig {
-        AnalyticsConfig { backbone: self.backbone.clone(), tokens: self.tokens(), timezone: self.timezone }
+        TaskTrackerConfig { backbone: self.backbone.clone(), tokens: self.tokens.clone() }
     }
 
     /// Accounting's settings.
     pub fn accounting(&self) -> AccountingConfig {
-        let mut config = AccountingConfig::new(self.backbone.clone(), self.tokens(), self.mail.clone());
-        config.timezone = self.timezone;
-        config.close_schedule = self.close_schedule.clone();
-        config
+        AccountingConfig {
+            backbone: self.backbone.clone(),
+            tokens: self.tokens.clone(),
+            calendar: self.calendar,
+            settings: self.accounting.clone(),
+        }
+    }
+
+    /// Analytics' settings.
+    pub fn analytics(&self) -> AnalyticsConfig {
+        AnalyticsConfig {
+            backbone: self.backbone.clone(),
+            tokens: self.tokens.clone(),
+            calendar: self.calendar,
+        }
     }
 }
 
@@ -73,14 +85,9 @@ pub struct System {
 }
 
 impl System {
-    /// Builds every service from `config`; `adjust_auth` may change auth's settings first.
-    pub async fn build(
-        config: &SystemConfig,
-        adjust_auth: impl FnOnce(&mut AuthConfig),
-    ) -> anyhow::Result<Self> {
-        let mut auth_config = config.auth();
-        adjust_auth(&mut auth_config);
-        let auth = AuthService::build(&auth_config).await?;
+    /// Builds every service from `config`.
+    pub async fn build(config: &SystemConfig) -> anyhow::Result<Self> {
+        let auth = AuthService::build(&config.auth()).await?;
         let task_tracker = TaskTrackerService::build(&config.task_tracker()).await?;
         let accounting = AccountingService::build(&config.accounting()).await?;
         let analytics = AnalyticsService::build(&config.analytics()).await?;

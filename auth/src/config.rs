@@ -1,9 +1,11 @@
-//! Auth's settings, read once from the environment.
+//! Auth's settings, read once from the environment: the only place they and their defaults
+//! are declared.
 
 use std::time::Duration;
 
 use ates_messaging::BackboneConfig;
 use ates_tokens::TokenConfig;
+use secrecy::SecretString;
 
 /// The longest an access token may live.
 pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -15,6 +17,13 @@ pub struct AuthConfig {
     pub backbone: BackboneConfig,
     #[command(flatten)]
     pub tokens: TokenConfig,
+    #[command(flatten)]
+    pub settings: AuthSettings,
+}
+
+/// Auth's own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthSettings {
     /// How long an access token lives (at most 15 minutes).
     #[arg(long, env = "ATES_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_access_ttl)]
     pub access_ttl: Duration,
@@ -26,7 +35,7 @@ pub struct AuthConfig {
     pub admin_email: Option<String>,
     /// The first admin's password.
     #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
     /// Sign-in attempts allowed per account per minute.
     #[arg(long, env = "ATES_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 10)]
     pub login_attempts_per_account: u32,
@@ -36,23 +45,6 @@ pub struct AuthConfig {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "ATES_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
-}
-
-impl AuthConfig {
-    /// Defaults for everything but the connections.
-    pub fn new(backbone: BackboneConfig) -> Self {
-        AuthConfig {
-            backbone,
-            tokens: TokenConfig::new("http://127.0.0.1:8081/.well-known/jwks.json"),
-            access_ttl: MAX_ACCESS_TTL,
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            admin_email: None,
-            admin_password: None,
-            login_attempts_per_account: 10,
-            login_attempts_per_address: 30,
-            trust_forwarded_for: false,
-        }
-    }
 }
 
 fn parse_access_ttl(text: &str) -> Result<Duration, String> {

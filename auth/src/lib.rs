@@ -21,11 +21,12 @@ use ates_messaging::Backbone;
 use ates_tokens::{Authenticator, Keyring, Verifier};
 use ates_web::Readiness;
 use axum::Router;
+use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::AuthConfig;
+pub use config::{AuthConfig, AuthSettings};
 
 /// Auth's schema.
 pub const SCHEMA: &str = "auth";
@@ -50,9 +51,10 @@ impl AuthService {
             .await
             .map_err(anyhow::Error::from_boxed)?;
         let pool = backbone.pool.clone();
-        bootstrap::first_admin(&pool, config.admin_email.as_deref(), config.admin_password.as_deref())
-            .await?;
-        let keys = keys::SigningKeys::load_or_create(pool.clone(), config.access_ttl).await?;
+        let settings = &config.settings;
+        let admin_password = settings.admin_password.as_ref().map(ExposeSecret::expose_secret);
+        bootstrap::first_admin(&pool, settings.admin_email.as_deref(), admin_password).await?;
+        let keys = keys::SigningKeys::load_or_create(pool.clone(), settings.access_ttl).await?;
         let jwks = keys.source();
         let verifier =
             Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &config.tokens.settings());
@@ -63,8 +65,8 @@ impl AuthService {
             keys,
             issuer: config.tokens.issuer.clone(),
             audience: config.tokens.audience.clone(),
-            access_ttl: config.access_ttl,
-            refresh_ttl: config.refresh_ttl,
+            access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
         };
         let state = state::AppState {
             pool,
@@ -72,10 +74,10 @@ impl AuthService {
             jwks,
             authenticator,
             limiter: Arc::new(limiter::LoginLimiter::new(
-                config.login_attempts_per_account,
-                config.login_attempts_per_address,
+                settings.login_attempts_per_account,
+                settings.login_attempts_per_address,
             )),
-            trust_forwarded_for: config.trust_forwarded_for,
+            trust_forwarded_for: settings.trust_forwarded_for,
         };
         let (router, openapi) = http::router().split_for_parts();
         Ok(AuthService { router: router.with_state(state), openapi, backbone })

@@ -3,21 +3,26 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 use crate::streams::{self, StreamSettings};
 use crate::{db, nats};
 
+/// The NATS server when `NATS_URL` is not set.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
 /// Where the database and NATS are, and how the streams are set up; read from the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackboneConfig {
-    /// The PostgreSQL database; each service uses its own schema in it.
+    /// The PostgreSQL database; each service uses its own schema in it. Required by the service
+    /// binaries; `ates dev` starts its own server without it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    pub database_url: Option<SecretString>,
+    /// The NATS server (nats://127.0.0.1:4222 if unset; `ates dev` starts its own without it).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
     #[command(flatten)]
     pub streams: StreamSettings,
     /// How long published events stay in a service's outbox, for `ates republish`.
@@ -26,14 +31,23 @@ pub struct BackboneConfig {
 }
 
 impl BackboneConfig {
-    /// Settings for a database URL and NATS URL, with defaults for the rest.
-    pub fn new(database_url: &str, nats_url: &str) -> Self {
-        BackboneConfig {
-            database_url: database_url.to_owned(),
-            nats_url: nats_url.to_owned(),
-            streams: StreamSettings::default(),
-            outbox_retention: Duration::from_secs(7 * 24 * 3600),
-        }
+    /// The database URL, or why there is none.
+    pub fn database_url(&self) -> Result<&str, crate::BoxError> {
+        self.database_url.as_ref().map(ExposeSecret::expose_secret).ok_or_else(|| {
+            "DATABASE_URL is not set: give the PostgreSQL database, e.g. postgres://ates@db/ates".into()
+        })
+    }
+
+    /// The NATS server.
+    pub fn nats_url(&self) -> &str {
+        self.nats_url.as_deref().unwrap_or(DEFAULT_NATS_URL)
+    }
+
+    /// The same settings with these connections.
+    pub fn connected_to(mut self, database_url: &str, nats_url: &str) -> Self {
+        self.database_url = Some(database_url.into());
+        self.nats_url = Some(nats_url.to_owned());
+        self
     }
 }
 
@@ -60,9 +74,9 @@ impl Backbone {
         schema: &'static str,
         migrations: &[&Migrator],
     ) -> Result<Self, crate::BoxError> {
-        let pool = db::connect(&config.database_url, schema, 16)?;
+        let pool = db::connect(config.database_url()?, schema, 16)?;
         db::migrate(&pool, schema, migrations.iter().flat_map(|m| m.iter())).await?;
-        let nats = nats::connect(&config.nats_url, &format!("ates-{schema}")).await?;
+        let nats = nats::connect(config.nats_url(), &format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
         streams::ensure(&js, &config.streams).await?;
         Ok(Backbone { schema, pool, nats, js, config: config.clone() })

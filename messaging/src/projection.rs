@@ -40,7 +40,7 @@ pub trait Projection: Send + Sync + 'static {
 
 /// The generation readers should use.
 pub async fn current_generation(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT generation FROM projection_state").fetch_one(conn).await
+    sqlx::query_scalar!("SELECT generation FROM projection_state").fetch_one(conn).await
 }
 
 /// A consistent read of the current generation: every query in the returned transaction sees
@@ -51,7 +51,7 @@ pub async fn read_current(
     let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     // LOCK takes no snapshot: it waits out a swap that is committing, and holds off the next
     // swap's update; the snapshot is taken by the first query after it.
-    sqlx::query("LOCK TABLE projection_state IN SHARE MODE").execute(&mut *tx).await?;
+    sqlx::query!("LOCK TABLE projection_state IN SHARE MODE").execute(&mut *tx).await?;
     let generation = current_generation(&mut tx).await?;
     Ok((tx, generation))
 }
@@ -97,12 +97,12 @@ async fn apply_new<P: Projection>(
     events: &[ReceivedEvent],
 ) -> Result<(), HandlerError> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
-    let mut fresh: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+    let mut fresh: std::collections::HashSet<Uuid> = sqlx::query_scalar!(
         "INSERT INTO projection_applied (generation, event_id) SELECT $1, unnest($2::uuid[])
          ON CONFLICT DO NOTHING RETURNING event_id",
+        generation,
+        &ids,
     )
-    .bind(generation)
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -119,7 +119,7 @@ pub struct Live<P>(pub Arc<P>);
 
 impl<P: Projection> Handler for Live<P> {
     async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
-        let generation: i64 = sqlx::query_scalar("SELECT generation FROM projection_state FOR SHARE")
+        let generation: i64 = sqlx::query_scalar!("SELECT generation FROM projection_state FOR SHARE")
             .fetch_one(&mut *tx)
             .await?;
         apply_new(tx, self.0.as_ref(), generation, events).await
@@ -209,7 +209,7 @@ pub async fn rebuild<P: Projection>(
     // new ones. Then replay what arrived meanwhile and switch; the switch waits for readers
     // of the old generation (`read_current`), and the old partitions are dropped after it.
     let mut swap = pool.begin().await?;
-    sqlx::query("SELECT generation FROM projection_state FOR UPDATE").execute(&mut *swap).await?;
+    sqlx::query!("SELECT generation FROM projection_state FOR UPDATE").fetch_one(&mut *swap).await?;
     for (stream, progress) in &mut report.streams {
         let rest =
             replay(js, pool, &spec(stream, StartAt::Sequence(progress.last_sequence + 1)), &target, |_| {})
@@ -219,7 +219,7 @@ pub async fn rebuild<P: Projection>(
         progress.invalid += rest.invalid;
         progress.last_sequence = progress.last_sequence.max(rest.last_sequence);
     }
-    sqlx::query("UPDATE projection_state SET generation = $1").bind(generation).execute(&mut *swap).await?;
+    sqlx::query!("UPDATE projection_state SET generation = $1", generation).execute(&mut *swap).await?;
     swap.commit().await?;
     drop_partitions::<P>(&mut *pool.acquire().await?, old).await?;
     tracing::info!(generation, "rebuilt a projection and swapped it in");

@@ -3,6 +3,7 @@
 //! It keeps its own replica of the accounts (from `accounts.*`) to know who can be assigned,
 //! and announces every task change as `tasks.*` events through its outbox.
 
+pub mod config;
 mod domain;
 mod http;
 mod jobs;
@@ -12,28 +13,21 @@ mod tasks;
 use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::{Backbone, BackboneConfig};
-use ates_tokens::{Authenticator, TokenConfig};
+use ates_messaging::Backbone;
+use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use config::TaskTrackerConfig;
+
 /// The task tracker's schema.
 pub const SCHEMA: &str = "task_tracker";
 
 /// The task tracker's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/task_tracker");
-
-/// Everything the task tracker needs to start.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TaskTrackerConfig {
-    #[command(flatten)]
-    pub backbone: BackboneConfig,
-    #[command(flatten)]
-    pub tokens: TokenConfig,
-}
 
 /// The task tracker, connected and migrated.
 pub struct TaskTrackerService {

@@ -5,8 +5,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ates::system::{System, SystemConfig};
-use ates_auth::AuthConfig;
-use ates_messaging::BackboneConfig;
 use ates_testkit::{TestNats, database, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -59,52 +57,42 @@ pub struct Popug {
 
 impl TestSystem {
     pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
+        Self::start_configured(|_| {}).await
     }
 
-    /// Starts with auth's settings adjusted first.
-    pub async fn start_with(adjust_auth: impl FnOnce(&mut AuthConfig)) -> Self {
-        Self::start_configured(|_| {}, adjust_auth).await
-    }
-
-    /// Starts with the system's and auth's settings adjusted first.
-    pub async fn start_configured(
-        adjust_system: impl FnOnce(&mut SystemConfig),
-        adjust_auth: impl FnOnce(&mut AuthConfig),
-    ) -> Self {
-        Self::start_inner(adjust_system, adjust_auth, true).await
+    /// Starts with the settings adjusted first.
+    pub async fn start_configured(adjust: impl FnOnce(&mut SystemConfig)) -> Self {
+        Self::start_inner(adjust, true).await
     }
 
     /// Starts without accounting's ledger (its task consumer and daily close), for tests that
     /// publish accounting's events themselves and must not get a second set from it.
     pub async fn start_without_ledger() -> Self {
-        Self::start_inner(|_| {}, |_| {}, false).await
+        Self::start_inner(|_| {}, false).await
     }
 
-    async fn start_inner(
-        adjust_system: impl FnOnce(&mut SystemConfig),
-        adjust_auth: impl FnOnce(&mut AuthConfig),
-        ledger: bool,
-    ) -> Self {
+    async fn start_inner(adjust: impl FnOnce(&mut SystemConfig), ledger: bool) -> Self {
         capture_logs();
         let nats = TestNats::start().await;
         let db = database().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let config = SystemConfig {
-            backbone: BackboneConfig::new(&db.url, &nats.url()),
-            base_url: url.clone(),
-            admin_email: ADMIN_EMAIL.into(),
-            admin_password: ADMIN_PASSWORD.into(),
-            timezone: chrono_tz::UTC,
-            mail: ates_accounting::mail::MailConfig::files(
-                std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4())),
-            ),
-            close_schedule: "0 0 0 * * *".into(),
-        };
-        let mut config = config;
-        adjust_system(&mut config);
-        let system = System::build(&config, adjust_auth).await.expect("the system starts");
+        let mail = std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4()));
+        let mut config = settings(
+            &nats,
+            &db.url,
+            &[
+                "--admin-email",
+                ADMIN_EMAIL,
+                "--admin-password",
+                ADMIN_PASSWORD,
+                "--mail-dir",
+                &mail.display().to_string(),
+            ],
+        )
+        .served_at(&url);
+        adjust(&mut config);
+        let system = System::build(&config).await.expect("the system starts");
         let shutdown = CancellationToken::new();
         let mut workers = tokio::task::JoinSet::new();
         if ledger {
@@ -259,6 +247,16 @@ impl TestSystem {
         let client = ates_messaging::nats::connect(&self.nats.url(), "test").await.unwrap();
         ates_messaging::nats::jetstream(client, Duration::from_secs(5))
     }
+}
+
+/// The system's settings for `nats` and the database at `database_url`, as the binaries would
+/// read them, with `extra` flags.
+pub fn settings(nats: &TestNats, database_url: &str, extra: &[&str]) -> SystemConfig {
+    let nats_url = nats.url();
+    let args = ["--database-url", database_url, "--nats-url", nats_url.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied());
+    SystemConfig::parse_from(args).expect("valid settings")
 }
 
 async fn sqlx_count(pool: &sqlx::PgPool, ids: &[Uuid]) -> i64 {

@@ -5,6 +5,9 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 
 use crate::{Claims, Keyring, TokenError};
 
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
+
 /// Who issues tokens and for whom.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
@@ -12,14 +15,6 @@ pub struct TokenSettings {
     pub issuer: String,
     /// The `aud` auth writes and services expect.
     pub audience: String,
-    /// Seconds of clock skew tolerated on `exp` and `nbf`.
-    pub leeway_secs: u64,
-}
-
-impl Default for TokenSettings {
-    fn default() -> Self {
-        TokenSettings { issuer: "ates-auth".into(), audience: "ates".into(), leeway_secs: 5 }
-    }
 }
 
 /// Checks signature, algorithm, lifetime, issuer and audience of access tokens.
@@ -35,7 +30,7 @@ impl Verifier {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        validation.leeway = settings.leeway_secs;
+        validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         Verifier { keyring, validation }
     }
@@ -73,19 +68,9 @@ pub struct TokenConfig {
 }
 
 impl TokenConfig {
-    /// The defaults, with the JWKS at `jwks_url`.
-    pub fn new(jwks_url: &str) -> Self {
-        let defaults = TokenSettings::default();
-        TokenConfig { issuer: defaults.issuer, audience: defaults.audience, jwks_url: jwks_url.to_owned() }
-    }
-
     /// What tokens must say.
     pub fn settings(&self) -> TokenSettings {
-        TokenSettings {
-            issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
-            ..TokenSettings::default()
-        }
+        TokenSettings { issuer: self.issuer.clone(), audience: self.audience.clone() }
     }
 
     /// A verifier that fetches auth's JWKS over HTTP, at most once a second.

@@ -1,6 +1,6 @@
 //! Dates: ranges in query strings and the company's time zone in configuration.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::Problem;
@@ -14,6 +14,26 @@ pub fn date_range(from: NaiveDate, to: NaiveDate, max_days: i64) -> Result<(Naiv
         return Err(Problem::bad_request(format!("Ask for at most {max_days} days at once.")));
     }
     Ok((from, to))
+}
+
+/// The company's calendar, read from the environment: which day a moment belongs to.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Calendar {
+    /// The company's time zone: business dates, "today" and the midnight cut-off follow it.
+    #[arg(long, env = "ATES_TIMEZONE", default_value = "UTC", value_parser = parse_time_zone)]
+    pub timezone: Tz,
+}
+
+impl Calendar {
+    /// The business date of `time`.
+    pub fn date_of(&self, time: DateTime<Utc>) -> NaiveDate {
+        time.with_timezone(&self.timezone).date_naive()
+    }
+
+    /// Today.
+    pub fn today(&self) -> NaiveDate {
+        self.date_of(Utc::now())
+    }
 }
 
 /// Parses an IANA time zone name, for a `value_parser` of the services' `ATES_TIMEZONE`.

@@ -19,13 +19,13 @@ mod problem;
 mod serve;
 mod standalone;
 
-pub use dates::{date_range, parse_time_zone};
+pub use dates::{Calendar, date_range, parse_time_zone};
 pub use error::{Error, Result};
 pub use extract::{Json, Path, Query};
 pub use health::{Readiness, ops_routes};
 pub use layers::{MAX_BODY_BYTES, layers};
 pub use metrics::prometheus;
-pub use openapi::{BearerAuth, openapi_route};
+pub use openapi::{BearerAuth, ProblemResponses, openapi_route};
 pub use problem::{Problem, ProblemBody};
 pub use serve::{serve, shutdown_signal};
 pub use standalone::{app, init_logging, run_standalone};

@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Problem, ProblemBody, Query, Result};
+use ates_web::{Json, Path, Problem, Query, Result};
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ pub struct DayQuery {
 #[utoipa::path(get, path = "/api/accounting/me", tag = "accounting", security(("bearer" = [])), params(DayQuery),
     responses(
         (status = 200, description = "Balance and the day's transactions", body = Statement),
-        (status = 401, description = "Not signed in", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in"),
     ))]
 pub async fn me(
     State(state): State<AppState>,
@@ -45,7 +45,7 @@ pub struct AccountList {
 #[utoipa::path(get, path = "/api/accounting/accounts", tag = "accounting", security(("bearer" = [])),
     responses(
         (status = 200, description = "Accounts and balances", body = AccountList),
-        (status = 403, description = "Not an admin or accountant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin or accountant"),
     ))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>> {
     caller.require(&[Role::Admin, Role::Accountant])?;
@@ -59,7 +59,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     params(("account_id" = Uuid, Path, description = "The account"), DayQuery),
     responses(
         (status = 200, description = "Balance and the day's transactions", body = Statement),
-        (status = 403, description = "Someone else's account", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's account"),
     ))]
 pub async fn one(
     State(state): State<AppState>,

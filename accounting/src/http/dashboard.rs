@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, ProblemBody, Query, Result};
+use ates_web::{Json, Query, Result};
 use axum::extract::State;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -28,8 +28,8 @@ pub struct RangeQuery {
 #[utoipa::path(get, path = "/api/accounting/dashboard", tag = "accounting", security(("bearer" = [])), params(RangeQuery),
     responses(
         (status = 200, description = "One entry per day, oldest first", body = Vec<DayTotals>),
-        (status = 400, description = "A bad range", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or accountant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad range"),
+        (status = 403, description = "Not an admin or accountant"),
     ))]
 pub async fn dashboard(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ pub async fn dashboard(
 #[utoipa::path(get, path = "/api/accounting/invariants", tag = "accounting", security(("bearer" = [])),
     responses(
         (status = 200, description = "What the check found", body = Report),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
     ))]
 pub async fn invariants(State(state): State<AppState>, caller: Caller) -> Result<Json<Report>> {
     caller.require(&[Role::Admin])?;

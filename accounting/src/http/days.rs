@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Problem, ProblemBody, Result};
+use ates_web::{Json, Path, Problem, Result};
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -18,8 +18,8 @@ use crate::state::AppState;
     params(("date" = NaiveDate, Path, description = "The billing day, YYYY-MM-DD")),
     responses(
         (status = 200, description = "The day is closed", body = Closed),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A day that has not begun, or more than a year back", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
+        (status = 422, description = "A day that has not begun, or more than a year back"),
     ))]
 #[tracing::instrument(skip_all, fields(%date))]
 pub async fn close(
@@ -56,7 +56,7 @@ pub struct PayoutEmail {
 #[utoipa::path(get, path = "/api/accounting/payout-emails", tag = "accounting", security(("bearer" = [])),
     responses(
         (status = 200, description = "Queued and sent payout emails", body = Vec<PayoutEmail>),
-        (status = 403, description = "Not an admin or accountant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin or accountant"),
     ))]
 pub async fn payout_emails(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PayoutEmail>>> {
     caller.require(&[Role::Admin, Role::Accountant])?;

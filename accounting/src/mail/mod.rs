@@ -4,6 +4,8 @@
 mod content;
 
 use std::path::PathBuf;
+
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use ates_schemas::Envelope;
@@ -17,37 +19,9 @@ use uuid::Uuid;
 
 use ates_messaging::backoff::Backoff;
 
+use crate::config::MailConfig;
 use crate::ledger::OUTBOX;
 use crate::statements;
-
-/// How payout mail leaves, read from the environment.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MailConfig {
-    /// The SMTP server, e.g. `smtp://mailpit:1025`; without one, mail is written as .eml files.
-    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
-    /// The sender of payout mail.
-    #[arg(long, env = "ATES_MAIL_FROM", default_value = "UberPopug Payroll <payroll@ates.local>")]
-    pub from: String,
-    /// Where .eml files go when there is no SMTP server.
-    #[arg(long, env = "ATES_MAIL_DIR", default_value = "mail")]
-    pub dir: PathBuf,
-    /// The longest wait between two attempts to send one email.
-    #[arg(long, env = "ATES_MAIL_RETRY_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub retry_max: Duration,
-}
-
-impl MailConfig {
-    /// Mail written as files into `dir`.
-    pub fn files(dir: PathBuf) -> Self {
-        MailConfig {
-            smtp_url: None,
-            from: "UberPopug Payroll <payroll@ates.local>".into(),
-            dir,
-            retry_max: Duration::from_secs(300),
-        }
-    }
-}
 
 /// Where messages go.
 #[derive(Clone)]
@@ -106,13 +80,14 @@ impl Mailer {
     /// A mailer for `pool`'s queue with `config`'s outlet; fails on a bad URL or sender.
     pub fn new(pool: PgPool, config: &MailConfig) -> anyhow::Result<Self> {
         let outlet = match &config.smtp_url {
+            // The error names the variable, never the URL: it may hold a password.
             Some(url) => Outlet::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| anyhow::anyhow!("SMTP_URL {url:?}: {e}"))?
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| anyhow::anyhow!("SMTP_URL is not a usable SMTP URL: {e}"))?
                     .timeout(Some(Duration::from_secs(10)))
                     .build(),
             ),
-            None => Outlet::Files(config.dir.clone()),
+            None => Outlet::Files(config.dir().to_owned()),
         };
         let from =
             config.from.parse().map_err(|e| anyhow::anyhow!("ATES_MAIL_FROM {:?}: {e}", config.from))?;

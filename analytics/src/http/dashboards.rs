@@ -3,7 +3,7 @@
 use ates_messaging::projection;
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Problem, ProblemBody, Query, Result};
+use ates_web::{Json, Problem, Query, Result};
 use axum::extract::State;
 use chrono::{Datelike, Duration, NaiveDate};
 use serde::Deserialize;
@@ -26,7 +26,7 @@ pub struct DateQuery {
 #[utoipa::path(get, path = "/api/analytics/summary", tag = "analytics", security(("bearer" = [])), params(DateQuery),
     responses(
         (status = 200, description = "The day's figures", body = Summary),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
     ))]
 pub async fn summary(
     State(state): State<AppState>,
@@ -92,9 +92,9 @@ impl PeriodQuery {
 #[utoipa::path(get, path = "/api/analytics/most-expensive-task", tag = "analytics", security(("bearer" = [])), params(PeriodQuery),
     responses(
         (status = 200, description = "The most expensive task", body = ExpensiveTask),
-        (status = 400, description = "A bad period", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No task was completed in the period", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad period"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No task was completed in the period"),
     ))]
 pub async fn most_expensive_task(
     State(state): State<AppState>,
@@ -114,8 +114,8 @@ pub async fn most_expensive_task(
 #[utoipa::path(get, path = "/api/analytics/days", tag = "analytics", security(("bearer" = [])), params(PeriodQuery),
     responses(
         (status = 200, description = "One entry per day, oldest first", body = Vec<Day>),
-        (status = 400, description = "A bad period", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad period"),
+        (status = 403, description = "Not an admin"),
     ))]
 pub async fn days(
     State(state): State<AppState>,

@@ -3,12 +3,9 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
-use ates_accounting::mail::MailConfig;
-use ates_accounting::{AccountingConfig, AccountingService};
-use ates_messaging::BackboneConfig;
+use ates_accounting::AccountingService;
 use ates_schemas::Envelope;
 use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
-use ates_tokens::TokenConfig;
 use clap::Args;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +25,8 @@ pub struct AccountingArgs {
 
 pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     let servers = super::Servers::start().await?;
-    let config = AccountingConfig::new(
-        BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
-        TokenConfig::new("http://127.0.0.1:1/unused"),
-        MailConfig::files(servers.dir().join("mail")),
-    );
-    let accounting = AccountingService::build(&config).await?;
+    let accounting =
+        AccountingService::build(&servers.system_config("http://127.0.0.1:1")?.accounting()).await?;
     let pool = &accounting.backbone.pool;
 
     println!("aTES accounting benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));

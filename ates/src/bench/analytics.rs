@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::jetstream::message::PublishMessage;
-use ates_analytics::{AnalyticsConfig, AnalyticsService};
-use ates_auth::{AuthConfig, AuthService};
-use ates_messaging::BackboneConfig;
+use ates_analytics::AnalyticsService;
+use ates_auth::AuthService;
 use ates_messaging::projection;
 use ates_schemas::Envelope;
 use ates_schemas::events::{TaskAddedV2, TransactionAppliedV1, TransactionKind};
-use ates_tokens::TokenConfig;
 use chrono::{Duration as Days, Utc};
 use clap::Args;
 use futures::future::join_all;
@@ -39,17 +37,11 @@ pub struct AnalyticsArgs {
 
 pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let servers = super::Servers::start().await?;
-    let backbone = BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let tokens = TokenConfig::new(&format!("{base}/.well-known/jwks.json"));
-    let mut auth_config = AuthConfig::new(backbone.clone());
-    auth_config.tokens = tokens.clone();
-    auth_config.admin_email = Some("bench@ates.test".into());
-    auth_config.admin_password = Some("bench-password".into());
-    let auth = AuthService::build(&auth_config).await?;
-    let analytics =
-        AnalyticsService::build(&AnalyticsConfig { backbone, tokens, timezone: chrono_tz::UTC }).await?;
+    let config = servers.system_config(&base)?;
+    let auth = AuthService::build(&config.auth()).await?;
+    let analytics = AnalyticsService::build(&config.analytics()).await?;
     let app = ates_web::app(
         auth.router.clone().merge(analytics.router.clone()),
         analytics.openapi.clone(),
@@ -104,7 +96,7 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let token: serde_json::Value = client
         .post(format!("{base}/api/auth/login"))
-        .json(&serde_json::json!({ "email": "bench@ates.test", "password": "bench-password" }))
+        .json(&serde_json::json!({ "email": super::BENCH_ADMIN.0, "password": super::BENCH_ADMIN.1 }))
         .send()
         .await?
         .json()

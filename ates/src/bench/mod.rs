@@ -8,6 +8,7 @@ mod machine;
 mod tasks;
 mod tokens;
 
+use ates::system::SystemConfig;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -54,7 +55,35 @@ impl Servers {
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
     }
+
+    /// The system's settings on these servers, served at `base_url`: the bench admin, mail
+    /// into the scratch folder, and sign-in limits out of the way of the load.
+    pub fn system_config(&self, base_url: &str) -> anyhow::Result<SystemConfig> {
+        let (database, nats, mail) =
+            (self.postgres.url("postgres"), self.nats.url(), self.dir().join("mail").display().to_string());
+        let max = u32::MAX.to_string();
+        let config = SystemConfig::parse_from([
+            "--database-url",
+            &database,
+            "--nats-url",
+            &nats,
+            "--mail-dir",
+            &mail,
+            "--admin-email",
+            BENCH_ADMIN.0,
+            "--admin-password",
+            BENCH_ADMIN.1,
+            "--login-attempts-per-account",
+            &max,
+            "--login-attempts-per-address",
+            &max,
+        ])?;
+        Ok(config.served_at(base_url))
+    }
 }
+
+/// The benchmarks' admin: email and password.
+pub const BENCH_ADMIN: (&str, &str) = ("bench@ates.test", "bench-password");
 
 /// A rate in units per second.
 pub fn per_second(count: usize, elapsed: std::time::Duration) -> u64 {

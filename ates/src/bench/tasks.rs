@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ates::system::{System, SystemConfig};
-use ates_messaging::BackboneConfig;
+use ates::system::System;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -29,16 +28,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     let servers = super::Servers::start().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let config = SystemConfig {
-        backbone: BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()),
-        base_url: base.clone(),
-        admin_email: "bench@ates.test".into(),
-        admin_password: "bench-password".into(),
-        timezone: chrono_tz::UTC,
-        mail: ates_accounting::mail::MailConfig::files(servers.dir().join("mail")),
-        close_schedule: "0 0 0 * * *".into(),
-    };
-    let system = System::build(&config, |auth| auth.login_attempts_per_account = u32::MAX).await?;
+    let system = System::build(&servers.system_config(&base)?).await?;
     let shutdown = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     system.spawn_workers(&shutdown, &mut workers);
@@ -52,7 +42,7 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     );
     println!("the load generator runs in the same process, {} requests in flight\n", args.concurrency);
 
-    let admin = login(&client, &base, "bench@ates.test", "bench-password").await?;
+    let admin = login(&client, &base, super::BENCH_ADMIN.0, super::BENCH_ADMIN.1).await?;
     let mut workers_ids = Vec::new();
     for n in 0..20 {
         let body = json!({ "email": format!("worker{n}@ates.test"), "full_name": "Worker", "password": "worker-password", "role": "worker" });

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ates_auth::{AuthConfig, AuthService};
-use ates_messaging::BackboneConfig;
+use ates_auth::AuthService;
 use ates_schemas::events::Role;
 use ates_tokens::{Claims, KeySource, Keyring, TokenSettings, Verifier, public_jwk};
 use clap::Args;
@@ -56,7 +55,7 @@ fn verification_rate(count: usize) -> anyhow::Result<u64> {
         let signing = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
         let key = EncodingKey::from_ed_der(signing.to_pkcs8_der()?.as_bytes());
         let jwks = JwkSet { keys: vec![public_jwk("bench", &signing.verifying_key().to_bytes())] };
-        let settings = TokenSettings::default();
+        let settings = TokenSettings { issuer: "ates-auth".into(), audience: "ates".into() };
         let verifier = Verifier::new(Keyring::new(Static(jwks), Duration::from_secs(1)), &settings);
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some("bench".into());
@@ -89,19 +88,13 @@ fn verification_rate(count: usize) -> anyhow::Result<u64> {
 /// Times sign-ins of one account through a real auth service.
 async fn login_latency(count: usize) -> anyhow::Result<(Duration, Duration)> {
     let servers = super::Servers::start().await?;
-    let mut config =
-        AuthConfig::new(BackboneConfig::new(&servers.postgres.url("postgres"), &servers.nats.url()));
-    config.admin_email = Some("bench@ates.test".into());
-    config.admin_password = Some("bench-password".into());
-    config.login_attempts_per_account = u32::MAX;
-    config.login_attempts_per_address = u32::MAX;
-    let service = AuthService::build(&config).await?;
+    let service = AuthService::build(&servers.system_config("http://127.0.0.1:1")?.auth()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/auth/login", listener.local_addr()?);
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ates_web::serve(listener, service.app(), shutdown.clone()));
     let client = reqwest::Client::new();
-    let body = serde_json::json!({ "email": "bench@ates.test", "password": "bench-password" });
+    let body = serde_json::json!({ "email": super::BENCH_ADMIN.0, "password": super::BENCH_ADMIN.1 });
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();

@@ -90,3 +90,29 @@ async fn ates_dev_starts_from_an_empty_data_dir_serves_readyz_and_leaves_nothing
     assert!(left.is_empty());
     assert!(data.join("postgres/data/PG_VERSION").exists(), "the data is kept for the next run");
 }
+
+#[test]
+fn every_setting_of_the_services_reaches_ates_dev_and_secrets_stay_hidden() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ates"))
+        .args(["dev", "--print-config"])
+        .env("ATES_STREAM_REPLICAS", "3")
+        .env("ATES_OUTBOX_RETENTION", "3h")
+        .env("ATES_CLOSE_SCHEDULE", "0 30 23 * * *")
+        .env("ATES_LOGIN_ATTEMPTS_PER_ACCOUNT", "7")
+        .env("DATABASE_URL", "postgres://ates:database-secret@db/ates")
+        .env("ATES_ADMIN_PASSWORD", "admin-secret")
+        .env("SMTP_URL", "smtp://mailer:smtp-secret@mail:25")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(output.stdout).unwrap();
+
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    for setting in
+        ["replicas: 3", "outbox_retention: 10800s", "0 30 23 * * *", "login_attempts_per_account: 7"]
+    {
+        assert!(printed.contains(setting), "{setting} in {printed}");
+    }
+    for secret in ["database-secret", "admin-secret", "smtp-secret"] {
+        assert!(!printed.contains(secret), "{secret} is not shown: {printed}");
+    }
+}

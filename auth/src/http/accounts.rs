@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, ProblemBody};
+use ates_web::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use ates_web::{Problem, Result};
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = Account),
-        (status = 401, description = "Not signed in", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in"),
     ))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Account>> {
     let mut conn = state.pool.acquire().await?;
@@ -38,7 +38,7 @@ pub struct AccountList {
 #[utoipa::path(get, path = "/api/accounts", tag = "accounts", security(("bearer" = [])),
     responses(
         (status = 200, description = "All accounts", body = AccountList),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
     ))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>> {
     caller.require(&[Role::Admin])?;
@@ -65,9 +65,9 @@ pub struct CreateAccount {
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", security(("bearer" = [])), request_body = CreateAccount,
     responses(
         (status = 201, description = "Created", body = Account),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The email is taken", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
+        (status = 409, description = "The email is taken"),
+        (status = 422, description = "A field breaks a rule"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
@@ -104,9 +104,9 @@ pub struct UpdateAccount {
     params(("account_id" = Uuid, Path, description = "The account")), request_body = UpdateAccount,
     responses(
         (status = 200, description = "The account after the change", body = Account),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "It is the last active admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such account"),
+        (status = 409, description = "It is the last active admin"),
     ))]
 pub async fn update(
     State(state): State<AppState>,

@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, ProblemBody};
+use ates_web::Json;
 use axum::extract::State;
 use serde::Serialize;
 
@@ -27,7 +27,7 @@ pub struct Rotated {
 #[utoipa::path(post, path = "/api/auth/keys/rotate", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "Rotated", body = Rotated),
-        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin"),
     ))]
 pub async fn rotate(State(state): State<AppState>, caller: Caller) -> Result<Json<Rotated>> {
     caller.require(&[Role::Admin])?;

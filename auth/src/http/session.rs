@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ates_web::{Json, ProblemBody};
+use ates_web::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -32,8 +32,8 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
-        (status = 401, description = "Wrong email or password, or a deactivated account", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password, or a deactivated account"),
+        (status = 429, description = "Too many attempts; see Retry-After"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
@@ -58,7 +58,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair", body = TokenPair),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn refresh(

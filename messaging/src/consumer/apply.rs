@@ -28,13 +28,13 @@ pub(crate) async fn apply<H: Handler>(
         tx.commit().await?;
         return Ok(new.len());
     };
-    let mut fresh: HashSet<Uuid> = sqlx::query_scalar(
+    let mut fresh: HashSet<Uuid> = sqlx::query_scalar!(
         "INSERT INTO processed_events (consumer, event_id)
          SELECT $1, id FROM unnest($2::uuid[]) AS id
          ON CONFLICT DO NOTHING RETURNING event_id",
+        consumer,
+        &ids,
     )
-    .bind(consumer)
-    .bind(&ids)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -53,13 +53,15 @@ pub(crate) async fn applied(
     consumer: &str,
     ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, HandlerError> {
-    Ok(sqlx::query_scalar("SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)")
-        .bind(consumer)
-        .bind(ids)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect())
+    Ok(sqlx::query_scalar!(
+        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
+        consumer,
+        ids,
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect())
 }
 
 /// The events whose ids are in `fresh`, each once: the first copy takes its id out of the set.

@@ -71,13 +71,13 @@ impl Outbox {
                 (ids, subjects, payloads)
             },
         );
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO outbox (event_id, subject, payload)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+            &ids,
+            &subjects,
+            &payloads,
         )
-        .bind(ids)
-        .bind(subjects)
-        .bind(payloads)
         .execute(conn)
         .await?;
         Ok(())

@@ -135,11 +135,12 @@ impl Relay {
     /// Rows whose publish failed stay unpublished and make the round an error.
     pub async fn publish_pending(&self) -> Result<RelayRound, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as!(
+            OutboxRow,
             "SELECT id, event_id, subject, payload FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            self.settings.batch_size,
         )
-        .bind(self.settings.batch_size)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -150,8 +151,7 @@ impl Relay {
         let failed = results.iter().filter(|(_, r)| r.is_err()).count();
         let published: Vec<i64> = results.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
         let duplicates = results.iter().filter(|(_, r)| *r == Ok(true)).count();
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&published)
+        sqlx::query!("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &published)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -165,10 +165,10 @@ impl Relay {
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
         let retention = chrono::Duration::from_std(self.settings.retention).unwrap_or(chrono::Duration::MAX);
         let horizon = chrono::Utc::now() - retention;
-        let deleted = sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL")
-            .bind(horizon)
-            .execute(&self.pool)
-            .await?;
+        let deleted =
+            sqlx::query!("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL", horizon)
+                .execute(&self.pool)
+                .await?;
         Ok(deleted.rows_affected())
     }
 }

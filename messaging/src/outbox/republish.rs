@@ -28,13 +28,14 @@ pub async fn republish(
     let mut stats = RepublishStats::default();
     let mut after = 0_i64;
     loop {
-        let rows: Vec<OutboxRow> = sqlx::query_as(
+        let rows: Vec<OutboxRow> = sqlx::query_as!(
+            OutboxRow,
             "SELECT id, event_id, subject, payload FROM outbox
              WHERE created_at >= $1 AND created_at < $2 AND id > $3 ORDER BY id LIMIT 1000",
+            from,
+            to,
+            after,
         )
-        .bind(from)
-        .bind(to)
-        .bind(after)
         .fetch_all(pool)
         .await?;
         let Some(last) = rows.last() else { return Ok(stats) };

@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Problem, ProblemBody, Query};
+use ates_web::{Json, Path, Problem, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,8 @@ pub struct CreateTask {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same task")),
     responses(
         (status = 201, description = "Created and assigned", body = Task),
-        (status = 409, description = "Nobody can be assigned", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule, or the key was used for another request", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Nobody can be assigned"),
+        (status = 422, description = "A field breaks a rule, or the key was used for another request"),
     ))]
 #[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
 pub async fn create(
@@ -136,7 +136,7 @@ pub struct TaskPage {
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "A bad filter or cursor", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A bad filter or cursor"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -192,7 +192,7 @@ async fn page(state: &AppState, query: ListQuery) -> Result<Json<TaskPage>> {
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "The task", body = Task),
-        (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such task"),
     ))]
 pub async fn get(
     State(state): State<AppState>,
@@ -208,9 +208,9 @@ pub async fn get(
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "Completed", body = Task),
-        (status = 403, description = "Not the assignee", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Already completed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not the assignee"),
+        (status = 404, description = "No such task"),
+        (status = 409, description = "Already completed"),
     ))]
 #[tracing::instrument(skip_all, fields(caller = %caller.account_id, %task_id))]
 pub async fn complete(
@@ -235,8 +235,8 @@ pub struct Shuffled {
 #[utoipa::path(post, path = "/api/tasks/shuffle", tag = "tasks", security(("bearer" = [])),
     responses(
         (status = 200, description = "Reassigned", body = Shuffled),
-        (status = 403, description = "Not a manager or admin", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Nobody can be assigned", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not a manager or admin"),
+        (status = 409, description = "Nobody can be assigned"),
     ))]
 #[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
 pub async fn shuffle(State(state): State<AppState>, caller: Caller) -> Result<Json<Shuffled>> {

@@ -16,13 +16,10 @@ use uuid::Uuid;
 /// A system whose payout mail goes to `smtp`, retrying at least every second.
 pub(super) async fn with_smtp(smtp: &SmtpServer) -> TestSystem {
     let url = smtp.url();
-    TestSystem::start_configured(
-        move |config| {
-            config.mail.smtp_url = Some(url);
-            config.mail.retry_max = Duration::from_secs(1);
-        },
-        |_| {},
-    )
+    TestSystem::start_configured(move |config| {
+        config.accounting.mail.smtp_url = Some(url.into());
+        config.accounting.mail.retry_max = Duration::from_secs(1);
+    })
     .await
 }
 
@@ -328,7 +325,7 @@ async fn a_task_completed_just_after_the_cut_off_is_booked_on_the_next_day() {
 #[tokio::test]
 async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone() {
     let zone = chrono_tz::Asia::Kathmandu; // UTC+05:45: an offset no other zone has
-    let sys = TestSystem::start_configured(move |config| config.timezone = zone, |_| {}).await;
+    let sys = TestSystem::start_configured(move |config| config.calendar.timezone = zone).await;
     let popug = sys.popug("worker").await;
     sys.settled().await;
     let fire = (Utc::now().with_timezone(&zone) + Span::seconds(6)).trunc_subsecs(0);
@@ -348,7 +345,7 @@ async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone()
     let schedule = fire.format("%S %M %H * * *").to_string();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut job = sys.system.accounting.daily_close();
-    job.schedule = schedule;
+    job.schedule = schedule.parse().unwrap();
     tokio::spawn(job.run_schedule(shutdown.clone()));
 
     let closed =
@@ -369,7 +366,8 @@ async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone()
 async fn an_email_the_server_accepted_but_that_could_not_be_recorded_is_retried_with_backoff() {
     let smtp = SmtpServer::start();
     let url = smtp.url();
-    let sys = TestSystem::start_configured(move |config| config.mail.smtp_url = Some(url), |_| {}).await;
+    let sys =
+        TestSystem::start_configured(move |config| config.accounting.mail.smtp_url = Some(url.into())).await;
     let (payee, _) = payee_and_debtor(&sys).await;
     let pool = &sys.system.accounting.backbone.pool;
     sqlx::raw_sql(

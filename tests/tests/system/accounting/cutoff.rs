@@ -4,14 +4,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use ates_accounting::AccountingService;
 use ates_accounting::domain::money::dollars;
-use ates_accounting::mail::MailConfig;
-use ates_accounting::{AccountingConfig, AccountingService};
-use ates_messaging::BackboneConfig;
 use ates_schemas::DomainEvent;
 use ates_testkit::{SmtpServer, TestNats, database, eventually, eventually_with};
 use ates_tests::{TestSystem, captured_logs, outbox_events};
-use ates_tokens::TokenConfig;
 use chrono::{Duration as Span, NaiveDate, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -126,12 +123,8 @@ async fn after_downtime_the_missed_days_close_once_the_backlog_is_applied_each_w
     let nats = TestNats::start().await;
     let db = database().await;
     let mail = std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4()));
-    let config = AccountingConfig::new(
-        BackboneConfig::new(&db.url, &nats.url()),
-        TokenConfig::new("http://127.0.0.1:9/.well-known/jwks.json"),
-        MailConfig::files(mail),
-    );
-    let accounting = AccountingService::build(&config).await.unwrap();
+    let config = ates_tests::settings(&nats, &db.url, &["--mail-dir", &mail.display().to_string()]);
+    let accounting = AccountingService::build(&config.accounting()).await.unwrap();
     // While accounting was down, three days of work piled up in TASKS.
     let js = accounting.backbone.js.clone();
     let popugs = [Uuid::new_v4(), Uuid::new_v4()];

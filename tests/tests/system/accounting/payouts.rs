@@ -214,13 +214,10 @@ fn pool(sys: &TestSystem) -> &PgPool {
 
 /// Runs `history` through a fresh system and compares the ledger with the oracle.
 async fn check(seed: u64) {
-    let sys = TestSystem::start_configured(
-        |config| {
-            config.timezone = ZONE;
-            config.close_schedule = "0 0 0 1 1 *".into(); // never during the test
-        },
-        |_| {},
-    )
+    let sys = TestSystem::start_configured(|config| {
+        config.calendar.timezone = ZONE;
+        config.accounting.close_schedule = "0 0 0 1 1 *".parse().unwrap(); // never during the test
+    })
     .await;
     let today = business_date(Utc::now());
     let history = History::generate(seed, today - Duration::days(DAYS + 2));

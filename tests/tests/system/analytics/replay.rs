@@ -11,9 +11,9 @@ fn args(sys: &TestSystem, consumer: &str, from: From) -> ReplayArgs {
         consumer: consumer.into(),
         from,
         stream: None,
-        database_url: sys.config.backbone.database_url.clone(),
+        database_url: sys.config.backbone.database_url().unwrap().to_owned(),
         nats_url: sys.nats.url(),
-        timezone: sys.config.timezone,
+        calendar: sys.config.calendar,
     }
 }
 

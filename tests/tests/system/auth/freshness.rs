@@ -1,11 +1,10 @@
 //! A consuming service refuses tokens made outdated by account events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ates_accounts_replica::{AccountsReplica, ReplicaFreshness};
-use ates_messaging::{Backbone, BackboneConfig, Consumer, ConsumerSpec};
-use ates_tokens::{Authenticator, Caller, HttpKeySource, Keyring, TokenSettings, Verifier};
+use ates_messaging::{Backbone, Consumer, ConsumerSpec};
+use ates_tokens::{Authenticator, Caller};
 use axum::Router;
 use axum::routing::get;
 use reqwest::StatusCode;
@@ -15,16 +14,13 @@ use ates_tests::TestSystem;
 
 /// A service with a replica of the accounts and one endpoint that says who is calling.
 async fn consuming_service(sys: &TestSystem) -> String {
-    let config = BackboneConfig::new(&sys.config.backbone.database_url, &sys.nats.url());
-    let backbone = Backbone::start(&config, "consumer", &[&ates_accounts_replica::MIGRATIONS]).await.unwrap();
+    let backbone = Backbone::start(&sys.config.backbone, "consumer", &[&ates_accounts_replica::MIGRATIONS])
+        .await
+        .unwrap();
     let spec = ConsumerSpec::new("consumer-accounts", "ACCOUNTS", &[]);
     let consumer = Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(AccountsReplica));
     tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));
-    let keyring = Keyring::new(
-        HttpKeySource::new(format!("{}/.well-known/jwks.json", sys.url)),
-        Duration::from_secs(1),
-    );
-    let authenticator = Authenticator::new(Arc::new(Verifier::new(keyring, &TokenSettings::default())))
+    let authenticator = Authenticator::new(Arc::new(sys.config.tokens.verifier()))
         .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
     let app = Router::new()
         .route("/whoami", get(|caller: Caller| async move { caller.role.to_string() }))

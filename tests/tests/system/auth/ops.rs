@@ -26,6 +26,20 @@ async fn health_readiness_metrics_and_openapi_are_served() {
         assert!(paths.contains_key(path), "{path} is documented");
     }
     assert!(openapi.body["components"]["securitySchemes"]["bearer"].is_object());
+    let mut errors = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.parse::<u16>().is_ok_and(|code| code >= 400) {
+                    errors += 1;
+                    let schema = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                    assert_eq!(schema, "#/components/schemas/ProblemBody", "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    assert!(errors > 30, "every error response is documented as a problem: {errors}");
+    assert!(openapi.body["components"]["schemas"]["ProblemBody"].is_object());
 }
 
 #[tokio::test]

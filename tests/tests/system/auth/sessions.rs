@@ -90,7 +90,7 @@ async fn logout_ends_the_session() {
 
 #[tokio::test]
 async fn brute_force_is_slowed_down_per_account() {
-    let sys = TestSystem::start_with(|config| config.login_attempts_per_account = 3).await;
+    let sys = TestSystem::start_configured(|config| config.auth.login_attempts_per_account = 3).await;
 
     for _ in 0..3 {
         assert_eq!(sys.login(ADMIN_EMAIL, "guess").await.status, StatusCode::UNAUTHORIZED);
@@ -107,7 +107,7 @@ async fn brute_force_is_slowed_down_per_account() {
 
 #[tokio::test]
 async fn brute_force_is_slowed_down_per_client_address() {
-    let sys = TestSystem::start_with(|config| config.login_attempts_per_address = 4).await;
+    let sys = TestSystem::start_configured(|config| config.auth.login_attempts_per_address = 4).await;
 
     for n in 0..4 {
         assert_eq!(sys.login(&format!("user{n}@ates.test"), "guess").await.status, StatusCode::UNAUTHORIZED);
