@@ -61,6 +61,27 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Turns the violation of one named constraint (a unique email, say) into a store's own error;
+/// any other failure stays a database error.
+pub trait OnConstraint<T> {
+    /// `error()` if `self` failed on `constraint`, else `self` with the error converted.
+    fn on_constraint<E: From<sqlx::Error>>(self, constraint: &str, error: impl FnOnce() -> E)
+    -> Result<T, E>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint<E: From<sqlx::Error>>(
+        self,
+        constraint: &str,
+        error: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        match self {
+            Err(sqlx::Error::Database(e)) if e.constraint() == Some(constraint) => Err(error()),
+            other => other.map_err(E::from),
+        }
+    }
+}
+
 /// SQLSTATEs of a database that is down, failing over or out of resources.
 fn is_outage_code(code: &str) -> bool {
     const CLASSES: [&str; 3] = [

@@ -3,7 +3,6 @@
 
 use ates_web::Problem;
 use axum::Router;
-use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +16,7 @@ struct Assets;
 pub fn router() -> Router {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
-        .route("/{file}", get(|Path(file): Path<String>| async move { asset(&file) }))
+        .route("/{file}", get(|ates_web::Path(file): ates_web::Path<String>| async move { asset(&file) }))
 }
 
 fn asset(name: &str) -> Response {

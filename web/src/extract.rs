@@ -1,4 +1,7 @@
 //! Extractors whose rejections are problems: JSON bodies, query strings and path parameters.
+//!
+//! The only place axum's own extractors are used (`clippy.toml` keeps them out elsewhere).
+#![allow(clippy::disallowed_types)]
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};

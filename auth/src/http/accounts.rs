@@ -2,8 +2,8 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::Json;
-use axum::extract::{Path, State};
+use ates_web::{Json, Path};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
