@@ -42,7 +42,10 @@ pub fn router(dir: PathBuf, authenticator: Authenticator) -> Router {
 async fn list(State(state): State<DevMail>, caller: Caller) -> Result<Json<Vec<Mail>>> {
     caller.require(&[Role::Admin, Role::Accountant])?;
     let dir = state.dir.clone();
-    let mails = tokio::task::spawn_blocking(move || read_all(&dir)).await??;
+    let mails = tokio::task::spawn_blocking(move || read_all(&dir))
+        .await
+        .map_err(ates_web::Error::internal)?
+        .map_err(ates_web::Error::internal)?;
     Ok(Json(mails))
 }
 

@@ -79,7 +79,7 @@ pub async fn create(tx: &mut PgConnection, new: NewAccount) -> Result<Account, E
         role: account.role,
         active: account.active,
     };
-    OUTBOX.add(tx, data).await?;
+    OUTBOX.add(tx, data).await.map_err(ates_web::Error::internal)?;
     Ok(account)
 }
 
@@ -157,10 +157,13 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
             active: after.active,
         },
     );
-    OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await?;
+    OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await.map_err(ates_web::Error::internal)?;
     if role != before.role {
         let changed = AccountRoleChangedV1 { account_id: id, old_role: before.role, new_role: role };
-        OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)]).await?;
+        OUTBOX
+            .add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)])
+            .await
+            .map_err(ates_web::Error::internal)?;
     }
     Ok(after)
 }

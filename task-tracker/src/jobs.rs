@@ -1,4 +1,4 @@
-//! Housekeeping.
+//! Background work: forgetting old idempotency keys.
 
 use std::time::Duration;
 
@@ -17,12 +17,12 @@ pub async fn expire_idempotency_keys(pool: PgPool, shutdown: CancellationToken) 
             _ = every_hour.tick() => {}
         }
         let horizon = chrono::Utc::now() - chrono::Duration::from_std(KEEP_IDEMPOTENCY_KEYS).expect("fits");
-        match sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(horizon)
-            .execute(&pool)
-            .await
-        {
-            Ok(done) => tracing::debug!(deleted = done.rows_affected(), "expired idempotency keys"),
+        let expired = match pool.acquire().await {
+            Ok(mut conn) => crate::idempotency::expire(&mut conn, horizon).await,
+            Err(e) => Err(e.into()),
+        };
+        match expired {
+            Ok(deleted) => tracing::debug!(deleted, "expired idempotency keys"),
             Err(e) => tracing::warn!("cannot expire idempotency keys: {e}"),
         }
     }

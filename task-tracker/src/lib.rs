@@ -4,11 +4,14 @@
 //! and announces every task change as `tasks.*` events through its outbox.
 
 pub mod config;
-mod domain;
+pub mod consumers;
+pub mod domain;
+mod error;
 mod http;
-mod jobs;
+mod idempotency;
+pub mod jobs;
 mod state;
-mod tasks;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::TaskTrackerConfig;
+pub use error::{Error, Result};
 
 /// The task tracker's schema.
 pub const SCHEMA: &str = "task_tracker";
@@ -56,10 +60,7 @@ impl TaskTrackerService {
     /// Starts the background work: the outbox relay, the accounts replica, housekeeping.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
-        workers.spawn(
-            ates_accounts_replica::consumer(&self.backbone, "task-tracker-accounts")
-                .run(shutdown.child_token()),
-        );
+        workers.spawn(consumers::accounts::consumer(&self.backbone).run(shutdown.child_token()));
         workers.spawn(jobs::expire_idempotency_keys(self.backbone.pool.clone(), shutdown.child_token()));
     }
 

@@ -10,31 +10,20 @@ use uuid::Uuid;
 
 use crate::domain::cursor::Cursor;
 use crate::domain::task::NewTask;
-use ates_web::{Error, Problem, Result};
+use crate::error::{Error, Result};
 
 /// The producer name on the task tracker's events.
 pub const OUTBOX: Outbox = Outbox::new("task-tracker");
 
 /// Whether a task is still to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TaskStatus {
     /// Assigned and not done yet.
     Open,
     /// Completed by its assignee.
     Done,
-}
-
-impl TryFrom<String> for TaskStatus {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, String> {
-        match value.as_str() {
-            "open" => Ok(TaskStatus::Open),
-            "done" => Ok(TaskStatus::Done),
-            other => Err(format!("unknown task status {other}")),
-        }
-    }
 }
 
 impl TaskStatus {
@@ -47,14 +36,13 @@ impl TaskStatus {
 }
 
 /// A task as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Task {
     pub task_id: Uuid,
     pub title: String,
     /// The Jira issue key, e.g. `POP-12`.
     pub jira_id: Option<String>,
     pub description: String,
-    #[sqlx(try_from = "String")]
     pub status: TaskStatus,
     /// Who has to do it.
     pub assignee_id: Uuid,
@@ -63,35 +51,31 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "task_id, title, jira_id, description, status, assignee_id, created_by, created_at, completed_at";
-
-/// Who can be given a task: active accounts that are neither admins nor managers.
-const ASSIGNABLE: &str = "active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL";
-
-/// Creates the task with id `task_id`, assigned to a random assignable account, and writes
-/// `tasks.added` and `tasks.assigned`. Nobody to assign it to is a conflict, and nothing is stored.
+/// Creates the task with id `task_id`, assigned to a random assignable account (active, a
+/// worker or an accountant), and writes `tasks.added` and `tasks.assigned`. With nobody to
+/// assign it to nothing is stored.
 pub async fn create(tx: &mut PgConnection, task_id: Uuid, creator: Uuid, new: &NewTask) -> Result<Task> {
-    let assignee: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT account_id FROM accounts WHERE {ASSIGNABLE} ORDER BY random() LIMIT 1"
-    )))
+    let assignee = sqlx::query_scalar!(
+        "SELECT account_id FROM accounts
+         WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
+         ORDER BY random() LIMIT 1"
+    )
     .fetch_optional(&mut *tx)
-    .await?;
-    let assignee = assignee.ok_or_else(|| {
-        Problem::conflict(
-            "There is no active worker or accountant to assign the task to; nothing was created.",
-        )
-    })?;
-    let task: Task = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO tasks (task_id, title, jira_id, description, assignee_id, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
-    )))
-    .bind(task_id)
-    .bind(&new.title)
-    .bind(&new.jira_id)
-    .bind(&new.description)
-    .bind(assignee)
-    .bind(creator)
+    .await?
+    .ok_or(Error::NobodyToAssign { creating: true })?;
+    let task = sqlx::query_as!(
+        Task,
+        r#"INSERT INTO tasks (task_id, title, jira_id, description, assignee_id, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING task_id, title, jira_id, description, status AS "status: TaskStatus",
+                     assignee_id, created_by, created_at, completed_at"#,
+        task_id,
+        new.title,
+        new.jira_id,
+        new.description,
+        assignee,
+        creator,
+    )
     .fetch_one(&mut *tx)
     .await?;
     let added = TaskAddedV2 {
@@ -114,35 +98,25 @@ pub async fn create(tx: &mut PgConnection, task_id: Uuid, creator: Uuid, new: &N
 
 /// Marks the task done if `caller` is its assignee and it is open, and writes `tasks.completed`.
 pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid) -> Result<Task> {
-    let done: Option<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = 'done', completed_at = now()
-         WHERE task_id = $1 AND status = 'open' AND assignee_id = $2 RETURNING {COLUMNS}"
-    )))
-    .bind(task_id)
-    .bind(caller)
+    let done = sqlx::query_as!(
+        Task,
+        r#"UPDATE tasks SET status = 'done', completed_at = now()
+           WHERE task_id = $1 AND status = 'open' AND assignee_id = $2
+           RETURNING task_id, title, jira_id, description, status AS "status: TaskStatus",
+                     assignee_id, created_by, created_at, completed_at"#,
+        task_id,
+        caller,
+    )
     .fetch_optional(&mut *tx)
     .await?;
     let Some(task) = done else {
-        let current = find(tx, task_id).await?.ok_or_else(|| not_found(task_id))?;
-        return Err(if current.assignee_id != caller {
-            Problem::forbidden("Only the task's assignee can complete it.").into()
-        } else {
-            Problem::conflict("This task is already completed.").into()
-        });
+        let current = find(tx, task_id).await?.ok_or(Error::NoSuchTask(task_id))?;
+        return Err(if current.assignee_id != caller { Error::NotAssignee } else { Error::AlreadyDone });
     };
     let completed = TaskCompletedV1 { task_id, assignee_id: caller };
     let when = task.completed_at.unwrap_or_else(Utc::now);
     OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), when, completed)]).await?;
     Ok(task)
-}
-
-/// What one shuffle statement did: whether nobody could be drawn, and each task moved.
-#[derive(sqlx::FromRow)]
-struct Shuffled {
-    nobody: bool,
-    task_ids: Vec<Uuid>,
-    previous: Vec<Uuid>,
-    assignees: Vec<Uuid>,
 }
 
 /// Reassigns every open task to a random assignable account (the same one may be drawn again),
@@ -154,43 +128,40 @@ struct Shuffled {
 /// waits for the shuffle and is then refused if its caller is no longer the assignee; a task
 /// completed first is no longer open here.
 pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
-    let shuffled: Shuffled = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH pool AS (
-                 SELECT array_agg(account_id) AS ids FROM accounts WHERE {ASSIGNABLE}
-             ), open AS (
-                 SELECT task_id, assignee_id FROM tasks
-                 WHERE status = 'open' AND (SELECT ids FROM pool) IS NOT NULL
-                 ORDER BY task_id FOR UPDATE
-             ), drawn AS (
-                 SELECT open.task_id, open.assignee_id AS previous,
-                        pool.ids[1 + floor(random() * cardinality(pool.ids))::int] AS assignee
-                 FROM open CROSS JOIN pool
-             ), moved AS (
-                 UPDATE tasks SET assignee_id = drawn.assignee FROM drawn WHERE tasks.task_id = drawn.task_id
-                 RETURNING tasks.task_id, drawn.previous, tasks.assignee_id
-             )
-             SELECT (SELECT ids IS NULL FROM pool) AS nobody,
-                    coalesce(array_agg(task_id), '{{}}') AS task_ids,
-                    coalesce(array_agg(previous), '{{}}') AS previous,
-                    coalesce(array_agg(assignee_id), '{{}}') AS assignees
-             FROM moved"
-    )))
+    let shuffled = sqlx::query!(
+        r#"WITH pool AS (
+               SELECT array_agg(account_id) AS ids FROM accounts
+               WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
+           ), open AS (
+               SELECT task_id, assignee_id FROM tasks
+               WHERE status = 'open' AND (SELECT ids FROM pool) IS NOT NULL
+               ORDER BY task_id FOR UPDATE
+           ), drawn AS (
+               SELECT open.task_id, open.assignee_id AS previous,
+                      pool.ids[1 + floor(random() * cardinality(pool.ids))::int] AS assignee
+               FROM open CROSS JOIN pool
+           ), moved AS (
+               UPDATE tasks SET assignee_id = drawn.assignee FROM drawn WHERE tasks.task_id = drawn.task_id
+               RETURNING tasks.task_id, drawn.previous, tasks.assignee_id
+           )
+           SELECT (SELECT ids IS NULL FROM pool) AS "nobody!",
+                  coalesce(array_agg(task_id), '{}') AS "task_ids!: Vec<Uuid>",
+                  coalesce(array_agg(previous), '{}') AS "previous!: Vec<Uuid>",
+                  coalesce(array_agg(assignee_id), '{}') AS "assignees!: Vec<Uuid>"
+           FROM moved"#
+    )
     .fetch_one(&mut *tx)
     .await?;
     if shuffled.nobody {
-        return Err(Problem::conflict("There is no active worker or accountant to assign tasks to.").into());
+        return Err(Error::NobodyToAssign { creating: false });
     }
-    let moved: Vec<(Uuid, Uuid, Uuid)> = shuffled
-        .task_ids
-        .into_iter()
-        .zip(shuffled.previous)
-        .zip(shuffled.assignees)
-        .map(|((task, previous), assignee)| (task, previous, assignee))
-        .collect();
     let now = Utc::now();
-    let events: Vec<Envelope<TaskAssignedV1>> = moved
+    let events: Vec<Envelope<TaskAssignedV1>> = shuffled
+        .task_ids
         .iter()
-        .map(|&(task_id, previous, assignee_id)| {
+        .zip(&shuffled.previous)
+        .zip(&shuffled.assignees)
+        .map(|((&task_id, &previous), &assignee_id)| {
             let data = TaskAssignedV1 {
                 task_id,
                 assignee_id,
@@ -203,20 +174,20 @@ pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
     for chunk in events.chunks(10_000) {
         OUTBOX.add_all(tx, chunk).await?;
     }
-    Ok(moved.len())
+    Ok(events.len())
 }
 
 /// The task with `task_id`, if any.
-pub async fn find(conn: &mut PgConnection, task_id: Uuid) -> Result<Option<Task>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1")))
-        .bind(task_id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// 404 for a task that does not exist.
-pub fn not_found(task_id: Uuid) -> Error {
-    Problem::not_found(format!("There is no task {task_id}.")).into()
+pub async fn find(conn: &mut PgConnection, task_id: Uuid) -> Result<Option<Task>> {
+    Ok(sqlx::query_as!(
+        Task,
+        r#"SELECT task_id, title, jira_id, description, status AS "status: TaskStatus",
+                  assignee_id, created_by, created_at, completed_at
+           FROM tasks WHERE task_id = $1"#,
+        task_id,
+    )
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Which tasks to list.
@@ -229,23 +200,23 @@ pub struct Filter {
 }
 
 /// One page of tasks, newest first, and the cursor of the next page if there is one.
-pub async fn list(
-    conn: &mut PgConnection,
-    filter: &Filter,
-) -> Result<(Vec<Task>, Option<Cursor>), sqlx::Error> {
-    let mut tasks: Vec<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tasks
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::uuid IS NULL OR assignee_id = $2)
-           AND ($3::timestamptz IS NULL OR (created_at, task_id) < ($3, $4))
-         ORDER BY created_at DESC, task_id DESC
-         LIMIT $5"
-    )))
-    .bind(filter.status.map(TaskStatus::as_str))
-    .bind(filter.assignee_id)
-    .bind(filter.after.map(|c| c.created_at))
-    .bind(filter.after.map(|c| c.task_id))
-    .bind(filter.limit + 1)
+pub async fn list(conn: &mut PgConnection, filter: &Filter) -> Result<(Vec<Task>, Option<Cursor>)> {
+    let mut tasks = sqlx::query_as!(
+        Task,
+        r#"SELECT task_id, title, jira_id, description, status AS "status: TaskStatus",
+                  assignee_id, created_by, created_at, completed_at
+           FROM tasks
+           WHERE ($1::text IS NULL OR status = $1)
+             AND ($2::uuid IS NULL OR assignee_id = $2)
+             AND ($3::timestamptz IS NULL OR (created_at, task_id) < ($3, $4))
+           ORDER BY created_at DESC, task_id DESC
+           LIMIT $5"#,
+        filter.status.map(TaskStatus::as_str),
+        filter.assignee_id,
+        filter.after.map(|c| c.created_at),
+        filter.after.map(|c| c.task_id),
+        filter.limit + 1,
+    )
     .fetch_all(conn)
     .await?;
     let more = usize::try_from(filter.limit).is_ok_and(|limit| tasks.len() > limit);

@@ -1,6 +1,7 @@
 //! What a valid new task is.
 
 use ates_schemas::jira;
+use sha2::{Digest, Sha256};
 
 /// The longest title.
 pub const MAX_TITLE: usize = 300;
@@ -50,6 +51,12 @@ impl NewTask {
             jira_id: jira_id.map(str::to_owned),
             description: description.to_owned(),
         })
+    }
+
+    /// A digest of the fields: a request repeated with the same `Idempotency-Key` must match it.
+    pub fn request_hash(&self) -> Vec<u8> {
+        let canonical = serde_json::json!([self.title, self.jira_id, self.description]);
+        Sha256::digest(canonical.to_string().as_bytes()).to_vec()
     }
 }
 

@@ -6,11 +6,12 @@ use ates_web::{Json, Path, Problem, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::cursor::Cursor;
 use crate::domain::task::NewTask;
+use crate::error::Error;
+use crate::idempotency;
 use crate::state::AppState;
 use crate::tasks::{self, Filter, Task, TaskStatus};
 use ates_web::Result;
@@ -49,21 +50,11 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let task_id = Uuid::now_v7();
     let mut tx = state.pool.begin().await?;
-    if let Some(key) = &key {
-        let claimed: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING RETURNING task_id",
-        )
-        .bind(caller.account_id)
-        .bind(key)
-        .bind(request_hash(&new))
-        .bind(task_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            drop(tx);
-            return replay(&state, caller.account_id, key, &new).await;
-        }
+    if let Some(key) = &key
+        && !idempotency::claim(&mut tx, caller.account_id, key, &new.request_hash(), task_id).await?
+    {
+        drop(tx);
+        return replay(&state, caller.account_id, key, &new).await;
     }
     let task = tasks::create(&mut tx, task_id, caller.account_id, &new).await?;
     tx.commit().await?;
@@ -78,21 +69,9 @@ async fn replay(
     key: &str,
     new: &NewTask,
 ) -> Result<(StatusCode, Json<Task>)> {
-    let (hash, task_id): (Vec<u8>, Uuid) = sqlx::query_as(
-        "SELECT request_hash, task_id FROM idempotency_keys WHERE account_id = $1 AND key = $2",
-    )
-    .bind(account_id)
-    .bind(key)
-    .fetch_one(&state.pool)
-    .await?;
-    if hash != request_hash(new) {
-        return Err(Problem::unprocessable(
-            "This Idempotency-Key was already used for a different task; use a new key for a new task.",
-        )
-        .into());
-    }
     let mut conn = state.pool.acquire().await?;
-    let task = tasks::find(&mut conn, task_id).await?.ok_or_else(|| tasks::not_found(task_id))?;
+    let task_id = idempotency::earlier_task(&mut conn, account_id, key, &new.request_hash()).await?;
+    let task = tasks::find(&mut conn, task_id).await?.ok_or(Error::NoSuchTask(task_id))?;
     Ok((StatusCode::CREATED, Json(task)))
 }
 
@@ -103,11 +82,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
         return Err(Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters.").into());
     }
     Ok(Some(key.to_owned()))
-}
-
-fn request_hash(new: &NewTask) -> Vec<u8> {
-    let canonical = serde_json::json!([new.title, new.jira_id, new.description]);
-    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
 /// Filters of the task list.
@@ -200,7 +174,7 @@ pub async fn get(
     Path(task_id): Path<Uuid>,
 ) -> Result<Json<Task>> {
     let mut conn = state.pool.acquire().await?;
-    Ok(Json(tasks::find(&mut conn, task_id).await?.ok_or_else(|| tasks::not_found(task_id))?))
+    Ok(Json(tasks::find(&mut conn, task_id).await?.ok_or(Error::NoSuchTask(task_id))?))
 }
 
 /// Completes a task; only its assignee can, and only once.
