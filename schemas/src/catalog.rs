@@ -1,10 +1,12 @@
 //! Every (event name, version) aTES knows, with the JSON Schema generated from its Rust type.
 
 use schemars::generate::SchemaSettings;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::envelope::{Envelope, Event};
+use crate::envelope::{Envelope, Event, EventMeta};
 use crate::events::*;
+use crate::registry::RegistryError;
 
 /// One version of one event in the catalog.
 pub struct Entry {
@@ -29,32 +31,78 @@ impl Entry {
     }
 }
 
+/// The one list of events: each line is a [`DomainEvent`] variant with the current type of its
+/// data and the legacy types still accepted (upcast with `From`). From it come the
+/// `DomainEvent` enum, the [`CATALOG`] of every version with its schema (the committed files),
+/// and decoding by name and version. Adding an event is one line here plus its type.
 macro_rules! catalog {
-    ($($ty:ty),* $(,)?) => {
-        /// The whole catalog, in the order of the design document.
+    ($($(#[$doc:meta])* $variant:ident($current:ty) $([$($legacy:ty),+])?),* $(,)?) => {
+        /// The data of any event a consumer may receive, at its current version.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum DomainEvent {
+            $($(#[$doc])* $variant($current),)*
+        }
+
+        /// The whole catalog: every version of every event, legacy versions first.
         pub static CATALOG: &[Entry] = &[$(
-            Entry {
-                name: <$ty as Event>::NAME,
-                version: <$ty as Event>::VERSION,
-                generate: schema_of::<$ty>,
-            },
+            $($(Entry::of::<$legacy>(),)+)?
+            Entry::of::<$current>(),
         )*];
+
+        /// Decodes validated `data` of the event `meta` names, upcasting a legacy version.
+        pub(crate) fn decode_data(meta: &EventMeta, data: Value) -> Result<DomainEvent, RegistryError> {
+            let is = |name: &str, version: u32| meta.event_name == name && meta.event_version == version;
+            $(
+                if is(<$current as Event>::NAME, <$current as Event>::VERSION) {
+                    return Ok(DomainEvent::$variant(data_of::<$current>(meta, data)?));
+                }
+                $($(
+                    if is(<$legacy as Event>::NAME, <$legacy as Event>::VERSION) {
+                        return Ok(DomainEvent::$variant(data_of::<$legacy>(meta, data)?.into()));
+                    }
+                )+)?
+            )*
+            Err(RegistryError::UnknownEvent { name: meta.event_name.clone(), version: meta.event_version })
+        }
     };
 }
 
 catalog![
-    AccountCreatedV1,
-    AccountUpdatedV1,
-    AccountRoleChangedV1,
-    TaskAddedV1,
-    TaskAddedV2,
-    TaskAssignedV1,
-    TaskCompletedV1,
-    TaskPricedV1,
-    TransactionAppliedV1,
-    BillingDayClosedV1,
-    PayoutSentV1,
+    /// `accounts.created`.
+    AccountCreated(AccountCreatedV1),
+    /// `accounts.updated`.
+    AccountUpdated(AccountUpdatedV1),
+    /// `accounts.role_changed`.
+    AccountRoleChanged(AccountRoleChangedV1),
+    /// `tasks.added`: v1 is upcast to v2.
+    TaskAdded(TaskAddedV2)[TaskAddedV1],
+    /// `tasks.assigned`.
+    TaskAssigned(TaskAssignedV1),
+    /// `tasks.completed`.
+    TaskCompleted(TaskCompletedV1),
+    /// `accounting.task_priced`.
+    TaskPriced(TaskPricedV1),
+    /// `accounting.transaction_applied`.
+    TransactionApplied(TransactionAppliedV1),
+    /// `accounting.billing_day_closed`.
+    BillingDayClosed(BillingDayClosedV1),
+    /// `accounting.payout_sent`.
+    PayoutSent(PayoutSentV1),
 ];
+
+impl Entry {
+    const fn of<E: Event>() -> Self {
+        Entry { name: E::NAME, version: E::VERSION, generate: schema_of::<E> }
+    }
+}
+
+fn data_of<T: DeserializeOwned>(meta: &EventMeta, data: Value) -> Result<T, RegistryError> {
+    serde_json::from_value(data).map_err(|e| RegistryError::Invalid {
+        name: meta.event_name.clone(),
+        version: meta.event_version,
+        detail: e.to_string(),
+    })
+}
 
 /// Finds the catalog entry of an event name and version.
 pub fn entry(name: &str, version: u32) -> Option<&'static Entry> {
