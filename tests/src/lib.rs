@@ -191,6 +191,24 @@ impl TestSystem {
         self.settled().await;
     }
 
+    /// Ends a test settled, the way every system test ends: every outbox is published, every
+    /// durable consumer has acknowledged everything, nothing is parked on the DLQ, and the
+    /// ledger's invariants hold.
+    pub async fn finish(self) {
+        self.finish_with_parked(0).await;
+    }
+
+    /// [`TestSystem::finish`] for a test that parked `parked` messages on purpose.
+    pub async fn finish_with_parked(self, parked: usize) {
+        self.settled().await;
+        let dlq = ates_messaging::dlq::Dlq::new(self.jetstream().await);
+        let on_dlq = dlq.list(None).await.expect("the DLQ can be listed");
+        assert_eq!(on_dlq.len(), parked, "parked on the DLQ: {on_dlq:?}");
+        let admin = self.admin_token().await;
+        let report = self.get("/api/accounting/invariants", &admin).await.expect(StatusCode::OK);
+        assert_eq!(report["ok"], true, "the ledger's invariants: {report}");
+    }
+
     /// Waits until every event has gone everywhere: every service's outbox is published and
     /// every durable consumer has acknowledged everything in its stream.
     pub async fn settled(&self) {
