@@ -72,10 +72,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -> anyhow::Result<()> {
     let mut config = args.system.clone().served_at(&format!("http://{}", loopback(args.http)));
     let backbone = &config.backbone;
-    let nats_url = match &backbone.nats_url {
+    let nats_url = match &backbone.nats.nats_url {
         Some(url) => url.clone(),
         None => {
-            let options = NatsOptions { dir: data_dir.join("nats"), port: None };
+            let options = NatsOptions { dir: data_dir.join("nats"), ..Default::default() };
             let server = servers.nats.insert(NatsServer::start(options).await?);
             status("nats-server", &format!("{} (data in {})", server.url(), data_dir.join("nats").display()));
             server.url()

@@ -7,23 +7,25 @@ use anyhow::{Context, bail};
 use ates_messaging::dlq::Dlq;
 use ates_messaging::outbox::republish as republish_range;
 use ates_messaging::streams::{self, StreamSettings};
-use ates_messaging::{db, nats};
+use ates_messaging::{NatsConnection, db, nats};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
-/// Where NATS is.
+/// Where NATS is, and the operator's identity there.
 #[derive(Args)]
 pub struct NatsArgs {
-    /// The NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    nats_url: String,
+    #[command(flatten)]
+    connection: NatsConnection,
 }
 
 impl NatsArgs {
-    async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
-        let client = nats::connect(&self.nats_url, "ates-cli")
+    pub async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        let client = self
+            .connection
+            .connect("ates-cli")
             .await
-            .with_context(|| format!("cannot reach NATS at {}", self.nats_url))?;
+            .map_err(anyhow::Error::from_boxed)
+            .with_context(|| format!("cannot reach NATS at {}", self.connection.url()))?;
         Ok(nats::jetstream(client, Duration::from_secs(10)))
     }
 }

@@ -27,9 +27,8 @@ pub struct ReplayArgs {
     /// The database of the consumer's service.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: ates_messaging::NatsConnection,
     /// For the dashboards: the day a task was completed on.
     #[command(flatten)]
     pub calendar: ates_web::Calendar,
@@ -89,9 +88,12 @@ pub struct Outcome {
 /// Runs `ates replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
     let target = target(&args.consumer)?;
-    let client = nats::connect(&args.nats_url, "ates-replay")
+    let client = args
+        .nats
+        .connect("ates-replay")
         .await
-        .with_context(|| format!("cannot reach NATS at {}", args.nats_url))?;
+        .map_err(anyhow::Error::from_boxed)
+        .with_context(|| format!("cannot reach NATS at {}", args.nats.url()))?;
     let js = nats::jetstream(client, Duration::from_secs(30));
     let bars = Bars::default();
     let outcome = match target {

@@ -9,7 +9,7 @@ mod child;
 mod nats;
 mod postgres;
 
-pub use nats::{NatsOptions, NatsServer};
+pub use nats::{ClusterNode, NatsCluster, NatsOptions, NatsServer, NatsUserConfig};
 pub use postgres::{PostgresOptions, PostgresServer};
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
+use crate::nats::NatsUser;
 use crate::streams::{self, StreamSettings};
 use crate::{db, nats};
 
@@ -20,9 +21,8 @@ pub struct BackboneConfig {
     /// binaries; `ates dev` starts its own server without it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
-    /// The NATS server (nats://127.0.0.1:4222 if unset; `ates dev` starts its own without it).
-    #[arg(long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsConnection,
     #[command(flatten)]
     pub streams: StreamSettings,
     /// How long published events stay in a service's outbox, for `ates republish`.
@@ -38,16 +38,44 @@ impl BackboneConfig {
         })
     }
 
-    /// The NATS server.
-    pub fn nats_url(&self) -> &str {
-        self.nats_url.as_deref().unwrap_or(DEFAULT_NATS_URL)
-    }
-
     /// The same settings with these connections.
     pub fn connected_to(mut self, database_url: &str, nats_url: &str) -> Self {
         self.database_url = Some(database_url.into());
-        self.nats_url = Some(nats_url.to_owned());
+        self.nats.nats_url = Some(nats_url.to_owned());
         self
+    }
+}
+
+/// Where NATS is and who to be there; read from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsConnection {
+    /// The NATS servers, comma-separated (nats://127.0.0.1:4222 if unset; `ates dev` starts its
+    /// own without it).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The NATS user, when the server requires one (each service, and the operator, has its own).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// That user's password.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<SecretString>,
+}
+
+impl NatsConnection {
+    /// The server list.
+    pub fn url(&self) -> &str {
+        self.nats_url.as_deref().unwrap_or(DEFAULT_NATS_URL)
+    }
+
+    /// The user, if one is set.
+    pub fn user(&self) -> Option<NatsUser> {
+        let name = self.nats_user.clone()?;
+        Some(NatsUser { name, password: self.nats_password.clone().unwrap_or_else(|| "".into()) })
+    }
+
+    /// Connects as `client_name`.
+    pub async fn connect(&self, client_name: &str) -> Result<async_nats::Client, crate::BoxError> {
+        nats::connect(self.url(), client_name, self.user().as_ref()).await
     }
 }
 
@@ -76,7 +104,7 @@ impl Backbone {
     ) -> Result<Self, crate::BoxError> {
         let pool = db::connect(config.database_url()?, schema, 16)?;
         db::migrate(&pool, schema, migrations.iter().flat_map(|m| m.iter())).await?;
-        let nats = nats::connect(config.nats_url(), &format!("ates-{schema}")).await?;
+        let nats = config.nats.connect(&format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
         streams::ensure(&js, &config.streams).await?;
         Ok(Backbone { schema, pool, nats, js, config: config.clone() })

@@ -19,6 +19,6 @@ pub mod projection;
 pub mod replay;
 pub mod streams;
 
-pub use backbone::{Backbone, BackboneConfig};
+pub use backbone::{Backbone, BackboneConfig, NatsConnection};
 pub use consumer::{BoxError, Consumer, ConsumerSpec, Handler, HandlerError};
 pub use outbox::{Outbox, OutboxError, Relay, RelayError, RelayRound, RelaySettings};

@@ -1,6 +1,7 @@
 //! Test infrastructure: real nats-server and PostgreSQL servers, isolated per test.
 //!
 //! - [`TestNats`]: a JetStream server of the test's own, which it can stop, kill and restart.
+//! - [`NatsCluster`]: a three-node JetStream cluster whose nodes can be killed one by one.
 //! - [`database`]: a fresh database in a PostgreSQL server shared by the whole test binary.
 //! - [`TestPostgres`]: a PostgreSQL server of the test's own, for fault tests.
 //! - [`SmtpServer`]: a real SMTP server in the process, which can refuse, stop and restart.
@@ -17,6 +18,7 @@ mod proxy;
 mod servers;
 mod smtp;
 
+pub use ates_devservers::{NatsCluster, NatsUserConfig};
 pub use poll::{eventually, eventually_with};
 pub use proxy::TcpProxy;
 pub use servers::{TestDb, TestNats, TestPostgres, database};

@@ -262,7 +262,7 @@ impl TestSystem {
 
     /// JetStream on a connection of the test's own.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = ates_messaging::nats::connect(&self.nats.url(), "test").await.unwrap();
+        let client = ates_messaging::nats::connect(&self.nats.url(), "test", None).await.unwrap();
         ates_messaging::nats::jetstream(client, Duration::from_secs(5))
     }
 }

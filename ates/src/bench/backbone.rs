@@ -74,7 +74,10 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     )
     .execute(&pool)
     .await?;
-    let js = nats::jetstream(nats::connect(&nats_url, "ates-bench").await?, Duration::from_secs(30));
+    let js = nats::jetstream(
+        nats::connect(&nats_url, "ates-bench", None).await.map_err(anyhow::Error::from_boxed)?,
+        Duration::from_secs(30),
+    );
     for name in ["TASKS", "BENCH"] {
         let _ = js.delete_stream(name).await;
     }

@@ -9,11 +9,11 @@ use crate::support::{Effects, Env, Failure, Gate, completed, spec};
 
 #[tokio::test]
 async fn a_consumer_killed_after_its_commit_but_before_its_ack_applies_nothing_twice() {
-    let env = Env::start().await;
+    let mut env = Env::start().await;
     env.commit_events(20).await;
     env.relay().publish_pending().await.unwrap();
     // Consumer A reaches NATS through a proxy the test can cut.
-    let proxy = TcpProxy::start(env.nats.port()).await;
+    let proxy = TcpProxy::start(env.nats().port()).await;
     let js_a = Env::connect(&format!("nats://127.0.0.1:{}", proxy.port())).await;
     let gate = Gate::new();
     let handler_a = Effects::gated("effects", &gate);

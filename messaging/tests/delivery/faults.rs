@@ -28,8 +28,8 @@ async fn after_a_kill_9_of_nats_mid_flow_and_a_republish_every_event_has_exactly
         (env.effects_in("effects").await.1 >= 3_000).then_some(())
     })
     .await;
-    env.nats.kill().await;
-    env.nats.restart().await;
+    env.nats().kill().await;
+    env.nats().restart().await;
     producer.await.unwrap();
     eventually_with("the relay published everything", Duration::from_secs(120), || async {
         (env.unpublished().await == 0).then_some(())

@@ -93,10 +93,10 @@ async fn events_committed_while_nats_is_down_all_arrive_after_it_restarts() {
     env.commit_events(1).await;
     env.expect_effects_exactly_once(1).await;
 
-    env.nats.stop().await;
+    env.nats().stop().await;
     env.commit_events(1000).await;
     assert_eq!(env.unpublished().await, 1000, "the relay keeps what it cannot publish");
-    env.nats.restart().await;
+    env.nats().restart().await;
 
     env.expect_effects_exactly_once(1001).await;
     eventually("the outbox drained", || async { (env.unpublished().await == 0).then_some(()) }).await;

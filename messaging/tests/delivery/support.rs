@@ -22,7 +22,8 @@ pub const OUTBOX: Outbox = Outbox::new("test");
 
 /// NATS, a migrated schema, and the background tasks a test starts; stopped on drop.
 pub struct Env {
-    pub nats: TestNats,
+    /// The test's own server, unless it runs on servers it started itself.
+    pub nats: Option<TestNats>,
     pub pool: PgPool,
     pub js: jetstream::Context,
     pub shutdown: CancellationToken,
@@ -36,6 +37,17 @@ impl Env {
 
     pub async fn with_database(db: TestDb) -> Self {
         let nats = TestNats::start().await;
+        let mut env = Self::with(db, &nats.url()).await;
+        env.nats = Some(nats);
+        env
+    }
+
+    /// A fresh database, on the NATS servers at `urls` (comma-separated).
+    pub async fn on_nats(urls: &str) -> Self {
+        Self::with(ates_testkit::database().await, urls).await
+    }
+
+    async fn with(db: TestDb, nats_urls: &str) -> Self {
         let pool = db::connect(&db.url, SCHEMA, 10).unwrap();
         db::migrate(&pool, SCHEMA, std::iter::empty()).await.unwrap();
         for table in ["effects", "replayed"] {
@@ -46,14 +58,19 @@ impl Env {
             .await
             .unwrap();
         }
-        let js = Self::connect(&nats.url()).await;
+        let js = Self::connect(nats_urls).await;
         streams::ensure(&js, &StreamSettings::default()).await.unwrap();
-        Env { nats, pool, js, shutdown: CancellationToken::new() }
+        Env { nats: None, pool, js, shutdown: CancellationToken::new() }
+    }
+
+    /// The test's own NATS server.
+    pub fn nats(&mut self) -> &mut TestNats {
+        self.nats.as_mut().expect("the test's own NATS server")
     }
 
     /// A JetStream context on its own client connection to `url`.
     pub async fn connect(url: &str) -> jetstream::Context {
-        nats::jetstream(nats::connect(url, "test").await.unwrap(), Duration::from_secs(5))
+        nats::jetstream(nats::connect(url, "test", None).await.unwrap(), Duration::from_secs(5))
     }
 
     pub fn relay(&self) -> Relay {

@@ -12,7 +12,7 @@ fn args(sys: &TestSystem, consumer: &str, from: From) -> ReplayArgs {
         from,
         stream: None,
         database_url: sys.config.backbone.database_url().unwrap().to_owned(),
-        nats_url: sys.nats.url(),
+        nats: sys.config.backbone.nats.clone(),
         calendar: sys.config.calendar,
     }
 }

@@ -1,0 +1,29 @@
+//! A three-node JetStream cluster with replicated streams: a node can die and nothing stops.
+
+use ates_messaging::streams::{self, StreamSettings};
+use ates_testkit::NatsCluster;
+
+use crate::support::{Effects, Env};
+
+#[tokio::test]
+async fn with_replicated_streams_killing_a_node_loses_and_doubles_nothing() {
+    let mut cluster = NatsCluster::temporary(3, Vec::new()).await.unwrap();
+    let env = Env::on_nats(&cluster.urls()).await;
+    let settings = StreamSettings { replicas: 3, ..StreamSettings::default() };
+    streams::ensure(&env.js, &settings).await.unwrap();
+    let info = env.js.get_stream("TASKS").await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.num_replicas, 3, "R3");
+    let handler = Effects::new("effects");
+    env.spawn_relay();
+    env.spawn_consumer(&handler);
+    env.commit_events(200).await;
+
+    cluster.nodes()[0].kill();
+    env.commit_events(200).await;
+    env.expect_effects_exactly_once(400).await;
+    cluster.nodes()[0].restart().await.unwrap();
+    env.commit_events(100).await;
+
+    env.expect_effects_exactly_once(500).await;
+    assert_eq!(env.unpublished().await, 0);
+}
