@@ -2,7 +2,7 @@
 
 mod accounts;
 mod keys;
-mod session;
+mod sessions;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,9 +20,9 @@ struct ApiDoc;
 /// Every auth route, with its OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(session::login))
-        .routes(routes!(session::refresh))
-        .routes(routes!(session::logout))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))
