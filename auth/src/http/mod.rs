@@ -1,6 +1,7 @@
 //! Auth's HTTP API: one module per resource, merged here.
 
 mod accounts;
+mod error;
 mod keys;
 mod sessions;
 
