@@ -15,7 +15,7 @@ pub async fn first_admin(
     password_text: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ates.auth.first_admin'))").execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('ates.auth.first_admin'))").execute(&mut *tx).await?;
     if accounts::any_active_admin(&mut tx).await? {
         return Ok(());
     }
@@ -25,18 +25,13 @@ pub async fn first_admin(
         );
         return Ok(());
     };
-    let email = rules::parse_email(email).map_err(anyhow::Error::msg).context("ATES_ADMIN_EMAIL")?;
-    rules::check_password(password_text).map_err(anyhow::Error::msg).context("ATES_ADMIN_PASSWORD")?;
-    let existing: Option<uuid::Uuid> =
-        sqlx::query_scalar("SELECT account_id FROM accounts WHERE lower(email) = lower($1)")
-            .bind(&email)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match existing {
+    let email = rules::parse_email(email).context("ATES_ADMIN_EMAIL")?;
+    rules::check_password(password_text).context("ATES_ADMIN_PASSWORD")?;
+    match accounts::find_by_email(&mut tx, &email).await? {
         Some(id) => {
             let changes =
                 AccountChanges { role: Some(Role::Admin), active: Some(true), ..Default::default() };
-            accounts::update(&mut tx, id, changes).await.map_err(anyhow::Error::msg)?;
+            accounts::update(&mut tx, id, changes).await?;
             tracing::info!(%email, "made the existing account the first admin");
         }
         None => {
@@ -47,7 +42,7 @@ pub async fn first_admin(
                 role: Role::Admin,
                 password_hash,
             };
-            accounts::create(&mut tx, new).await.map_err(anyhow::Error::msg)?;
+            accounts::create(&mut tx, new).await?;
             tracing::info!(%email, "created the first admin");
         }
     }

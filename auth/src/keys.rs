@@ -13,6 +13,8 @@ use rand::RngCore;
 use sqlx::PgPool;
 use tokio::sync::RwLock;
 
+use crate::Result;
+
 /// How often an instance re-reads which key is active, so a rotation made by another instance
 /// takes effect here too.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -33,7 +35,7 @@ pub struct SigningKeys {
 
 impl SigningKeys {
     /// Loads the active key, creating the first one if there is none.
-    pub async fn load_or_create(pool: PgPool, access_ttl: Duration) -> Result<Self, sqlx::Error> {
+    pub async fn load_or_create(pool: PgPool, access_ttl: Duration) -> Result<Self> {
         let active = load_active(&pool).await?;
         Ok(SigningKeys {
             pool,
@@ -43,7 +45,7 @@ impl SigningKeys {
     }
 
     /// Signs `claims` with the active key.
-    pub async fn sign<T: serde::Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+    pub async fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String> {
         if self.active.read().await.loaded.elapsed() > RELOAD_EVERY {
             let fresh = load_active(&self.pool).await?;
             *self.active.write().await = fresh;
@@ -55,10 +57,10 @@ impl SigningKeys {
     }
 
     /// Retires the active key and creates a new one; returns the new `kid`.
-    pub async fn rotate(&self) -> Result<String, sqlx::Error> {
+    pub async fn rotate(&self) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         lock_keys(&mut tx).await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+        sqlx::query!("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
             .execute(&mut *tx)
             .await?;
         let kid = insert_new_key(&mut tx).await?;
@@ -83,19 +85,19 @@ pub struct DbKeySource {
 
 impl DbKeySource {
     /// The JWKS as published.
-    pub async fn jwks(&self) -> Result<JwkSet, sqlx::Error> {
+    pub async fn jwks(&self) -> Result<JwkSet> {
         let horizon = chrono::Utc::now()
             - chrono::Duration::from_std(self.publish_retired_for).unwrap_or(chrono::Duration::MAX);
-        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        let published = sqlx::query!(
             "SELECT kid, public_key FROM signing_keys
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC",
+            horizon,
         )
-        .bind(horizon)
         .fetch_all(&self.pool)
         .await?;
-        let keys = rows
+        let keys = published
             .into_iter()
-            .filter_map(|(kid, public)| Some(public_jwk(&kid, &<[u8; 32]>::try_from(public).ok()?)))
+            .filter_map(|key| Some(public_jwk(&key.kid, &<[u8; 32]>::try_from(key.public_key).ok()?)))
             .collect();
         Ok(JwkSet { keys })
     }
@@ -108,12 +110,12 @@ impl KeySource for DbKeySource {
 }
 
 /// Serialises key creation and rotation across auth instances.
-async fn lock_keys(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ates.auth.signing_keys'))").execute(tx).await?;
+async fn lock_keys(tx: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('ates.auth.signing_keys'))").execute(tx).await?;
     Ok(())
 }
 
-async fn load_active(pool: &PgPool) -> Result<ActiveKey, sqlx::Error> {
+async fn load_active(pool: &PgPool) -> Result<ActiveKey> {
     let mut tx = pool.begin().await?;
     let mut active = select_active(&mut tx).await?;
     if active.is_none() {
@@ -126,27 +128,43 @@ async fn load_active(pool: &PgPool) -> Result<ActiveKey, sqlx::Error> {
         }
     }
     tx.commit().await?;
-    let (kid, der) = active.expect("a key exists after creating one");
-    Ok(ActiveKey { kid, key: EncodingKey::from_ed_der(&der), loaded: Instant::now() })
+    let active = active.expect("a key exists after creating one");
+    Ok(ActiveKey {
+        kid: active.kid,
+        key: EncodingKey::from_ed_der(&active.private_key),
+        loaded: Instant::now(),
+    })
 }
 
-async fn select_active(tx: &mut sqlx::PgConnection) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as("SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL")
-        .fetch_optional(tx)
-        .await
+/// The key that signs, as stored.
+struct StoredKey {
+    kid: String,
+    /// PKCS#8 DER.
+    private_key: Vec<u8>,
 }
 
-async fn insert_new_key(tx: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {
+async fn select_active(tx: &mut sqlx::PgConnection) -> Result<Option<StoredKey>> {
+    let key =
+        sqlx::query_as!(StoredKey, "SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL")
+            .fetch_optional(tx)
+            .await?;
+    Ok(key)
+}
+
+async fn insert_new_key(tx: &mut sqlx::PgConnection) -> Result<String> {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let signing = SigningKey::from_bytes(&seed);
     let der = signing.to_pkcs8_der().expect("an Ed25519 key encodes as PKCS#8");
     let kid = uuid::Uuid::now_v7().simple().to_string();
-    sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key) VALUES ($1, $2, $3)")
-        .bind(&kid)
-        .bind(der.as_bytes())
-        .bind(signing.verifying_key().to_bytes().as_slice())
-        .execute(tx)
-        .await?;
+    let public_key = signing.verifying_key().to_bytes();
+    sqlx::query!(
+        "INSERT INTO signing_keys (kid, private_key, public_key) VALUES ($1, $2, $3)",
+        kid,
+        der.as_bytes(),
+        public_key.as_slice(),
+    )
+    .execute(tx)
+    .await?;
     Ok(kid)
 }

@@ -8,6 +8,7 @@ mod accounts;
 mod bootstrap;
 pub mod config;
 mod domain;
+mod error;
 mod http;
 mod keys;
 mod limiter;
@@ -17,6 +18,7 @@ mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use ates_messaging::Backbone;
 use ates_tokens::{Authenticator, Keyring, Verifier};
 use ates_web::Readiness;
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AuthConfig, AuthSettings};
+pub use error::{Error, Result};
 
 /// Auth's schema.
 pub const SCHEMA: &str = "auth";
@@ -59,14 +62,17 @@ impl AuthService {
         let verifier =
             Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &config.tokens.settings());
         let authenticator = Authenticator::new(Arc::new(verifier))
-            .with_freshness(state::CurrentAccounts { pool: pool.clone() });
+            .with_freshness(accounts::CurrentAccounts { pool: pool.clone() });
         let sessions = sessions::Sessions {
             pool: pool.clone(),
             keys,
             issuer: config.tokens.issuer.clone(),
             audience: config.tokens.audience.clone(),
             access_ttl: settings.access_ttl,
-            refresh_ttl: settings.refresh_ttl,
+            refresh_ttl: chrono::Duration::from_std(settings.refresh_ttl)
+                .ok()
+                .filter(|ttl| chrono::Utc::now().checked_add_signed(*ttl).is_some())
+                .context("ATES_REFRESH_TOKEN_TTL is too long")?,
         };
         let state = state::AppState {
             pool,

@@ -6,6 +6,8 @@ use std::num::NonZeroU32;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::{Error, Result};
+
 /// Keyed limits on sign-in attempts, in this process.
 pub struct LoginLimiter {
     per_account: DefaultKeyedRateLimiter<String>,
@@ -25,8 +27,8 @@ impl LoginLimiter {
         }
     }
 
-    /// Counts an attempt; `Err(seconds to wait)` when either limit is used up.
-    pub fn attempt(&self, email: &str, address: IpAddr) -> Result<(), u64> {
+    /// Counts an attempt; [`Error::TooManyAttempts`] when either limit is used up.
+    pub fn attempt(&self, email: &str, address: IpAddr) -> Result<()> {
         if self.per_address.len() > 100_000 {
             self.per_address.retain_recent();
         }
@@ -35,7 +37,7 @@ impl LoginLimiter {
         }
         let wait = |not_until: governor::NotUntil<_>, clock: &governor::clock::DefaultClock| {
             let wait = not_until.wait_time_from(clock.now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            Error::TooManyAttempts { retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
         };
         self.per_address.check_key(&address).map_err(|n| wait(n, self.per_address.clock()))?;
         self.per_account.check_key(&email.to_lowercase()).map_err(|n| wait(n, self.per_account.clock()))?;

@@ -9,9 +9,10 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::accounts::stored_role;
 use crate::domain::{password, refresh};
 use crate::keys::SigningKeys;
-use ates_web::{Error, Problem, Result};
+use crate::{Error, Result};
 
 /// What a successful sign-in or refresh returns.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,36 +33,36 @@ pub struct Sessions {
     pub keys: SigningKeys,
     pub issuer: String,
     pub audience: String,
+    /// At most 15 minutes (the settings refuse more).
     pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
+    /// Checked at start-up to fit a timestamp.
+    pub refresh_ttl: chrono::Duration,
 }
-
-const BAD_CREDENTIALS: &str = "The email or password is wrong.";
 
 impl Sessions {
     /// Checks the credentials and starts a new session (a new refresh token family).
     pub async fn login(&self, email: &str, password_text: String) -> Result<TokenPair> {
-        let found: Option<(Uuid, String, String, bool)> = sqlx::query_as(
+        let found = sqlx::query!(
             "SELECT account_id, role, password_hash, active FROM accounts WHERE lower(email) = lower($1)",
+            email.trim(),
         )
-        .bind(email.trim())
         .fetch_optional(&self.pool)
         .await?;
         let (stored_hash, account) = match found {
-            Some((id, role, hash, active)) => (Some(hash), Some((id, role, active))),
+            Some(row) => (Some(row.password_hash), Some((row.account_id, row.role, row.active))),
             None => (None, None),
         };
         // An unknown email is checked against a dummy hash: it takes as long as a wrong password.
         let matches = password::verify(password_text, stored_hash).await;
         let Some((id, role, active)) = account.filter(|_| matches) else {
             metrics::counter!("ates_auth_logins_total", "outcome" => "refused").increment(1);
-            return Err(Problem::unauthorized(BAD_CREDENTIALS).into());
+            return Err(Error::BadCredentials);
         };
         if !active {
             metrics::counter!("ates_auth_logins_total", "outcome" => "inactive").increment(1);
-            return Err(Problem::unauthorized("This account has been deactivated.").into());
+            return Err(Error::Deactivated);
         }
-        let role: Role = role.parse().map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
+        let role = stored_role(role)?;
         let mut tx = self.pool.begin().await?;
         let pair = self.issue(&mut tx, id, role, Uuid::now_v7()).await?;
         tx.commit().await?;
@@ -72,57 +73,59 @@ impl Sessions {
     /// Exchanges a refresh token for a new pair. A token that was already used revokes its
     /// whole family: someone else may hold a copy.
     pub async fn refresh(&self, token: &str) -> Result<TokenPair> {
+        let hash = refresh::hash(token);
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Uuid, Uuid, bool, bool, bool, String, bool)> = sqlx::query_as(
-            "SELECT t.family_id, t.account_id, t.used_at IS NOT NULL, t.revoked_at IS NOT NULL,
-                    t.expires_at < now(), a.role, a.active
-             FROM refresh_tokens t JOIN accounts a USING (account_id)
-             WHERE t.token_hash = $1 FOR UPDATE OF t",
+        let found = sqlx::query!(
+            r#"SELECT t.family_id, t.account_id, t.used_at IS NOT NULL AS "used!",
+                      t.revoked_at IS NOT NULL AS "revoked!", t.expires_at < now() AS "expired!",
+                      a.role, a.active
+               FROM refresh_tokens t JOIN accounts a USING (account_id)
+               WHERE t.token_hash = $1 FOR UPDATE OF t"#,
+            hash,
         )
-        .bind(refresh::hash(token))
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((family, account_id, used, revoked, expired, role, active)) = row else {
-            return Err(Problem::unauthorized("This refresh token is not known; sign in again.").into());
+        let Some(found) = found else {
+            return Err(Error::UnknownRefreshToken);
         };
-        if revoked {
-            return Err(Problem::unauthorized("This session has ended; sign in again.").into());
+        if found.revoked {
+            return Err(Error::SessionEnded);
         }
-        if used {
-            sqlx::query(
+        if found.used {
+            sqlx::query!(
                 "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+                found.family_id,
             )
-            .bind(family)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            let (account_id, family) = (found.account_id, found.family_id);
             tracing::warn!(%account_id, %family, "a used refresh token was presented again; the session is revoked");
-            return Err(Problem::unauthorized("This refresh token was already used, so its session has been ended for safety; sign in again.").into());
+            return Err(Error::RefreshTokenReused);
         }
-        if expired {
-            return Err(Problem::unauthorized("This session has expired; sign in again.").into());
+        if found.expired {
+            return Err(Error::SessionExpired);
         }
-        if !active {
-            return Err(Problem::unauthorized("This account has been deactivated.").into());
+        if !found.active {
+            return Err(Error::Deactivated);
         }
-        sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
-            .bind(refresh::hash(token))
+        sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", hash)
             .execute(&mut *tx)
             .await?;
-        let role: Role = role.parse().map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
-        let pair = self.issue(&mut tx, account_id, role, family).await?;
+        let role = stored_role(found.role)?;
+        let pair = self.issue(&mut tx, found.account_id, role, found.family_id).await?;
         tx.commit().await?;
         Ok(pair)
     }
 
     /// Ends the session the refresh token belongs to. Unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<()> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE refresh_tokens SET revoked_at = now()
              WHERE revoked_at IS NULL
                AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)",
+            refresh::hash(token),
         )
-        .bind(refresh::hash(token))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -136,18 +139,17 @@ impl Sessions {
         family: Uuid,
     ) -> Result<TokenPair> {
         let new = refresh::generate();
-        let refresh_ttl = chrono::Duration::from_std(self.refresh_ttl).map_err(anyhow::Error::from)?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO refresh_tokens (token_hash, family_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
+            new.hash,
+            family,
+            account_id,
+            Utc::now() + self.refresh_ttl,
         )
-        .bind(&new.hash)
-        .bind(family)
-        .bind(account_id)
-        .bind(Utc::now() + refresh_ttl)
         .execute(&mut *tx)
         .await?;
         let now = Utc::now();
-        let ttl = i64::try_from(self.access_ttl.as_secs()).map_err(anyhow::Error::from)?;
+        let ttl = self.access_ttl.as_secs().cast_signed();
         let claims = Claims {
             sub: account_id,
             role,

@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use ates_tokens::{Authenticator, Claims, Freshness, TokenError};
+use ates_tokens::Authenticator;
 use axum::extract::FromRef;
-use futures::future::BoxFuture;
 use sqlx::PgPool;
 
 use crate::keys::DbKeySource;
@@ -25,32 +24,5 @@ pub struct AppState {
 impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.authenticator.clone()
-    }
-}
-
-/// Auth knows the current state of every account: a token whose account has since been
-/// deactivated, deleted or given another role is outdated.
-pub struct CurrentAccounts {
-    pub pool: PgPool,
-}
-
-impl Freshness for CurrentAccounts {
-    fn check<'a>(&'a self, claims: &'a Claims) -> BoxFuture<'a, Result<(), TokenError>> {
-        Box::pin(async move {
-            let row: Option<(String, bool)> =
-                sqlx::query_as("SELECT role, active FROM accounts WHERE account_id = $1")
-                    .bind(claims.sub)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| TokenError::Unavailable(e.to_string()))?;
-            match row {
-                None => Err(TokenError::Outdated("the account no longer exists")),
-                Some((_, false)) => Err(TokenError::Outdated("the account has been deactivated")),
-                Some((role, true)) if role != claims.role.as_str() => {
-                    Err(TokenError::Outdated("the account's role changed after this token was issued"))
-                }
-                Some(_) => Ok(()),
-            }
-        })
     }
 }

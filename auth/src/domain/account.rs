@@ -1,5 +1,7 @@
 //! What makes an account valid.
 
+use crate::{Error, Result};
+
 /// The longest email address (RFC 5321).
 pub const MAX_EMAIL: usize = 254;
 /// The longest full name.
@@ -11,7 +13,7 @@ pub const MAX_PASSWORD: usize = 256;
 
 /// Trims and checks an email address: one `@`, something on both sides, a dot in the domain,
 /// no spaces.
-pub fn parse_email(raw: &str) -> Result<String, String> {
+pub fn parse_email(raw: &str) -> Result<String> {
     let email = raw.trim();
     let valid = email.len() <= MAX_EMAIL
         && !email.chars().any(char::is_whitespace)
@@ -25,30 +27,30 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     if valid {
         Ok(email.to_owned())
     } else {
-        Err(format!("`{email}` is not an email address like popug@example.com"))
+        Err(Error::Invalid(format!("`{email}` is not an email address like popug@example.com")))
     }
 }
 
 /// Trims and checks a full name: not blank, at most [`MAX_NAME`] characters.
-pub fn parse_full_name(raw: &str) -> Result<String, String> {
+pub fn parse_full_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err("full_name must not be blank".into());
+        return Err(Error::Invalid("full_name must not be blank".into()));
     }
     if name.chars().count() > MAX_NAME {
-        return Err(format!("full_name must be at most {MAX_NAME} characters"));
+        return Err(Error::Invalid(format!("full_name must be at most {MAX_NAME} characters")));
     }
     Ok(name.to_owned())
 }
 
 /// Checks a new password's length.
-pub fn check_password(password: &str) -> Result<(), String> {
+pub fn check_password(password: &str) -> Result<()> {
     let length = password.chars().count();
     if length < MIN_PASSWORD {
-        return Err(format!("password must be at least {MIN_PASSWORD} characters"));
+        return Err(Error::Invalid(format!("password must be at least {MIN_PASSWORD} characters")));
     }
     if length > MAX_PASSWORD {
-        return Err(format!("password must be at most {MAX_PASSWORD} characters"));
+        return Err(Error::Invalid(format!("password must be at most {MAX_PASSWORD} characters")));
     }
     Ok(())
 }
@@ -59,7 +61,7 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_checked() {
-        assert_eq!(parse_email("  Popug@Example.com "), Ok("Popug@Example.com".into()));
+        assert_eq!(parse_email("  Popug@Example.com ").unwrap(), "Popug@Example.com");
         for bad in
             ["", "popug", "@example.com", "popug@", "popug@example", "a b@example.com", "a@b@c.d", "a@.com"]
         {
@@ -69,7 +71,7 @@ mod tests {
 
     #[test]
     fn names_must_not_be_blank_or_huge() {
-        assert_eq!(parse_full_name(" Pop Ug "), Ok("Pop Ug".into()));
+        assert_eq!(parse_full_name(" Pop Ug ").unwrap(), "Pop Ug");
         assert!(parse_full_name("   ").is_err());
         assert!(parse_full_name(&"x".repeat(201)).is_err());
     }

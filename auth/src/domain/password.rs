@@ -4,14 +4,16 @@ use std::sync::OnceLock;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 
+use crate::{Error, Result};
+
 /// Hashes `password` with Argon2id (default parameters: 19 MiB, 2 passes) into a PHC string.
-pub async fn hash(password: String) -> anyhow::Result<String> {
-    let phc = tokio::task::spawn_blocking(move || {
+pub async fn hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
         Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string())
     })
-    .await?
-    .map_err(|e| anyhow::anyhow!("cannot hash a password: {e}"))?;
-    Ok(phc)
+    .await
+    .map_err(|e| Error::PasswordHash(e.to_string()))?
+    .map_err(|e| Error::PasswordHash(e.to_string()))
 }
 
 /// Whether `password` matches `phc`. With no stored hash (an unknown email) it checks against

@@ -76,9 +76,9 @@ pub async fn create(
     Json(request): Json<CreateAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     caller.require(&[Role::Admin])?;
-    let email = rules::parse_email(&request.email).map_err(Problem::unprocessable)?;
-    let full_name = rules::parse_full_name(&request.full_name).map_err(Problem::unprocessable)?;
-    rules::check_password(&request.password).map_err(Problem::unprocessable)?;
+    let email = rules::parse_email(&request.email)?;
+    let full_name = rules::parse_full_name(&request.full_name)?;
+    rules::check_password(&request.password)?;
     let password_hash = password::hash(request.password).await?;
     let mut tx = state.pool.begin().await?;
     let account =
@@ -115,12 +115,7 @@ pub async fn update(
     Json(request): Json<UpdateAccount>,
 ) -> Result<Json<Account>> {
     caller.require(&[Role::Admin])?;
-    let full_name = request
-        .full_name
-        .as_deref()
-        .map(rules::parse_full_name)
-        .transpose()
-        .map_err(Problem::unprocessable)?;
+    let full_name = request.full_name.as_deref().map(rules::parse_full_name).transpose()?;
     let changes = AccountChanges { full_name, role: request.role, active: request.active };
     let mut tx = state.pool.begin().await?;
     let account = accounts::update(&mut tx, account_id, changes).await?;

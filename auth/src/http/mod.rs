@@ -1,8 +1,9 @@
 //! Auth's HTTP API: one module per resource, merged here.
 
 mod accounts;
+mod error;
 mod keys;
-mod session;
+mod sessions;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,9 +21,9 @@ struct ApiDoc;
 /// Every auth route, with its OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(session::login))
-        .routes(routes!(session::refresh))
-        .routes(routes!(session::logout))
+        .routes(routes!(sessions::login))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))

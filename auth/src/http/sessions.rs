@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::sessions::TokenPair;
 use crate::state::AppState;
-use ates_web::{Problem, Result};
+use ates_web::Result;
 
 /// Credentials. (No `Debug`: a password must never reach a log.)
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,13 +43,9 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>> {
     let address = client_address(&headers, peer, state.trust_forwarded_for);
-    if let Err(retry_after) = state.limiter.attempt(request.email.trim(), address) {
+    if let Err(limited) = state.limiter.attempt(request.email.trim(), address) {
         metrics::counter!("ates_auth_logins_total", "outcome" => "rate_limited").increment(1);
-        return Err(Problem::too_many_requests(
-            format!("Too many sign-in attempts; try again in {retry_after} seconds."),
-            retry_after,
-        )
-        .into());
+        return Err(limited.into());
     }
     Ok(Json(state.sessions.login(&request.email, request.password).await?))
 }
