@@ -33,7 +33,7 @@ pub async fn close(
         Err(error @ (CloseError::Future(_) | CloseError::TooOld { .. })) => {
             Err(Problem::unprocessable(format!("{error}.")).into())
         }
-        Err(CloseError::Ledger(e)) => Err(e.into()),
+        Err(CloseError::Ledger(e)) => Err(ates_web::Error::internal(e)),
     }
 }
 

@@ -1,10 +1,8 @@
-//! The ledger: pricing tasks and posting transactions, as task events arrive.
+//! The ledger: posting double-entry transactions and announcing them.
 
 mod post;
-mod tasks;
 
 pub use post::{Posted, post};
-pub use tasks::TaskEvents;
 
 use ates_messaging::Outbox;
 

@@ -1,17 +1,31 @@
 //! The consumer of `tasks.*`: prices each task once and posts fees and rewards.
+//!
+//! `tasks.added` fills in a task's title and jira id, `tasks.assigned` debits the assignee the
+//! fee, `tasks.completed` credits the completer the reward.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use ates_messaging::{Handler, HandlerError};
+use ates_messaging::{Backbone, Consumer, ConsumerSpec, Handler, HandlerError, streams};
 use ates_schemas::events::TaskPricedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{OUTBOX, post};
 use crate::domain::posting::{posting_for, task_of};
 use crate::domain::pricing::Price;
+use crate::ledger::{LedgerError, OUTBOX, post};
+
+/// The durable consumer of `tasks.*` that keeps the ledger.
+pub const NAME: &str = "accounting-tasks";
+
+/// The consumer that applies `backbone`'s `TASKS` stream to the ledger, with business dates
+/// reckoned in `zone`.
+pub fn consumer(backbone: &Backbone, zone: Tz) -> Consumer<TaskEvents> {
+    let spec = ConsumerSpec::new(NAME, streams::TASKS, &[]);
+    Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(TaskEvents { zone }))
+}
 
 /// Applies task events to the ledger, in any order and at most once each.
 pub struct TaskEvents {
@@ -57,7 +71,7 @@ async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Pr
             Envelope::new(OUTBOX.producer(), TaskPricedV1 { task_id, assign_fee, completion_reward })
         })
         .collect();
-    OUTBOX.add_all(tx, &events).await.map_err(super::LedgerError::from)?;
+    OUTBOX.add_all(tx, &events).await.map_err(LedgerError::from)?;
     let prices: Vec<(Uuid, i64, i64)> =
         sqlx::query_as("SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)")
             .bind(tasks)
