@@ -9,6 +9,7 @@ pub mod closing;
 pub mod config;
 pub mod consumers;
 pub mod domain;
+mod error;
 mod http;
 pub mod invariants;
 pub mod jobs;
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AccountingConfig, AccountingSettings, CloseSchedule, MailConfig};
+pub use error::{Error, Result};
 
 /// Accounting's schema.
 pub const SCHEMA: &str = "accounting";
