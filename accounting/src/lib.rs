@@ -7,7 +7,9 @@
 
 pub mod closing;
 pub mod config;
+pub mod consumers;
 pub mod domain;
+mod error;
 mod http;
 pub mod invariants;
 pub mod jobs;
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::{Backbone, Consumer, ConsumerSpec, streams};
+use ates_messaging::{Backbone, Consumer, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
@@ -29,12 +31,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AccountingConfig, AccountingSettings, CloseSchedule, MailConfig};
+pub use error::{Error, Result};
 
 /// Accounting's schema.
 pub const SCHEMA: &str = "accounting";
-
-/// The durable consumer of `tasks.*` that keeps the ledger.
-pub const TASK_CONSUMER: &str = "accounting-tasks";
 
 /// Accounting's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
@@ -78,20 +78,15 @@ impl AccountingService {
     }
 
     /// The consumer of `tasks.*` that keeps the ledger.
-    pub fn task_consumer(&self) -> Consumer<ledger::TaskEvents> {
-        let spec = ConsumerSpec::new(TASK_CONSUMER, streams::TASKS, &[]);
-        let handler = Arc::new(ledger::TaskEvents { zone: self.config.calendar.timezone });
-        Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler)
+    pub fn task_consumer(&self) -> Consumer<consumers::tasks::TaskEvents> {
+        consumers::tasks::consumer(&self.backbone, self.config.calendar.timezone)
     }
 
     /// Starts the background work: the outbox relay, the accounts replica, the ledger, the
     /// daily close and the payout mailer.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
-        workers.spawn(
-            ates_accounts_replica::consumer(&self.backbone, "accounting-accounts")
-                .run(shutdown.child_token()),
-        );
+        workers.spawn(consumers::accounts::consumer(&self.backbone).run(shutdown.child_token()));
         workers.spawn(self.task_consumer().run(shutdown.child_token()));
         workers.spawn(self.daily_close().run(shutdown.child_token()));
         workers.spawn(self.mailer.clone().run(shutdown.child_token()));
@@ -104,7 +99,7 @@ impl AccountingService {
             js: self.backbone.js.clone(),
             zone: self.config.calendar.timezone,
             schedule: self.config.settings.close_schedule.clone(),
-            tasks: (streams::TASKS, TASK_CONSUMER),
+            tasks: (streams::TASKS, consumers::tasks::NAME),
             backlog_wait: self.config.settings.close_backlog_wait,
             retry_initial: Duration::from_secs(1),
         }

@@ -7,13 +7,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::posting::COMPANY;
+use crate::{Error, Result};
 
 /// A transaction as the audit log shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Transaction {
     pub transaction_id: Uuid,
     pub account_id: Uuid,
-    #[sqlx(try_from = "String")]
     pub kind: TransactionKind,
     /// Signed cents: fees and payouts are negative.
     pub amount: i64,
@@ -26,24 +26,53 @@ pub struct Transaction {
     pub billing_date: NaiveDate,
     pub created_at: DateTime<Utc>,
     /// What it was for, in words.
-    #[sqlx(skip)]
     pub description: String,
 }
 
-impl Transaction {
-    fn described(mut self) -> Self {
-        let task = match (&self.jira_id, &self.task_title, self.task_id) {
+/// A transaction as stored, with its task's title.
+struct TransactionRow {
+    transaction_id: Uuid,
+    account_id: Uuid,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    task_id: Option<Uuid>,
+    task_title: Option<String>,
+    jira_id: Option<String>,
+    billing_date: NaiveDate,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TransactionRow> for Transaction {
+    type Error = Error;
+
+    /// The row with its kind read and its description written.
+    fn try_from(row: TransactionRow) -> Result<Self> {
+        let kind = TransactionKind::try_from(row.kind).map_err(Error::Unreadable)?;
+        let task = match (&row.jira_id, &row.task_title, row.task_id) {
             (Some(jira), Some(title), _) => format!("[{jira}] {title}"),
             (None, Some(title), _) => title.clone(),
             (_, None, Some(id)) => format!("task {id}"),
             (_, None, None) => String::new(),
         };
-        self.description = match self.kind {
+        let description = match kind {
             TransactionKind::AssignFee => format!("Fee for being assigned {task}"),
             TransactionKind::CompletionReward => format!("Reward for completing {task}"),
-            TransactionKind::Payout => format!("Payout of the balance of {}", self.billing_date),
+            TransactionKind::Payout => format!("Payout of the balance of {}", row.billing_date),
         };
-        self
+        Ok(Transaction {
+            transaction_id: row.transaction_id,
+            account_id: row.account_id,
+            kind,
+            amount: row.amount,
+            balance_after: row.balance_after,
+            task_id: row.task_id,
+            task_title: row.task_title,
+            jira_id: row.jira_id,
+            billing_date: row.billing_date,
+            created_at: row.created_at,
+            description,
+        })
     }
 }
 
@@ -65,52 +94,47 @@ pub struct Statement {
 }
 
 /// `account`'s balance and its transactions billed on `date`.
-pub async fn statement(
-    conn: &mut PgConnection,
-    account: Uuid,
-    date: NaiveDate,
-) -> Result<Statement, sqlx::Error> {
-    let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM balances WHERE account_id = $1")
-        .bind(account)
+pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) -> Result<Statement> {
+    let balance = sqlx::query_scalar!("SELECT balance FROM balances WHERE account_id = $1", account)
         .fetch_optional(&mut *conn)
         .await?;
-    let (opening_balance, closing_balance): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(amount) FILTER (WHERE billing_date < $2), 0)::bigint,
-                coalesce(sum(amount), 0)::bigint
-         FROM transactions WHERE account_id = $1 AND billing_date <= $2",
+    let day = sqlx::query!(
+        r#"SELECT coalesce(sum(amount) FILTER (WHERE billing_date < $2), 0)::bigint AS "opening_balance!",
+                coalesce(sum(amount), 0)::bigint AS "closing_balance!"
+         FROM transactions WHERE account_id = $1 AND billing_date <= $2"#,
+        account,
+        date,
     )
-    .bind(account)
-    .bind(date)
     .fetch_one(&mut *conn)
     .await?;
-    let transactions: Vec<Transaction> = sqlx::query_as(
-        "SELECT t.transaction_id, t.account_id, t.kind, t.amount, t.balance_after, t.task_id,
-                k.title AS task_title, k.jira_id, t.billing_date, t.created_at
+    let transactions = sqlx::query_as!(
+        TransactionRow,
+        r#"SELECT t.transaction_id, t.account_id, t.kind, t.amount, t.balance_after, t.task_id,
+                k.title AS "task_title?", k.jira_id AS "jira_id?", t.billing_date, t.created_at
          FROM transactions t LEFT JOIN tasks k USING (task_id)
-         WHERE t.account_id = $1 AND t.billing_date = $2 ORDER BY t.seq",
+         WHERE t.account_id = $1 AND t.billing_date = $2 ORDER BY t.seq"#,
+        account,
+        date,
     )
-    .bind(account)
-    .bind(date)
     .fetch_all(conn)
     .await?;
     Ok(Statement {
         account_id: account,
         balance: balance.unwrap_or(0),
         date,
-        opening_balance,
-        closing_balance,
-        transactions: transactions.into_iter().map(Transaction::described).collect(),
+        opening_balance: day.opening_balance,
+        closing_balance: day.closing_balance,
+        transactions: transactions.into_iter().map(Transaction::try_from).collect::<Result<_>>()?,
     })
 }
 
 /// An account with its balance, for admins and accountants.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountBalance {
     pub account_id: Uuid,
     /// Unknown until `accounts.created` has arrived.
     pub email: Option<String>,
     pub full_name: Option<String>,
-    #[sqlx(try_from = "Option<String>")]
     pub role: OptionalRole,
     pub active: bool,
     /// In cents.
@@ -131,17 +155,30 @@ impl TryFrom<Option<String>> for OptionalRole {
 }
 
 /// Every popug account accounting knows, with its balance.
-pub async fn accounts(conn: &mut PgConnection) -> Result<Vec<AccountBalance>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT account_id, a.email, a.full_name, a.role, coalesce(a.active, false) AS active,
-                coalesce(b.balance, 0) AS balance
+pub async fn accounts(conn: &mut PgConnection) -> Result<Vec<AccountBalance>> {
+    let rows = sqlx::query!(
+        r#"SELECT account_id AS "account_id!", a.email AS "email?", a.full_name AS "full_name?",
+                a.role AS "role?", coalesce(a.active, false) AS "active!",
+                coalesce(b.balance, 0) AS "balance!"
          FROM accounts a FULL JOIN balances b USING (account_id)
          WHERE account_id <> $1
-         ORDER BY a.full_name NULLS LAST, account_id",
+         ORDER BY a.full_name NULLS LAST, account_id"#,
+        COMPANY,
     )
-    .bind(COMPANY)
     .fetch_all(conn)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(AccountBalance {
+                account_id: row.account_id,
+                email: row.email,
+                full_name: row.full_name,
+                role: OptionalRole::try_from(row.role).map_err(Error::Unreadable)?,
+                active: row.active,
+                balance: row.balance,
+            })
+        })
+        .collect()
 }
 
 /// One day of the dashboard. Amounts in cents, as positive sums.
@@ -159,29 +196,26 @@ pub struct DayTotals {
 }
 
 /// Every day from `from` to `to`, with zeros for days without transactions.
-pub async fn dashboard(
-    conn: &mut PgConnection,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<DayTotals>, sqlx::Error> {
-    let rows: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(
-        "SELECT day::date, coalesce(t.assign_fees, 0), coalesce(t.completion_rewards, 0), coalesce(t.payouts, 0)
+pub async fn dashboard(conn: &mut PgConnection, from: NaiveDate, to: NaiveDate) -> Result<Vec<DayTotals>> {
+    let rows = sqlx::query!(
+        r#"SELECT day::date AS "date!", coalesce(t.assign_fees, 0) AS "assign_fees!",
+                coalesce(t.completion_rewards, 0) AS "completion_rewards!", coalesce(t.payouts, 0) AS "payouts!"
          FROM generate_series($1::date, $2::date, interval '1 day') AS day
          LEFT JOIN daily_totals t ON t.billing_date = day::date
-         ORDER BY day",
+         ORDER BY day"#,
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(date, fees, rewards, payouts)| DayTotals {
-            date,
-            management_earnings: -(fees + rewards),
-            assign_fees: -fees,
-            completion_rewards: rewards,
-            payouts: -payouts,
+        .map(|day| DayTotals {
+            date: day.date,
+            management_earnings: -(day.assign_fees + day.completion_rewards),
+            assign_fees: -day.assign_fees,
+            completion_rewards: day.completion_rewards,
+            payouts: -day.payouts,
         })
         .collect())
 }

@@ -107,7 +107,7 @@ pub async fn create(tx: &mut PgConnection, new: NewAccount) -> Result<Account> {
         role: account.role,
         active: account.active,
     };
-    OUTBOX.add(tx, data).await.map_err(ates_web::Error::internal)?;
+    OUTBOX.add(tx, data).await?;
     Ok(account)
 }
 
@@ -205,13 +205,12 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
             active: after.active,
         },
     );
-    OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await.map_err(ates_web::Error::internal)?;
+    OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await?;
     if role != before.role {
         let changed = AccountRoleChangedV1 { account_id: id, old_role: before.role, new_role: role };
         OUTBOX
             .add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)])
-            .await
-            .map_err(ates_web::Error::internal)?;
+            .await?;
     }
     Ok(after)
 }

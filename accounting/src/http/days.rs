@@ -2,13 +2,13 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Problem, Result};
+use ates_web::{Json, Path, Result};
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::closing::{self, CloseError, Closed};
+use crate::closing::{self, Closed};
 use crate::state::AppState;
 
 /// Closes a billing day now (admins): pays out every positive balance and emails each payee.
@@ -28,17 +28,11 @@ pub async fn close(
     Path(date): Path<NaiveDate>,
 ) -> Result<Json<Closed>> {
     caller.require(&[Role::Admin])?;
-    match closing::close_through(&state.pool, date, state.zone).await {
-        Ok(closed) => Ok(Json(closed)),
-        Err(error @ (CloseError::Future(_) | CloseError::TooOld { .. })) => {
-            Err(Problem::unprocessable(format!("{error}.")).into())
-        }
-        Err(CloseError::Ledger(e)) => Err(ates_web::Error::internal(e)),
-    }
+    Ok(Json(closing::close_through(&state.pool, date, state.zone).await?))
 }
 
 /// A payout email, queued or sent.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PayoutEmail {
     pub transaction_id: Uuid,
     pub account_id: Uuid,
@@ -60,7 +54,8 @@ pub struct PayoutEmail {
     ))]
 pub async fn payout_emails(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PayoutEmail>>> {
     caller.require(&[Role::Admin, Role::Accountant])?;
-    let emails = sqlx::query_as(
+    let emails = sqlx::query_as!(
+        PayoutEmail,
         "SELECT p.transaction_id, p.account_id, p.billing_date, p.amount, coalesce(p.sent_to, a.email) AS email,
                 p.attempts, p.last_error, p.sent_at
          FROM payout_emails p LEFT JOIN accounts a USING (account_id)

@@ -3,6 +3,7 @@
 mod accounts;
 mod dashboard;
 mod days;
+mod error;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::OUTBOX;
+use crate::Result;
 use crate::domain::calendar;
 use crate::domain::posting::{COMPANY, Posting, running_balances};
 
@@ -32,30 +33,33 @@ pub async fn post(
     postings: Vec<Posting>,
     zone: Tz,
     billing_date: Option<NaiveDate>,
-) -> Result<Vec<Posted>, super::LedgerError> {
+) -> Result<Vec<Posted>> {
     if postings.is_empty() {
         return Ok(Vec::new());
     }
-    let last_closed: Option<NaiveDate> =
-        sqlx::query_scalar("SELECT last_closed FROM billing_state FOR SHARE").fetch_one(&mut *tx).await?;
+    let last_closed =
+        sqlx::query_scalar!("SELECT last_closed FROM billing_state FOR SHARE").fetch_one(&mut *tx).await?;
     let accounts: Vec<Uuid> =
         postings.iter().map(|p| p.account_id).chain([COMPANY]).collect::<BTreeSet<_>>().into_iter().collect();
-    sqlx::query("INSERT INTO balances (account_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING")
-        .bind(&accounts)
-        .execute(&mut *tx)
-        .await?;
-    let mut balances: HashMap<Uuid, i64> = sqlx::query_as(
-        "SELECT account_id, balance FROM balances WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+    sqlx::query!(
+        "INSERT INTO balances (account_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        &accounts
     )
-    .bind(&accounts)
+    .execute(&mut *tx)
+    .await?;
+    let mut balances: HashMap<Uuid, i64> = sqlx::query_as!(
+        Balance,
+        "SELECT account_id, balance FROM balances WHERE account_id = ANY($1) ORDER BY account_id FOR UPDATE",
+        &accounts,
+    )
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
+    .map(|b| (b.account_id, b.balance))
     .collect();
     let ids: Vec<Uuid> = postings.iter().map(|p| p.transaction_id).collect();
     let mut seen: HashSet<Uuid> =
-        sqlx::query_scalar("SELECT transaction_id FROM transactions WHERE transaction_id = ANY($1)")
-            .bind(&ids)
+        sqlx::query_scalar!("SELECT transaction_id FROM transactions WHERE transaction_id = ANY($1)", &ids)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -78,11 +82,13 @@ pub async fn post(
     Ok(posted)
 }
 
-async fn write(
-    tx: &mut PgConnection,
-    posted: &[Posted],
-    balances: &HashMap<Uuid, i64>,
-) -> Result<(), super::LedgerError> {
+/// An account's balance as locked for posting.
+struct Balance {
+    account_id: Uuid,
+    balance: i64,
+}
+
+async fn write(tx: &mut PgConnection, posted: &[Posted], balances: &HashMap<Uuid, i64>) -> Result<()> {
     let events: Vec<Envelope<TransactionAppliedV1>> = posted
         .iter()
         .map(|p| {
@@ -104,45 +110,46 @@ async fn write(
     let transaction_ids = column(|p| p.posting.transaction_id);
     let accounts = column(|p| p.posting.account_id);
     let amounts: Vec<i64> = posted.iter().map(|p| p.posting.amount).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO transactions (transaction_id, account_id, kind, amount, balance_after, task_id,
                                    billing_date, business_time, cause_event_id, applied_event_id)
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::uuid[],
                               $7::date[], $8::timestamptz[], $9::uuid[], $10::uuid[])",
+        &transaction_ids,
+        &accounts,
+        &posted.iter().map(|p| p.posting.kind.as_str()).collect::<Vec<_>>() as &[&str],
+        &amounts,
+        &posted.iter().map(|p| p.balance_after).collect::<Vec<_>>(),
+        // Fees and rewards have a task, payouts none.
+        &posted.iter().map(|p| p.posting.task_id).collect::<Vec<_>>() as &[Option<Uuid>],
+        &posted.iter().map(|p| p.billing_date).collect::<Vec<_>>(),
+        &posted.iter().map(|p| p.posting.business_time).collect::<Vec<_>>(),
+        &column(|p| p.posting.cause_event_id),
+        &events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
     )
-    .bind(&transaction_ids)
-    .bind(&accounts)
-    .bind(posted.iter().map(|p| p.posting.kind.as_str()).collect::<Vec<_>>())
-    .bind(&amounts)
-    .bind(posted.iter().map(|p| p.balance_after).collect::<Vec<_>>())
-    .bind(posted.iter().map(|p| p.posting.task_id).collect::<Vec<_>>())
-    .bind(posted.iter().map(|p| p.billing_date).collect::<Vec<_>>())
-    .bind(posted.iter().map(|p| p.posting.business_time).collect::<Vec<_>>())
-    .bind(column(|p| p.posting.cause_event_id))
-    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     // Each transaction: the popug's entry and the company's opposite one.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO entries (transaction_id, account_id, amount)
          SELECT id, account, amount FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS t(id, account, amount)
          UNION ALL
          SELECT id, $4, -amount FROM unnest($1::uuid[], $3::bigint[]) AS c(id, amount)",
+        &transaction_ids,
+        &accounts,
+        &amounts,
+        COMPANY,
     )
-    .bind(&transaction_ids)
-    .bind(&accounts)
-    .bind(&amounts)
-    .bind(COMPANY)
     .execute(&mut *tx)
     .await?;
     let (ids, values): (Vec<Uuid>, Vec<i64>) = balances.iter().map(|(id, balance)| (*id, *balance)).unzip();
-    sqlx::query(
+    sqlx::query!(
         "UPDATE balances SET balance = v.balance, updated_at = now()
          FROM unnest($1::uuid[], $2::bigint[]) AS v(account_id, balance)
          WHERE balances.account_id = v.account_id AND balances.balance <> v.balance",
+        &ids,
+        &values,
     )
-    .bind(ids)
-    .bind(values)
     .execute(&mut *tx)
     .await?;
     add_to_daily_totals(tx, posted).await?;
@@ -150,31 +157,45 @@ async fn write(
     Ok(())
 }
 
-/// Adds the posted amounts to the per-day totals, one row per day.
-async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result<(), sqlx::Error> {
-    let mut days: BTreeMap<NaiveDate, [i64; 3]> = BTreeMap::new();
-    for p in posted {
-        let index = match p.posting.kind {
-            TransactionKind::AssignFee => 0,
-            TransactionKind::CompletionReward => 1,
-            TransactionKind::Payout => 2,
+/// One day's posted amounts per kind, signed as posted.
+#[derive(Debug, Default, Clone, Copy)]
+struct KindTotals {
+    assign_fees: i64,
+    completion_rewards: i64,
+    payouts: i64,
+}
+
+impl KindTotals {
+    fn add(&mut self, kind: TransactionKind, amount: i64) {
+        let total = match kind {
+            TransactionKind::AssignFee => &mut self.assign_fees,
+            TransactionKind::CompletionReward => &mut self.completion_rewards,
+            TransactionKind::Payout => &mut self.payouts,
         };
-        days.entry(p.billing_date).or_default()[index] += p.posting.amount;
+        *total += amount;
+    }
+}
+
+/// Adds the posted amounts to the per-day totals, one row per day.
+async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result<()> {
+    let mut days: BTreeMap<NaiveDate, KindTotals> = BTreeMap::new();
+    for p in posted {
+        days.entry(p.billing_date).or_default().add(p.posting.kind, p.posting.amount);
     }
     let dates: Vec<NaiveDate> = days.keys().copied().collect();
-    let total = |i: usize| days.values().map(|t| t[i]).collect::<Vec<i64>>();
-    sqlx::query(
+    let total = |f: fn(&KindTotals) -> i64| days.values().map(f).collect::<Vec<i64>>();
+    sqlx::query!(
         "INSERT INTO daily_totals AS d (billing_date, assign_fees, completion_rewards, payouts)
          SELECT * FROM unnest($1::date[], $2::bigint[], $3::bigint[], $4::bigint[])
          ON CONFLICT (billing_date) DO UPDATE SET
              assign_fees = d.assign_fees + EXCLUDED.assign_fees,
              completion_rewards = d.completion_rewards + EXCLUDED.completion_rewards,
              payouts = d.payouts + EXCLUDED.payouts",
+        &dates,
+        &total(|t| t.assign_fees),
+        &total(|t| t.completion_rewards),
+        &total(|t| t.payouts),
     )
-    .bind(dates)
-    .bind(total(0))
-    .bind(total(1))
-    .bind(total(2))
     .execute(&mut *tx)
     .await?;
     Ok(())

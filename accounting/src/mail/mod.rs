@@ -22,6 +22,7 @@ use ates_messaging::backoff::Backoff;
 use crate::config::MailConfig;
 use crate::ledger::OUTBOX;
 use crate::statements;
+use crate::{Error, Result};
 
 /// Where messages go.
 #[derive(Clone)]
@@ -34,21 +35,25 @@ enum Outlet {
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Outlet {
-    async fn send(&self, message: Message, transaction_id: Uuid) -> Result<(), String> {
+    async fn send(&self, message: Message, transaction_id: Uuid) -> Result<()> {
         match self {
             Outlet::Smtp(transport) => {
                 match tokio::time::timeout(SEND_TIMEOUT, transport.send(message)).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("the mail server did not answer within {SEND_TIMEOUT:?}")),
+                    Ok(Err(e)) => Err(Error::Mail(e.to_string())),
+                    Err(_) => {
+                        Err(Error::Mail(format!("the mail server did not answer within {SEND_TIMEOUT:?}")))
+                    }
                 }
             }
             Outlet::Files(dir) => {
                 let path = dir.join(format!("payout-{transaction_id}.eml"));
-                tokio::fs::create_dir_all(dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| Error::Mail(format!("{}: {e}", dir.display())))?;
                 tokio::fs::write(&path, message.formatted())
                     .await
-                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .map_err(|e| Error::Mail(format!("{}: {e}", path.display())))
             }
         }
     }
@@ -64,7 +69,6 @@ pub struct Mailer {
 }
 
 /// A queued email with what it needs to be written.
-#[derive(sqlx::FromRow)]
 struct Queued {
     transaction_id: Uuid,
     account_id: Uuid,
@@ -127,16 +131,17 @@ impl Mailer {
     /// A failed attempt is undone to a savepoint and recorded with its backoff in the same
     /// transaction, so it is not due again before its delay, whatever failed: the mail server,
     /// or recording an email the server had already accepted.
-    pub async fn send_due(&self) -> Result<usize, sqlx::Error> {
+    pub async fn send_due(&self) -> Result<usize> {
         let mut sent = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            let queued: Option<Queued> = sqlx::query_as(
-                "SELECT p.transaction_id, p.account_id, p.billing_date, p.amount, p.message_id, p.attempts,
-                        a.email, a.full_name
+            let queued = sqlx::query_as!(
+                Queued,
+                r#"SELECT p.transaction_id, p.account_id, p.billing_date, p.amount, p.message_id, p.attempts,
+                        a.email AS "email?", a.full_name AS "full_name?"
                  FROM payout_emails p LEFT JOIN accounts a USING (account_id)
                  WHERE p.sent_at IS NULL AND p.next_attempt_at <= now()
-                 ORDER BY p.next_attempt_at LIMIT 1 FOR UPDATE OF p SKIP LOCKED",
+                 ORDER BY p.next_attempt_at LIMIT 1 FOR UPDATE OF p SKIP LOCKED"#,
             )
             .fetch_optional(&mut *tx)
             .await?;
@@ -152,13 +157,13 @@ impl Mailer {
                     attempt.rollback().await?;
                     let delay = retry_delay(queued.attempts, self.retry_max);
                     tracing::warn!(transaction_id = %queued.transaction_id, "payout email not sent, retrying in {delay:?}: {error}");
-                    sqlx::query(
+                    sqlx::query!(
                         "UPDATE payout_emails SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
                          WHERE transaction_id = $1",
+                        queued.transaction_id,
+                        error.to_string(),
+                        Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
                     )
-                    .bind(queued.transaction_id)
-                    .bind(&error)
-                    .bind(Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
@@ -170,18 +175,16 @@ impl Mailer {
 
     /// Writes and sends one email; on success marks it sent and writes `accounting.payout_sent`
     /// in `tx`. A crash after the server accepted it resends it with the same Message-ID.
-    async fn deliver(&self, tx: &mut sqlx::PgConnection, queued: &Queued) -> Result<(), String> {
-        let email = queued.email.as_deref().ok_or("the account's email is not known yet")?;
+    async fn deliver(&self, tx: &mut sqlx::PgConnection, queued: &Queued) -> Result<()> {
+        let email = queued.email.as_deref().ok_or(Error::EmailUnknown)?;
         let to: Mailbox = format!(
             "{} <{email}>",
             queued.full_name.as_deref().unwrap_or_default().replace(['<', '>', '"'], "")
         )
         .parse()
         .or_else(|_| email.parse())
-        .map_err(|e| format!("{email:?} is not an address: {e}"))?;
-        let statement = statements::statement(tx, queued.account_id, queued.billing_date)
-            .await
-            .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::NotAnAddress { email: email.to_owned(), reason: format!("{e}") })?;
+        let statement = statements::statement(tx, queued.account_id, queued.billing_date).await?;
         let name = queued.full_name.as_deref().unwrap_or("popug");
         let content = content::payout(name, queued.amount, &statement);
         let message = Message::builder()
@@ -190,17 +193,16 @@ impl Mailer {
             .subject(content.subject)
             .message_id(Some(queued.message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(content.text, content.html))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Mail(e.to_string()))?;
         self.outlet.send(message, queued.transaction_id).await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE payout_emails SET sent_at = now(), sent_to = $2, attempts = attempts + 1, last_error = NULL
              WHERE transaction_id = $1",
+            queued.transaction_id,
+            email,
         )
-        .bind(queued.transaction_id)
-        .bind(email)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let event = PayoutSentV1 {
             transaction_id: queued.transaction_id,
             account_id: queued.account_id,
@@ -208,7 +210,7 @@ impl Mailer {
             amount: queued.amount,
             email: email.to_owned(),
         };
-        OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), event)]).await.map_err(|e| e.to_string())?;
+        OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), event)]).await?;
         Ok(())
     }
 }

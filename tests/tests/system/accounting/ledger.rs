@@ -157,7 +157,7 @@ async fn a_lost_dedupe_record_cannot_post_an_event_twice() {
         js.clone(),
         pool(&sys).clone(),
         ConsumerSpec::new("accounting-tasks-again", streams::TASKS, &[]),
-        Arc::new(ates_accounting::ledger::TaskEvents { zone: chrono_tz::UTC }),
+        Arc::new(ates_accounting::consumers::tasks::TaskEvents { zone: chrono_tz::UTC }),
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(replayer.run(shutdown.child_token()));

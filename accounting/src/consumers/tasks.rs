@@ -1,17 +1,32 @@
 //! The consumer of `tasks.*`: prices each task once and posts fees and rewards.
+//!
+//! `tasks.added` fills in a task's title and jira id, `tasks.assigned` debits the assignee the
+//! fee, `tasks.completed` credits the completer the reward.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use ates_messaging::{Handler, HandlerError};
+use ates_messaging::{Backbone, Consumer, ConsumerSpec, Handler, HandlerError, streams};
 use ates_schemas::events::TaskPricedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{OUTBOX, post};
+use crate::Result;
 use crate::domain::posting::{posting_for, task_of};
 use crate::domain::pricing::Price;
+use crate::ledger::{OUTBOX, post};
+
+/// The durable consumer of `tasks.*` that keeps the ledger.
+pub const NAME: &str = "accounting-tasks";
+
+/// The consumer that applies `backbone`'s `TASKS` stream to the ledger, with business dates
+/// reckoned in `zone`.
+pub fn consumer(backbone: &Backbone, zone: Tz) -> Consumer<TaskEvents> {
+    let spec = ConsumerSpec::new(NAME, streams::TASKS, &[]);
+    Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(TaskEvents { zone }))
+}
 
 /// Applies task events to the ledger, in any order and at most once each.
 pub struct TaskEvents {
@@ -34,43 +49,53 @@ impl Handler for TaskEvents {
     }
 }
 
+/// A task's price as stored.
+struct PricedTask {
+    task_id: Uuid,
+    assign_fee: i64,
+    completion_reward: i64,
+}
+
 /// Gives every task not priced yet its price (and queues `accounting.task_priced`), then
 /// returns the price of every task in `tasks`. A later event never re-prices a task.
-async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Price>, HandlerError> {
+async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Price>> {
     let drawn: Vec<Price> = {
         let mut rng = rand::rng();
         tasks.iter().map(|_| Price::draw(&mut rng)).collect()
     };
-    let priced: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+    let priced = sqlx::query_as!(
+        PricedTask,
         "INSERT INTO tasks (task_id, assign_fee, completion_reward)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
          ON CONFLICT DO NOTHING RETURNING task_id, assign_fee, completion_reward",
+        tasks,
+        &drawn.iter().map(|p| p.assign_fee).collect::<Vec<_>>(),
+        &drawn.iter().map(|p| p.completion_reward).collect::<Vec<_>>(),
     )
-    .bind(tasks)
-    .bind(drawn.iter().map(|p| p.assign_fee).collect::<Vec<_>>())
-    .bind(drawn.iter().map(|p| p.completion_reward).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let events: Vec<Envelope<TaskPricedV1>> = priced
-        .iter()
-        .map(|&(task_id, assign_fee, completion_reward)| {
+        .into_iter()
+        .map(|PricedTask { task_id, assign_fee, completion_reward }| {
             Envelope::new(OUTBOX.producer(), TaskPricedV1 { task_id, assign_fee, completion_reward })
         })
         .collect();
-    OUTBOX.add_all(tx, &events).await.map_err(super::LedgerError::from)?;
-    let prices: Vec<(Uuid, i64, i64)> =
-        sqlx::query_as("SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)")
-            .bind(tasks)
-            .fetch_all(&mut *tx)
-            .await?;
+    OUTBOX.add_all(tx, &events).await?;
+    let prices = sqlx::query_as!(
+        PricedTask,
+        "SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)",
+        tasks,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     Ok(prices
         .into_iter()
-        .map(|(id, assign_fee, completion_reward)| (id, Price { assign_fee, completion_reward }))
+        .map(|p| (p.task_id, Price { assign_fee: p.assign_fee, completion_reward: p.completion_reward }))
         .collect())
 }
 
 /// Fills in the title and jira id of tasks whose `tasks.added` is in the batch.
-async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), sqlx::Error> {
+async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<()> {
     let added: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -81,14 +106,14 @@ async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Resul
     if added.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE tasks SET title = v.title, jira_id = v.jira_id
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, title, jira_id)
          WHERE tasks.task_id = v.task_id",
+        &added.iter().map(|a| a.task_id).collect::<Vec<_>>(),
+        &added.iter().map(|a| a.title.as_str()).collect::<Vec<_>>() as &[&str],
+        &added.iter().map(|a| a.jira_id.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
     )
-    .bind(added.iter().map(|a| a.task_id).collect::<Vec<_>>())
-    .bind(added.iter().map(|a| a.title.as_str()).collect::<Vec<_>>())
-    .bind(added.iter().map(|a| a.jira_id.as_deref()).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())
