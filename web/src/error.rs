@@ -23,10 +23,23 @@ impl From<Problem> for Error {
     }
 }
 
-/// Any other error is internal. (`Problem` is deliberately not a `std::error::Error`, so the
-/// two conversions cannot overlap.)
-impl<E: Into<anyhow::Error>> From<E> for Error {
-    fn from(error: E) -> Self {
+/// A failure of the database is internal. Services map their own error enums with their own
+/// `From<service::Error> for ates_web::Error`, which a blanket conversion would forbid.
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Error::Internal(error.into())
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(error: anyhow::Error) -> Self {
+        Error::Internal(error)
+    }
+}
+
+impl Error {
+    /// Any other failure, as internal: logged, a generic 500 for the caller.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Error::Internal(error.into())
     }
 }
