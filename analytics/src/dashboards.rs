@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::timeline::{self, Timeline};
+use crate::domain::timeline::{self, Timeline};
 
 /// The dashboards' read model.
 #[derive(Debug, Clone, Copy)]

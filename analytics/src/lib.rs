@@ -7,10 +7,10 @@
 
 pub mod config;
 pub mod dashboards;
+pub mod domain;
 mod http;
 pub mod queries;
 mod state;
-pub mod timeline;
 
 use std::sync::Arc;
 
