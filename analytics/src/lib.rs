@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dashboards;
 pub mod domain;
+mod error;
 mod http;
 pub mod queries;
 mod state;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dashboards::Dashboards;
 
 pub use config::AnalyticsConfig;
+pub use error::{Error, Result};
 
 /// Analytics' schema.
 pub const SCHEMA: &str = "analytics";

@@ -98,10 +98,7 @@ pub async fn most_expensive_task(
     caller.require(&[Role::Admin])?;
     let (from, to) = query.range(state.today())?;
     let (mut tx, generation) = projection::read_current(&state.pool).await?;
-    let found = queries::most_expensive(&mut tx, generation, from, to).await?;
-    let task =
-        found.ok_or_else(|| Problem::not_found(format!("No task was completed between {from} and {to}.")))?;
-    Ok(Json(task))
+    Ok(Json(queries::most_expensive(&mut tx, generation, from, to).await?))
 }
 
 /// Per-day history: earnings, negative popugs and the most expensive task of each day.
