@@ -6,6 +6,7 @@
 //! fresh tables and swapped in while the dashboards keep answering (`ates replay analytics`).
 
 pub mod config;
+mod consumers;
 pub mod dashboards;
 pub mod domain;
 mod error;
@@ -38,7 +39,7 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
 
 /// The streams the dashboards are built from, with the name of each live consumer.
 pub const SOURCES: [(&str, &str); 2] =
-    [(streams::TASKS, "analytics-tasks"), (streams::ACCOUNTING, "analytics-accounting")];
+    [(streams::TASKS, consumers::tasks::CONSUMER), (streams::ACCOUNTING, consumers::accounting::CONSUMER)];
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
@@ -83,9 +84,7 @@ impl AnalyticsService {
 
     /// Starts the background work: the accounts replica and the dashboards' consumers.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
-        workers.spawn(
-            ates_accounts_replica::consumer(&self.backbone, "analytics-accounts").run(shutdown.child_token()),
-        );
+        workers.spawn(consumers::accounts::consumer(&self.backbone).run(shutdown.child_token()));
         for consumer in self.dashboard_consumers() {
             workers.spawn(consumer.run(shutdown.child_token()));
         }
