@@ -6,11 +6,13 @@
 //! fresh tables and swapped in while the dashboards keep answering (`ates replay analytics`).
 
 pub mod config;
+mod consumers;
 pub mod dashboards;
+pub mod domain;
+mod error;
 mod http;
 pub mod queries;
 mod state;
-pub mod timeline;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dashboards::Dashboards;
 
 pub use config::AnalyticsConfig;
+pub use error::{Error, Result};
 
 /// Analytics' schema.
 pub const SCHEMA: &str = "analytics";
@@ -36,7 +39,7 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
 
 /// The streams the dashboards are built from, with the name of each live consumer.
 pub const SOURCES: [(&str, &str); 2] =
-    [(streams::TASKS, "analytics-tasks"), (streams::ACCOUNTING, "analytics-accounting")];
+    [(streams::TASKS, consumers::tasks::CONSUMER), (streams::ACCOUNTING, consumers::accounting::CONSUMER)];
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
@@ -81,9 +84,7 @@ impl AnalyticsService {
 
     /// Starts the background work: the accounts replica and the dashboards' consumers.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
-        workers.spawn(
-            ates_accounts_replica::consumer(&self.backbone, "analytics-accounts").run(shutdown.child_token()),
-        );
+        workers.spawn(consumers::accounts::consumer(&self.backbone).run(shutdown.child_token()));
         for consumer in self.dashboard_consumers() {
             workers.spawn(consumer.run(shutdown.child_token()));
         }

@@ -8,6 +8,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::{Error, Result};
+
 /// Today's (or a day's) headline figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
@@ -20,7 +22,7 @@ pub struct Summary {
 
 /// The task with the highest completion reward among tasks completed in a period (by the
 /// business date of its completion).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ExpensiveTask {
     pub task_id: Uuid,
     /// Known once `tasks.added` has arrived.
@@ -41,55 +43,78 @@ pub struct Day {
     pub most_expensive_task: Option<ExpensiveTask>,
 }
 
-/// The top task of each day in `[$2, $3]` of generation `$1`, with its details.
-const TOP_TASKS: &str =
-    "SELECT t.day, t.task_id, k.title, k.jira_id, t.reward AS completion_reward, k.completed_at
-     FROM day_top_tasks t
-     LEFT JOIN tasks k ON k.generation = t.generation AND k.task_id = t.task_id
-     WHERE t.generation = $1 AND t.day BETWEEN $2 AND $3";
-
-/// A day's top task, as read.
-#[derive(sqlx::FromRow)]
-struct DayTop {
-    day: NaiveDate,
-    #[sqlx(flatten)]
-    task: ExpensiveTask,
-}
-
 /// `date`'s earnings and negative popugs.
-pub async fn summary(
-    conn: &mut PgConnection,
-    generation: i64,
-    date: NaiveDate,
-) -> Result<Summary, sqlx::Error> {
-    let (earnings, negatives): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(-(assign_fees + completion_rewards)) FILTER (WHERE day = $2), 0)::bigint,
-                coalesce(sum(negative_change), 0)::bigint
-         FROM days WHERE generation = $1 AND day <= $2",
+pub async fn summary(conn: &mut PgConnection, generation: i64, date: NaiveDate) -> Result<Summary> {
+    let figures = sqlx::query!(
+        r#"SELECT coalesce(sum(-(assign_fees + completion_rewards)) FILTER (WHERE day = $2), 0)::bigint
+                      AS "management_earnings!",
+                  coalesce(sum(negative_change), 0)::bigint AS "negative_balance_accounts!"
+           FROM days WHERE generation = $1 AND day <= $2"#,
+        generation,
+        date,
     )
-    .bind(generation)
-    .bind(date)
     .fetch_one(conn)
     .await?;
-    Ok(Summary { date, management_earnings: earnings, negative_balance_accounts: negatives })
+    Ok(Summary {
+        date,
+        management_earnings: figures.management_earnings,
+        negative_balance_accounts: figures.negative_balance_accounts,
+    })
 }
 
-/// The most expensive task completed between `from` and `to`, if any.
+/// The most expensive task completed between `from` and `to`.
 pub async fn most_expensive(
     conn: &mut PgConnection,
     generation: i64,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Option<ExpensiveTask>, sqlx::Error> {
-    let top: Option<DayTop> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{TOP_TASKS} ORDER BY t.reward DESC, t.task_id DESC LIMIT 1"
-    )))
-    .bind(generation)
-    .bind(from)
-    .bind(to)
-    .fetch_optional(&mut *conn)
+) -> Result<ExpensiveTask> {
+    let top = sqlx::query_as!(
+        ExpensiveTask,
+        r#"SELECT t.task_id, k.title AS "title?", k.jira_id AS "jira_id?", t.reward AS completion_reward,
+                  k.completed_at AS "completed_at?"
+           FROM day_top_tasks t
+           LEFT JOIN tasks k ON k.generation = t.generation AND k.task_id = t.task_id
+           WHERE t.generation = $1 AND t.day BETWEEN $2 AND $3
+           ORDER BY t.reward DESC, t.task_id DESC LIMIT 1"#,
+        generation,
+        from,
+        to,
+    )
+    .fetch_optional(conn)
     .await?;
-    Ok(top.map(|top| top.task))
+    top.ok_or(Error::NoTaskCompleted { from, to })
+}
+
+/// A day's money and change in negative popugs, as stored.
+struct DayRow {
+    day: NaiveDate,
+    management_earnings: i64,
+    negative_change: i64,
+}
+
+/// A day's top task, as read.
+struct DayTop {
+    day: NaiveDate,
+    task_id: Uuid,
+    title: Option<String>,
+    jira_id: Option<String>,
+    completion_reward: i64,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl DayTop {
+    /// The day and its task, for a map by day.
+    fn keyed_by_day(self) -> (NaiveDate, ExpensiveTask) {
+        let task = ExpensiveTask {
+            task_id: self.task_id,
+            title: self.title,
+            jira_id: self.jira_id,
+            completion_reward: self.completion_reward,
+            completed_at: self.completed_at,
+        };
+        (self.day, task)
+    }
 }
 
 /// Every day from `from` to `to`.
@@ -98,41 +123,51 @@ pub async fn days(
     generation: i64,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Vec<Day>, sqlx::Error> {
-    let negative_before: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(negative_change), 0)::bigint FROM days WHERE generation = $1 AND day < $2",
+) -> Result<Vec<Day>> {
+    let negative_before = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(negative_change), 0)::bigint AS "negative!"
+           FROM days WHERE generation = $1 AND day < $2"#,
+        generation,
+        from,
     )
-    .bind(generation)
-    .bind(from)
     .fetch_one(&mut *conn)
     .await?;
-    let rows: HashMap<NaiveDate, (i64, i64)> = sqlx::query_as::<_, (NaiveDate, i64, i64)>(
-        "SELECT day, -(assign_fees + completion_rewards), negative_change FROM days
-         WHERE generation = $1 AND day BETWEEN $2 AND $3",
+    let rows: HashMap<NaiveDate, DayRow> = sqlx::query_as!(
+        DayRow,
+        r#"SELECT day, -(assign_fees + completion_rewards) AS "management_earnings!", negative_change
+           FROM days WHERE generation = $1 AND day BETWEEN $2 AND $3"#,
+        generation,
+        from,
+        to,
     )
-    .bind(generation)
-    .bind(from)
-    .bind(to)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|(day, earnings, change)| (day, (earnings, change)))
+    .map(|row| (row.day, row))
     .collect();
-    let mut tops: HashMap<NaiveDate, ExpensiveTask> = sqlx::query_as::<_, DayTop>(TOP_TASKS)
-        .bind(generation)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|top| (top.day, top.task))
-        .collect();
+    let mut tops: HashMap<NaiveDate, ExpensiveTask> = sqlx::query_as!(
+        DayTop,
+        r#"SELECT t.day, t.task_id, k.title AS "title?", k.jira_id AS "jira_id?", t.reward AS completion_reward,
+                  k.completed_at AS "completed_at?"
+           FROM day_top_tasks t
+           LEFT JOIN tasks k ON k.generation = t.generation AND k.task_id = t.task_id
+           WHERE t.generation = $1 AND t.day BETWEEN $2 AND $3"#,
+        generation,
+        from,
+        to,
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(DayTop::keyed_by_day)
+    .collect();
     let mut negatives = negative_before;
     Ok(from
         .iter_days()
         .take_while(|day| *day <= to)
         .map(|date| {
-            let (earnings, change) = rows.get(&date).copied().unwrap_or_default();
+            let (earnings, change) =
+                rows.get(&date).map_or((0, 0), |row| (row.management_earnings, row.negative_change));
             negatives += change;
             Day {
                 date,

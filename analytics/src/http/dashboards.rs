@@ -5,9 +5,10 @@ use ates_schemas::events::Role;
 use ates_tokens::Caller;
 use ates_web::{Json, Problem, Query, Result};
 use axum::extract::State;
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 
+use crate::domain::periods;
 use crate::queries::{self, Day, ExpensiveTask, Summary};
 use crate::state::AppState;
 
@@ -73,15 +74,8 @@ impl PeriodQuery {
                 ));
             }
             (Some(Period::Day), ..) | (None, None, None) => (date, date),
-            (Some(Period::Week), ..) => {
-                let monday = date - Duration::days(i64::from(date.weekday().num_days_from_monday()));
-                (monday, monday + Duration::days(6))
-            }
-            (Some(Period::Month), ..) => {
-                let first = date.with_day(1).expect("every month has a first day");
-                let next = first.checked_add_months(chrono::Months::new(1)).expect("months go on");
-                (first, next.pred_opt().expect("dates go back"))
-            }
+            (Some(Period::Week), ..) => periods::week_of(date),
+            (Some(Period::Month), ..) => periods::month_of(date),
             (None, from, to) => (from.unwrap_or(date), to.unwrap_or(date)),
         };
         ates_web::date_range(from, to, MAX_DAYS)
@@ -104,10 +98,7 @@ pub async fn most_expensive_task(
     caller.require(&[Role::Admin])?;
     let (from, to) = query.range(state.today())?;
     let (mut tx, generation) = projection::read_current(&state.pool).await?;
-    let found = queries::most_expensive(&mut tx, generation, from, to).await?;
-    let task =
-        found.ok_or_else(|| Problem::not_found(format!("No task was completed between {from} and {to}.")))?;
-    Ok(Json(task))
+    Ok(Json(queries::most_expensive(&mut tx, generation, from, to).await?))
 }
 
 /// Per-day history: earnings, negative popugs and the most expensive task of each day.

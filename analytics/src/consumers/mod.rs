@@ -1,0 +1,7 @@
+//! Every event analytics handles, one file per stream it consumes: `tasks.*` and
+//! `accounting.*` feed the dashboards ([`crate::dashboards::Dashboards`] applies a batch by
+//! asking each file for its part), `accounts.*` the accounts replica behind token checks.
+
+pub mod accounting;
+pub mod accounts;
+pub mod tasks;

@@ -1,0 +1,27 @@
+//! `tasks.*` for the dashboards: a task's title and jira id from `tasks.added`, its completion
+//! time from `tasks.completed`. Assignments change nothing the dashboards show.
+
+use ates_schemas::{DomainEvent, ReceivedEvent};
+
+use crate::dashboards::{TaskFacts, TaskName};
+
+/// The live consumer of `tasks.*`.
+pub const CONSUMER: &str = "analytics-tasks";
+
+/// Adds what `events` say about tasks to `facts`; the task rows are written once per batch,
+/// together with the rewards from `accounting.*`.
+pub(crate) fn collect<'a>(events: &'a [ReceivedEvent], facts: &mut TaskFacts<'a>) {
+    for event in events {
+        match &event.event {
+            DomainEvent::TaskAdded(added) => {
+                let name = TaskName { title: added.title.as_str(), jira_id: added.jira_id.as_deref() };
+                facts.names.insert(added.task_id, name);
+            }
+            DomainEvent::TaskCompleted(done) => {
+                // When it happened, not when it arrived: the completion counts on that business day.
+                facts.completions.insert(done.task_id, event.meta.event_time);
+            }
+            _ => {}
+        }
+    }
+}
