@@ -208,9 +208,7 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
     OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await?;
     if role != before.role {
         let changed = AccountRoleChangedV1 { account_id: id, old_role: before.role, new_role: role };
-        OUTBOX
-            .add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)])
-            .await?;
+        OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)]).await?;
     }
     Ok(after)
 }

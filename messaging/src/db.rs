@@ -40,9 +40,38 @@ pub async fn migrate<'a>(
 }
 
 fn assert_schema_name(schema: &str) {
-    let valid = schema.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    assert!(valid, "schema names are lower-case identifiers, got {schema:?}");
+    if let Err(e) = Identifier::new(schema) {
+        panic!("a schema name must be an identifier: {e}");
+    }
+}
+
+/// A lower-case SQL identifier (a schema or table name): the only text ever spliced into SQL,
+/// where a name cannot be a bind parameter (DDL, per-generation partitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// `name` if it is `[a-z][a-z0-9_]*` and at most 63 bytes.
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+        let name = name.into();
+        let valid = name.len() <= 63
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if valid { Ok(Identifier(name)) } else { Err(format!("{name:?} is not a lower-case SQL identifier")) }
+    }
+
+    /// Runs `sql`, in which `{}` stands for this identifier, on `conn`.
+    pub async fn execute(&self, conn: &mut sqlx::PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+        let sql = sql.replace("{}", &self.0);
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Whether an error means the database cannot do any work right now, as opposed to a statement

@@ -16,6 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::db::Identifier;
 use crate::replay::{ReplayProgress, ReplaySpec, StartAt, replay};
 use crate::{BoxError, Handler, HandlerError};
 
@@ -72,21 +73,24 @@ async fn create_partitions<P: Projection>(
     generation: i64,
 ) -> Result<(), sqlx::Error> {
     for table in partitioned_tables::<P>() {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {table}_g{generation} PARTITION OF {table} FOR VALUES IN ({generation})"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        let parent = Identifier::new(table).expect("projection tables are identifiers");
+        let sql =
+            format!("CREATE TABLE IF NOT EXISTS {{}} PARTITION OF {parent} FOR VALUES IN ({generation})");
+        partition(table, generation).execute(conn, &sql).await?;
     }
     Ok(())
 }
 
 async fn drop_partitions<P: Projection>(conn: &mut PgConnection, generation: i64) -> Result<(), sqlx::Error> {
     for table in partitioned_tables::<P>() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}_g{generation}")))
-            .execute(&mut *conn)
-            .await?;
+        partition(table, generation).execute(conn, "DROP TABLE IF EXISTS {}").await?;
     }
     Ok(())
+}
+
+/// The partition of `table` that holds `generation`.
+fn partition(table: &str, generation: i64) -> Identifier {
+    Identifier::new(format!("{table}_g{generation}")).expect("projection tables are identifiers")
 }
 
 /// Applies the events `generation` has not applied yet.

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use ates_schemas::events::Role;
+
 pub const ADMIN_EMAIL: &str = "admin@ates.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// The password of every account the helpers create.
@@ -45,6 +47,18 @@ impl Reply {
         assert_eq!(self.status, status, "{self:?}");
         self.body
     }
+
+    /// The body as a `T`, after checking the status.
+    pub fn json<T: serde::de::DeserializeOwned>(self, status: StatusCode) -> T {
+        let body = self.expect(status);
+        serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("not the expected shape: {e}: {body}"))
+    }
+}
+
+/// What creating an account answers, as far as the tests need it.
+#[derive(Debug, serde::Deserialize)]
+struct Created {
+    account_id: Uuid,
 }
 
 /// An account the helpers created and signed in.
@@ -155,27 +169,27 @@ impl TestSystem {
     }
 
     /// Creates an account as `token`'s holder.
-    pub async fn create_account(&self, token: &str, email: &str, role: &str) -> Reply {
+    pub async fn create_account(&self, token: &str, email: &str, role: Role) -> Reply {
         let body = json!({ "email": email, "full_name": "Test Popug", "password": PASSWORD, "role": role });
         self.call(Method::POST, "/api/accounts", Some(token), Some(body)).await
     }
 
     /// Creates an account as admin; returns its id and email.
-    pub async fn new_account(&self, role: &str) -> (String, String) {
+    pub async fn new_account(&self, role: Role) -> (Uuid, String) {
         let email = format!("{}@ates.test", Uuid::new_v4().simple());
-        let body =
-            self.create_account(&self.admin_token().await, &email, role).await.expect(StatusCode::CREATED);
-        (body["account_id"].as_str().unwrap().into(), email)
+        let created: Created =
+            self.create_account(&self.admin_token().await, &email, role).await.json(StatusCode::CREATED);
+        (created.account_id, email)
     }
 
     /// Creates an account and signs it in.
-    pub async fn popug(&self, role: &str) -> Popug {
+    pub async fn popug(&self, role: Role) -> Popug {
         let (id, email) = self.new_account(role).await;
         let (token, _) = self.tokens(&email, PASSWORD).await;
-        Popug { id: id.parse().unwrap(), email, token }
+        Popug { id, email, token }
     }
 
-    pub async fn patch_account(&self, token: &str, id: &str, body: Value) -> Reply {
+    pub async fn patch_account(&self, token: &str, id: Uuid, body: Value) -> Reply {
         self.call(Method::PATCH, &format!("/api/accounts/{id}"), Some(token), Some(body)).await
     }
 
@@ -204,9 +218,11 @@ impl TestSystem {
         let dlq = ates_messaging::dlq::Dlq::new(self.jetstream().await);
         let on_dlq = dlq.list(None).await.expect("the DLQ can be listed");
         assert_eq!(on_dlq.len(), parked, "parked on the DLQ: {on_dlq:?}");
-        let admin = self.admin_token().await;
-        let report = self.get("/api/accounting/invariants", &admin).await.expect(StatusCode::OK);
-        assert_eq!(report["ok"], true, "the ledger's invariants: {report}");
+        let accounting = &self.system.accounting.backbone;
+        let report = ates_accounting::invariants::check(&accounting.pool, accounting.config.outbox_retention)
+            .await
+            .expect("the invariants can be checked");
+        assert!(report.ok, "the ledger's invariants: {:?}", report.problems);
     }
 
     /// Waits until every event has gone everywhere: every service's outbox is published and

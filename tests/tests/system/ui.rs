@@ -188,4 +188,5 @@ async fn an_admin_a_worker_and_their_money_through_the_web_ui() {
     browser.wait_for("#earnings-chart svg").await;
     browser.shot("07-admin-accounting").await;
     browser.close().await;
+    sys.finish().await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::HashMap;
 
 use ates_schemas::DomainEvent;
@@ -23,10 +24,10 @@ async fn posted(sys: &TestSystem, count: i64) {
 async fn each_role_sees_what_it_may_and_nothing_else() {
     let sys = TestSystem::start().await;
     let (worker, other, accountant, manager) = (
-        sys.popug("worker").await,
-        sys.popug("worker").await,
-        sys.popug("accountant").await,
-        sys.popug("manager").await,
+        sys.popug(Role::Worker).await,
+        sys.popug(Role::Worker).await,
+        sys.popug(Role::Accountant).await,
+        sys.popug(Role::Manager).await,
     );
     sys.known_to_task_tracker(&[&worker, &other, &accountant, &manager]).await;
     let admin = sys.admin_token().await;
@@ -65,13 +66,14 @@ async fn each_role_sees_what_it_may_and_nothing_else() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(reply.detail().contains(expected), "{path}: {}", reply.detail());
     }
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn fees_and_rewards_reach_balances_and_the_dashboard_through_the_whole_system() {
     let sys = TestSystem::start().await;
     let (worker, accountant, manager) =
-        (sys.popug("worker").await, sys.popug("accountant").await, sys.popug("manager").await);
+        (sys.popug(Role::Worker).await, sys.popug(Role::Accountant).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&worker, &accountant, &manager]).await;
     let tokens: HashMap<Uuid, &str> =
         [(worker.id, worker.token.as_str()), (accountant.id, accountant.token.as_str())].into();
@@ -142,4 +144,5 @@ async fn fees_and_rewards_reach_balances_and_the_dashboard_through_the_whole_sys
     assert!(!listed.contains_key(&Uuid::nil().to_string()), "the company account is not a popug");
     let report = sys.get("/api/accounting/invariants", &admin).await.expect(StatusCode::OK);
     assert_eq!(report["ok"], true, "{report}");
+    sys.finish().await;
 }

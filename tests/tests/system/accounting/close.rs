@@ -1,5 +1,6 @@
 //! The daily close, payouts and payout emails.
 
+use ates_tests::Role;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ pub(super) async fn close(sys: &TestSystem, day: NaiveDate) -> Value {
 
 /// A payee with a positive balance and a debtor with a negative one, from yesterday's work.
 async fn payee_and_debtor(sys: &TestSystem) -> (Popug, Popug) {
-    let (payee, debtor) = (sys.popug("worker").await, sys.popug("worker").await);
+    let (payee, debtor) = (sys.popug(Role::Worker).await, sys.popug(Role::Worker).await);
     work(sys, &payee, noon(yesterday()), true).await;
     work(sys, &payee, noon(yesterday()) + Span::minutes(5), true).await;
     work(sys, &debtor, noon(yesterday()), false).await;
@@ -170,6 +171,7 @@ async fn the_close_pays_the_positive_balances_leaves_negatives_emails_each_payee
             .unwrap();
     assert!(sent && attempts == 1, "recorded as sent after one attempt, so never sent again");
     assert_eq!(smtp.messages().len(), 1, "emailed once");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -209,12 +211,13 @@ async fn closing_twice_and_two_closes_at_once_pay_once() {
         )
         .await;
     assert_eq!(worker.status, StatusCode::FORBIDDEN);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn days_missed_while_accounting_was_down_are_closed_in_order_on_start_up() {
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     let today = Utc::now().date_naive();
     for days_ago in [3, 2] {
         work(&sys, &popug, noon(today - Span::days(days_ago)), true).await;
@@ -241,13 +244,14 @@ async fn days_missed_while_accounting_was_down_are_closed_in_order_on_start_up()
     assert!(days.windows(2).all(|w| w[0].1 < w[1].1), "closed in order");
     assert!(days.iter().all(|(_, at)| *at > restarted_at), "by the start-up of the new instance");
     shutdown.cancel();
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn with_smtp_down_during_the_close_nothing_is_lost_and_every_email_arrives_once_after_it_comes_back() {
     let mut smtp = SmtpServer::start();
     let sys = with_smtp(&smtp).await;
-    let payees = [sys.popug("worker").await, sys.popug("accountant").await];
+    let payees = [sys.popug(Role::Worker).await, sys.popug(Role::Accountant).await];
     for payee in &payees {
         work(&sys, payee, noon(yesterday()), true).await;
         work(&sys, payee, noon(yesterday()) + Span::minutes(1), true).await;
@@ -291,12 +295,13 @@ async fn with_smtp_down_during_the_close_nothing_is_lost_and_every_email_arrives
         .map(|p| (p.email.as_str(), messages.iter().filter(|m| m.contains(&p.email)).count()))
         .collect();
     assert!(recipients.values().all(|n| *n == 1), "{recipients:?}");
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_task_completed_just_after_the_cut_off_is_booked_on_the_next_day() {
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     work(&sys, &popug, noon(yesterday()), false).await;
     sys.settled().await;
     close(&sys, yesterday()).await;
@@ -320,13 +325,14 @@ async fn a_task_completed_just_after_the_cut_off_is_booked_on_the_next_day() {
         "after the close everything is today's: {days:?}"
     );
     assert_eq!(days.len(), 5);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone() {
     let zone = chrono_tz::Asia::Kathmandu; // UTC+05:45: an offset no other zone has
     let sys = TestSystem::start_configured(move |config| config.calendar.timezone = zone).await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     sys.settled().await;
     let fire = (Utc::now().with_timezone(&zone) + Span::seconds(6)).trunc_subsecs(0);
     let local_yesterday = fire.date_naive().pred_opt().unwrap();
@@ -360,6 +366,7 @@ async fn the_schedule_fires_at_the_configured_time_in_the_configured_time_zone()
     );
     assert_eq!(closed, local_yesterday, "yesterday in Kathmandu");
     shutdown.cancel();
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -405,4 +412,5 @@ async fn an_email_the_server_accepted_but_that_could_not_be_recorded_is_retried_
         messages.iter().filter_map(|m| m.lines().find(|l| l.starts_with("Message-ID:"))).collect();
     assert_eq!(ids.len(), 1, "every resend is the same message: {ids:?}");
     assert!(messages.iter().all(|m| m.contains(&payee.email)));
+    sys.finish().await;
 }

@@ -1,6 +1,7 @@
 //! Money at the cut-off: a day's payout is that day's closing balance, however late the close
 //! runs, and closes that fail or make no sense.
 
+use ates_tests::Role;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ async fn priced(pool: &PgPool, tasks: &[Uuid]) -> (i64, i64) {
 async fn a_fee_billed_to_the_next_day_leaves_the_days_payout_whole_and_the_email_states_it() {
     let smtp = SmtpServer::start();
     let sys = with_smtp(&smtp).await;
-    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&worker, &manager]).await;
     let mut tasks = Vec::new();
     for title in ["Sort the seeds", "Count the eggs"] {
@@ -116,6 +117,7 @@ async fn a_fee_billed_to_the_next_day_leaves_the_days_payout_whole_and_the_email
         })
         .collect();
     assert_eq!(sent, [earned]);
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -187,7 +189,7 @@ fn lines_with(logs: &Mutex<Vec<u8>>, text: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_close_that_fails_is_retried_with_backoff_until_it_succeeds() {
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     work(&sys, &popug, noon(yesterday()), true).await;
     sys.settled().await;
     sqlx::raw_sql(
@@ -224,12 +226,13 @@ async fn a_close_that_fails_is_retried_with_backoff_until_it_succeeds() {
     let last_closed: Option<NaiveDate> =
         sqlx::query_scalar("SELECT last_closed FROM billing_state").fetch_one(pool(&sys)).await.unwrap();
     assert_eq!(last_closed, Some(yesterday()));
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_day_before_the_first_activity_pays_nothing_and_a_day_over_a_year_back_is_refused() {
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     work(&sys, &popug, noon(yesterday()), true).await;
     work(&sys, &popug, noon(yesterday()) + Span::minutes(1), true).await;
     sys.settled().await;
@@ -253,4 +256,5 @@ async fn a_day_before_the_first_activity_pays_nothing_and_a_day_over_a_year_back
     }
     let closed = close(&sys, yesterday()).await;
     assert_eq!(closed["total_paid"].as_i64(), Some(owed), "the real day still pays");
+    sys.finish().await;
 }

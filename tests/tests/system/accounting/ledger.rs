@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -117,6 +118,7 @@ async fn random_workloads_with_duplicates_in_random_order_reach_the_oracles_bala
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(pool(&sys)).await.unwrap();
     assert_eq!(priced, tasks, "each task priced exactly once");
     assert_invariants(&sys).await;
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -138,6 +140,7 @@ async fn two_accounting_instances_consuming_at_once_reach_the_oracles_balances()
     }
     assert_invariants(&sys).await;
     shutdown.cancel();
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -179,6 +182,7 @@ async fn a_lost_dedupe_record_cannot_post_an_event_twice() {
         "transaction ids stopped every repeat"
     );
     assert_invariants(&sys).await;
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -187,7 +191,7 @@ async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
     use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1};
 
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     let js = sys.jetstream().await;
     let task = Uuid::new_v4();
     let assigned = Envelope::new(
@@ -241,4 +245,5 @@ async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
             .unwrap();
     assert_eq!(priced, 1, "priced once, when first heard of");
     let _ = json!({});
+    sys.finish().await;
 }

@@ -296,11 +296,12 @@ async fn check(seed: u64) {
     );
     let report = sys.get("/api/accounting/invariants", &admin).await.expect(StatusCode::OK);
     assert_eq!(report["ok"], true, "seed {seed}: {report}");
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn every_days_payout_is_its_closing_balance_whatever_the_order_duplicates_and_close_times() {
     let random = rand::random::<u64>();
     eprintln!("random seed: {random}");
-    futures::future::join_all([3, 17, 2026, random].map(check)).await;
+    futures::future::join_all([3, 17, 2026, random].map(|seed| Box::pin(check(seed)))).await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use ates_tests::{TestSystem, read};
 use chrono::{Datelike, Duration, NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
@@ -65,13 +66,14 @@ async fn the_dashboards_equal_an_oracle_over_several_days_whatever_the_order_and
     let none = sys.get(&format!("/api/analytics/most-expensive-task?period=day&date={empty}"), &admin).await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
     assert!(none.detail().contains("No task was completed"));
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn only_admins_see_analytics_and_bad_periods_are_refused() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
-    for role in ["worker", "manager", "accountant"] {
+    for role in [Role::Worker, Role::Manager, Role::Accountant] {
         let popug = sys.popug(role).await;
         for path in ["/api/analytics/summary", "/api/analytics/most-expensive-task", "/api/analytics/days"] {
             let reply = sys.get(path, &popug.token).await;
@@ -92,14 +94,15 @@ async fn only_admins_see_analytics_and_bad_periods_are_refused() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
         assert!(reply.detail().contains(expected), "{query}: {}", reply.detail());
     }
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn the_dashboards_follow_the_real_system_end_to_end() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
-    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
-    let other = sys.popug("worker").await;
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
+    let other = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&worker, &manager, &other]).await;
     let mut completed = Vec::new();
     for n in 0..6 {
@@ -145,13 +148,14 @@ async fn the_dashboards_follow_the_real_system_end_to_end() {
     assert_eq!(top["completion_reward"].as_i64(), rewards.iter().max().copied());
     let _ = read;
     let _ = Utc::now();
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn the_most_expensive_task_of_a_day_is_one_completed_that_day_whatever_day_its_reward_is_billed_to() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
-    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&worker, &manager]).await;
     let task = sys
         .post("/api/tasks", &manager.token, json!({ "title": "Late work" }))
@@ -186,4 +190,5 @@ async fn the_most_expensive_task_of_a_day_is_one_completed_that_day_whatever_day
         .expect(StatusCode::OK);
     assert_eq!(days[0]["most_expensive_task"]["task_id"], id);
     assert!(days[1]["most_expensive_task"].is_null());
+    sys.finish().await;
 }

@@ -1,4 +1,5 @@
 use ates::replay::{From, ReplayArgs, run};
+use ates_tests::Role;
 use ates_tests::TestSystem;
 use chrono::Duration;
 use reqwest::StatusCode;
@@ -51,6 +52,7 @@ async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables
         usize::try_from(read).unwrap() >= history.transactions.len() + history.titles.len(),
         "read every event, copies included"
     );
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -86,6 +88,7 @@ async fn a_rebuild_while_events_keep_arriving_loses_nothing_and_keeps_answering(
     expected.titles.extend(during.titles.clone());
     expected.completions.extend(during.completions.clone());
     assert_eq!(days, serde_json::Value::Array(expected.days(before.first, before.last)));
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -120,12 +123,13 @@ async fn replaying_since_a_time_or_a_sequence_adds_only_what_is_missing() {
     missing.stream = Some("ACCOUNTING".into());
     run(missing).await.unwrap();
     assert_eq!(settled_days(&sys, &admin, history.first, history.last).await, live);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn an_accounts_replica_replays_in_place_and_bad_requests_say_why() {
     let sys = TestSystem::start().await;
-    let popug = sys.popug("worker").await;
+    let popug = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&popug]).await;
     sqlx::query("DELETE FROM accounts").execute(&sys.system.task_tracker.backbone.pool).await.unwrap();
 
@@ -138,6 +142,7 @@ async fn an_accounts_replica_replays_in_place_and_bad_requests_say_why() {
         .await
         .unwrap_err();
     assert!(ambiguous.to_string().contains("--stream"), "{ambiguous}");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -163,4 +168,5 @@ async fn a_read_keeps_its_generation_while_a_rebuild_swaps_it_and_drops_the_old_
 
     assert_eq!(rebuild.await.unwrap().unwrap().generation, Some(generation + 1));
     assert_eq!(settled_days(&sys, &admin, history.first, history.last).await, expected);
+    sys.finish().await;
 }

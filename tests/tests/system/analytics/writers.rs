@@ -64,4 +64,5 @@ async fn two_writers_at_once_add_up_on_an_account_instead_of_overwriting_each_ot
     assert_eq!(balance, -700, "-1000 - 500 + 800");
     let summary = sys.get("/api/analytics/summary", &sys.admin_token().await).await.expect(StatusCode::OK);
     assert_eq!(summary["negative_balance_accounts"], 1);
+    sys.finish().await;
 }

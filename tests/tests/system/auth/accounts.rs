@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::HashSet;
 
 use async_nats::jetstream::consumer::pull;
@@ -11,7 +12,7 @@ use ates_tests::TestSystem;
 #[tokio::test]
 async fn admin_endpoints_refuse_workers_and_anonymous_callers() {
     let sys = TestSystem::start().await;
-    let (id, email) = sys.new_account("worker").await;
+    let (id, email) = sys.new_account(Role::Worker).await;
     let (worker, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
 
     let calls = [
@@ -35,18 +36,20 @@ async fn admin_endpoints_refuse_workers_and_anonymous_callers() {
     }
     let me = sys.call(Method::GET, "/api/auth/me", Some(&worker), None).await;
     assert_eq!(me.body["role"], "worker");
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn an_email_is_taken_whatever_its_case() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
-    assert_eq!(sys.create_account(&admin, "Popug@ates.test", "worker").await.status, StatusCode::CREATED);
+    assert_eq!(sys.create_account(&admin, "Popug@ates.test", Role::Worker).await.status, StatusCode::CREATED);
 
-    let duplicate = sys.create_account(&admin, "popug@ATES.test", "accountant").await;
+    let duplicate = sys.create_account(&admin, "popug@ATES.test", Role::Accountant).await;
 
     assert_eq!(duplicate.status, StatusCode::CONFLICT, "{duplicate:?}");
     assert!(duplicate.detail().contains("already exists"));
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -95,6 +98,7 @@ async fn bad_input_gets_a_problem_that_says_what_is_wrong() {
         .unwrap();
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(huge.headers()["content-type"], "application/problem+json");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -102,20 +106,21 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
     let me = sys.call(Method::GET, "/api/auth/me", Some(&admin), None).await;
-    let admin_id = me.body["account_id"].as_str().unwrap().to_owned();
+    let admin_id: uuid::Uuid = me.body["account_id"].as_str().unwrap().parse().unwrap();
 
     for change in [json!({ "role": "manager" }), json!({ "active": false })] {
-        let refused = sys.patch_account(&admin, &admin_id, change).await;
+        let refused = sys.patch_account(&admin, admin_id, change).await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
         assert!(refused.detail().contains("last active admin"));
     }
 
-    let (second_id, second_email) = sys.new_account("admin").await;
-    let demoted = sys.patch_account(&admin, &admin_id, json!({ "role": "manager" })).await;
+    let (second_id, second_email) = sys.new_account(Role::Admin).await;
+    let demoted = sys.patch_account(&admin, admin_id, json!({ "role": "manager" })).await;
     assert_eq!(demoted.status, StatusCode::OK, "with a second admin, the first may step down");
     let (second, _) = sys.tokens(&second_email, ates_tests::PASSWORD).await;
-    let refused = sys.patch_account(&second, &second_id, json!({ "active": false })).await;
+    let refused = sys.patch_account(&second, second_id, json!({ "active": false })).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "now the second one is the last");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -123,20 +128,20 @@ async fn an_unknown_account_is_not_found() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
 
-    let reply =
-        sys.patch_account(&admin, &uuid::Uuid::new_v4().to_string(), json!({ "full_name": "X" })).await;
+    let reply = sys.patch_account(&admin, uuid::Uuid::new_v4(), json!({ "full_name": "X" })).await;
 
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn account_events_are_published_once_each_and_valid() {
     let sys = TestSystem::start().await;
     let admin = sys.admin_token().await;
-    let (id, _) = sys.new_account("worker").await;
-    sys.patch_account(&admin, &id, json!({ "role": "accountant", "full_name": "Renamed" })).await;
-    sys.patch_account(&admin, &id, json!({ "active": false })).await;
-    sys.patch_account(&admin, &id, json!({ "active": false })).await; // no change, no event
+    let (id, _) = sys.new_account(Role::Worker).await;
+    sys.patch_account(&admin, id, json!({ "role": "accountant", "full_name": "Renamed" })).await;
+    sys.patch_account(&admin, id, json!({ "active": false })).await;
+    sys.patch_account(&admin, id, json!({ "active": false })).await; // no change, no event
 
     let js = ates_messaging::nats::jetstream(
         ates_messaging::nats::connect(&sys.nats.url(), "test", None).await.unwrap(),
@@ -188,4 +193,5 @@ async fn account_events_are_published_once_each_and_valid() {
         DomainEvent::AccountUpdated(state) => assert!(!state.active && state.full_name == "Renamed"),
         other => panic!("expected the deactivation, got {other:?}"),
     }
+    sys.finish().await;
 }

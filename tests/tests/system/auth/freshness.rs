@@ -10,7 +10,7 @@ use axum::routing::get;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use ates_tests::TestSystem;
+use ates_tests::{Role, TestSystem};
 
 /// A service with a replica of the accounts and one endpoint that says who is calling.
 async fn consuming_service(sys: &TestSystem) -> String {
@@ -40,7 +40,7 @@ async fn whoami(sys: &TestSystem, service: &str, token: &str) -> (StatusCode, St
 async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the_event_arrives() {
     let sys = TestSystem::start().await;
     let service = consuming_service(&sys).await;
-    let (id, email) = sys.new_account("worker").await;
+    let (id, email) = sys.new_account(Role::Worker).await;
     let (before_change, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
     ates_testkit::eventually("the replica knows the worker", || async {
         (whoami(&sys, &service, &before_change).await == (StatusCode::OK, "worker".into())).then_some(())
@@ -48,7 +48,7 @@ async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the
     .await;
 
     let admin = sys.admin_token().await;
-    sys.patch_account(&admin, &id, json!({ "role": "accountant" })).await;
+    sys.patch_account(&admin, id, json!({ "role": "accountant" })).await;
 
     let (status, body) = ates_testkit::eventually("the old token refused", || async {
         let reply = whoami(&sys, &service, &before_change).await;
@@ -60,7 +60,7 @@ async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the
     let (after_change, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
     assert_eq!(whoami(&sys, &service, &after_change).await, (StatusCode::OK, "accountant".into()));
 
-    sys.patch_account(&admin, &id, json!({ "active": false })).await;
+    sys.patch_account(&admin, id, json!({ "active": false })).await;
     let (status, body) = ates_testkit::eventually("the token of a deactivated account refused", || async {
         let reply = whoami(&sys, &service, &after_change).await;
         (reply.0 == StatusCode::UNAUTHORIZED).then_some(reply)
@@ -68,6 +68,7 @@ async fn a_token_issued_before_a_role_change_or_deactivation_is_refused_once_the
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("deactivated"), "{body}");
+    sys.finish().await;
 }
 
 #[tokio::test]

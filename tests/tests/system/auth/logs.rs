@@ -37,4 +37,5 @@ async fn passwords_and_tokens_never_appear_in_logs() {
         let signature = secret.rsplit('.').next().unwrap();
         assert!(!logs.contains(signature), "a token signature leaked into the logs");
     }
+    sys.finish().await;
 }

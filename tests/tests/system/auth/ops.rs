@@ -40,6 +40,7 @@ async fn health_readiness_metrics_and_openapi_are_served() {
     }
     assert!(errors > 30, "every error response is documented as a problem: {errors}");
     assert!(openapi.body["components"]["schemas"]["ProblemBody"].is_object());
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -59,4 +60,5 @@ async fn readiness_fails_while_nats_is_down() {
         (sys.call(Method::GET, "/readyz", None, None).await.status == StatusCode::OK).then_some(())
     })
     .await;
+    sys.finish().await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -17,6 +18,7 @@ async fn the_first_admin_signs_in_and_sees_their_account() {
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!((me.body["email"].as_str(), me.body["role"].as_str()), (Some(ADMIN_EMAIL), Some("admin")));
     assert_eq!(me.body["active"], true);
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -29,6 +31,7 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
     assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_email.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong_password.detail(), unknown_email.detail());
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -47,6 +50,7 @@ async fn a_refresh_token_rotates_and_works_once() {
     let third =
         sys.call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": second }))).await;
     assert_eq!(third.status, StatusCode::OK, "the rotated token works once too");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -67,6 +71,7 @@ async fn reusing_a_refresh_token_revokes_its_whole_family() {
     let after = refresh(&successor).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "the successor was revoked with its family");
     assert_eq!(refresh(&other_session).await.status, StatusCode::OK, "other sessions are untouched");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -86,6 +91,7 @@ async fn logout_ends_the_session() {
     let unknown =
         sys.call(Method::POST, "/api/auth/logout", None, Some(json!({ "refresh_token": "nonsense" }))).await;
     assert_eq!(unknown.status, StatusCode::NO_CONTENT, "logging out twice is fine");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -103,6 +109,7 @@ async fn brute_force_is_slowed_down_per_account() {
     assert!(limited.detail().contains("Too many sign-in attempts"));
     let other = sys.login("someone-else@ates.test", "guess").await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED, "another account is not limited");
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -114,15 +121,16 @@ async fn brute_force_is_slowed_down_per_client_address() {
     }
 
     assert_eq!(sys.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_deactivated_account_cannot_sign_in_or_refresh() {
     let sys = TestSystem::start().await;
-    let (id, email) = sys.new_account("worker").await;
+    let (id, email) = sys.new_account(Role::Worker).await;
     let (_, refresh_token) = sys.tokens(&email, ates_tests::PASSWORD).await;
 
-    let patched = sys.patch_account(&sys.admin_token().await, &id, json!({ "active": false })).await;
+    let patched = sys.patch_account(&sys.admin_token().await, id, json!({ "active": false })).await;
 
     assert_eq!(patched.status, StatusCode::OK, "{patched:?}");
     assert_eq!(sys.login(&email, ates_tests::PASSWORD).await.status, StatusCode::UNAUTHORIZED);
@@ -130,4 +138,5 @@ async fn a_deactivated_account_cannot_sign_in_or_refresh() {
         .call(Method::POST, "/api/auth/refresh", None, Some(json!({ "refresh_token": refresh_token })))
         .await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    sys.finish().await;
 }

@@ -1,5 +1,6 @@
 //! Tokens a service must refuse, and key rotation.
 
+use ates_tests::Role;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -40,7 +41,7 @@ async fn me(sys: &TestSystem, token: &str) -> ates_tests::Reply {
 #[tokio::test]
 async fn forged_and_stale_tokens_are_refused() {
     let sys = TestSystem::start().await;
-    let (worker_id, email) = sys.new_account("worker").await;
+    let (worker_id, email) = sys.new_account(Role::Worker).await;
     let (genuine, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
     assert_eq!(me(&sys, &genuine).await.status, StatusCode::OK);
     let claims = part(&genuine, 1);
@@ -101,7 +102,8 @@ async fn forged_and_stale_tokens_are_refused() {
     }
     let reply = me(&sys, &sign(&kid, &key, &claims)).await;
     assert_eq!(reply.status, StatusCode::OK, "the same claims, properly signed, pass");
-    assert_eq!(reply.body["account_id"], worker_id);
+    assert_eq!(reply.body["account_id"], worker_id.to_string());
+    sys.finish().await;
 }
 
 #[tokio::test]
@@ -130,4 +132,5 @@ async fn a_rotated_key_stays_published_until_its_tokens_expire() {
     let old = me(&sys, &before).await;
     assert_eq!(old.status, StatusCode::OK, "tokens of the old key still work: {old:?}");
     assert_eq!(me(&sys, &after).await.status, StatusCode::OK);
+    sys.finish().await;
 }

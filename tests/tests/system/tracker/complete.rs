@@ -1,4 +1,5 @@
 use ates_schemas::DomainEvent;
+use ates_tests::Role;
 use ates_tests::{TestSystem, outbox_events};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -6,7 +7,7 @@ use serde_json::json;
 #[tokio::test]
 async fn only_the_assignee_completes_a_task_and_only_once() {
     let sys = TestSystem::start().await;
-    let (worker, admin) = (sys.popug("worker").await, sys.admin_token().await);
+    let (worker, admin) = (sys.popug(Role::Worker).await, sys.admin_token().await);
     sys.known_to_task_tracker(&[&worker]).await;
     let task = super::task(&sys, &worker, "Feed").await;
     let path = format!("/api/tasks/{}/complete", task["task_id"].as_str().unwrap());
@@ -36,16 +37,17 @@ async fn only_the_assignee_completes_a_task_and_only_once() {
         .collect();
     assert_eq!(completions.len(), 1, "one tasks.completed");
     assert_eq!(completions[0].assignee_id, worker.id);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_token_issued_before_a_role_change_is_refused_by_the_task_tracker() {
     let sys = TestSystem::start().await;
-    let worker = sys.popug("worker").await;
+    let worker = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&worker]).await;
     assert_eq!(sys.get("/api/tasks/mine", &worker.token).await.status, StatusCode::OK);
 
-    sys.patch_account(&sys.admin_token().await, &worker.id.to_string(), json!({ "role": "manager" })).await;
+    sys.patch_account(&sys.admin_token().await, worker.id, json!({ "role": "manager" })).await;
 
     let refused = ates_testkit::eventually("the old token refused", || async {
         let reply = sys.get("/api/tasks/mine", &worker.token).await;
@@ -53,4 +55,5 @@ async fn a_token_issued_before_a_role_change_is_refused_by_the_task_tracker() {
     })
     .await;
     assert!(refused.detail().to_lowercase().contains("token outdated"), "{refused:?}");
+    sys.finish().await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::{HashMap, HashSet};
 
 use ates_schemas::DomainEvent;
@@ -9,7 +10,7 @@ use serde_json::json;
 async fn anyone_signed_in_creates_a_task_and_a_worker_or_accountant_gets_it() {
     let sys = TestSystem::start().await;
     let (worker, accountant, manager) =
-        (sys.popug("worker").await, sys.popug("accountant").await, sys.popug("manager").await);
+        (sys.popug(Role::Worker).await, sys.popug(Role::Accountant).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&worker, &accountant, &manager]).await;
 
     let body = json!({ "title": "  Feed the birds ", "jira_id": "POP-12", "description": "twice a day" });
@@ -24,12 +25,13 @@ async fn anyone_signed_in_creates_a_task_and_a_worker_or_accountant_gets_it() {
     assert!([worker.id.to_string(), accountant.id.to_string()].contains(&assignee.to_owned()), "{task}");
     let fetched = sys.get(&format!("/api/tasks/{}", task["task_id"].as_str().unwrap()), &worker.token).await;
     assert_eq!(fetched.expect(StatusCode::OK), task);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_with_a_sentence_and_nothing_is_stored() {
     let sys = TestSystem::start().await;
-    let worker = sys.popug("worker").await;
+    let worker = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&worker]).await;
 
     for (body, expected) in [
@@ -48,15 +50,15 @@ async fn bad_input_is_refused_with_a_sentence_and_nothing_is_stored() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(sys.get("/api/tasks", &worker.token).await.expect(StatusCode::OK)["items"], json!([]));
     assert!(outbox_events(&sys.system.task_tracker.backbone.pool).await.is_empty(), "no events either");
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn with_nobody_to_assign_a_task_is_refused_and_nothing_is_stored() {
     let sys = TestSystem::start().await;
-    let manager = sys.popug("manager").await;
-    let deactivated = sys.popug("worker").await;
-    sys.patch_account(&sys.admin_token().await, &deactivated.id.to_string(), json!({ "active": false }))
-        .await;
+    let manager = sys.popug(Role::Manager).await;
+    let deactivated = sys.popug(Role::Worker).await;
+    sys.patch_account(&sys.admin_token().await, deactivated.id, json!({ "active": false })).await;
     sys.known_to_task_tracker(&[&manager, &deactivated]).await;
 
     let reply = sys.post("/api/tasks", &manager.token, json!({ "title": "Feed the birds" })).await;
@@ -65,17 +67,18 @@ async fn with_nobody_to_assign_a_task_is_refused_and_nothing_is_stored() {
     assert!(reply.detail().contains("no active worker or accountant"));
     assert_eq!(sys.get("/api/tasks", &manager.token).await.expect(StatusCode::OK)["items"], json!([]));
     assert!(outbox_events(&sys.system.task_tracker.backbone.pool).await.is_empty());
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn assignees_are_drawn_from_every_assignable_account_and_no_other() {
     let sys = TestSystem::start().await;
     let mut assignable = Vec::new();
-    for role in ["worker", "worker", "worker", "accountant"] {
+    for role in [Role::Worker, Role::Worker, Role::Worker, Role::Accountant] {
         assignable.push(sys.popug(role).await);
     }
-    let (manager, gone) = (sys.popug("manager").await, sys.popug("worker").await);
-    sys.patch_account(&sys.admin_token().await, &gone.id.to_string(), json!({ "active": false })).await;
+    let (manager, gone) = (sys.popug(Role::Manager).await, sys.popug(Role::Worker).await);
+    sys.patch_account(&sys.admin_token().await, gone.id, json!({ "active": false })).await;
     let everyone: Vec<_> = assignable.iter().chain([&manager, &gone]).collect();
     sys.known_to_task_tracker(&everyone).await;
 
@@ -91,12 +94,13 @@ async fn assignees_are_drawn_from_every_assignable_account_and_no_other() {
         expected,
         "each assignable account drawn, none other: {drawn:?}"
     );
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn an_idempotency_key_makes_a_retried_create_return_the_same_task() {
     let sys = TestSystem::start().await;
-    let (worker, other) = (sys.popug("worker").await, sys.popug("worker").await);
+    let (worker, other) = (sys.popug(Role::Worker).await, sys.popug(Role::Worker).await);
     sys.known_to_task_tracker(&[&worker, &other]).await;
     let create = |token: &str, key: &str, title: &str| {
         sys.http
@@ -126,12 +130,13 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_same_task() {
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
     let tasks = sys.get("/api/tasks", &worker.token).await.expect(StatusCode::OK);
     assert_eq!(tasks["items"].as_array().unwrap().len(), 2, "one task per caller and key");
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn concurrent_retries_with_one_key_create_one_task() {
     let sys = TestSystem::start().await;
-    let worker = sys.popug("worker").await;
+    let worker = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&worker]).await;
 
     let attempts = (0..8).map(|_| {
@@ -149,12 +154,13 @@ async fn concurrent_retries_with_one_key_create_one_task() {
         ids.insert(ates_tests::read(reply.unwrap()).await.expect(StatusCode::CREATED)["task_id"].clone());
     }
     assert_eq!(ids.len(), 1);
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_task_and_its_events_commit_together_and_are_published() {
     let sys = TestSystem::start().await;
-    let worker = sys.popug("worker").await;
+    let worker = sys.popug(Role::Worker).await;
     sys.known_to_task_tracker(&[&worker]).await;
 
     let task = sys
@@ -187,4 +193,5 @@ async fn a_task_and_its_events_commit_together_and_are_published() {
         (info == 2).then_some(())
     })
     .await;
+    sys.finish().await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::HashSet;
 
 use ates_tests::TestSystem;
@@ -12,7 +13,7 @@ fn ids(page: &Value) -> Vec<String> {
 async fn tasks_are_listed_newest_first_with_filters_and_cursor_pagination() {
     let sys = TestSystem::start().await;
     // a gets every task; b is a manager, who is never assigned one.
-    let (a, b) = (sys.popug("worker").await, sys.popug("manager").await);
+    let (a, b) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&a, &b]).await;
     let mut created = Vec::new();
     for n in 0..7 {
@@ -58,4 +59,5 @@ async fn tasks_are_listed_newest_first_with_filters_and_cursor_pagination() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(reply.detail().contains(expected), "{path}: {}", reply.detail());
     }
+    sys.finish().await;
 }

@@ -1,3 +1,4 @@
+use ates_tests::Role;
 use std::collections::HashMap;
 
 use ates_schemas::DomainEvent;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 async fn managers_and_admins_shuffle_open_tasks_and_each_reassignment_is_an_event() {
     let sys = TestSystem::start().await;
     let (a, b, manager) =
-        (sys.popug("worker").await, sys.popug("accountant").await, sys.popug("manager").await);
+        (sys.popug(Role::Worker).await, sys.popug(Role::Accountant).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&a, &b, &manager]).await;
     let mut tasks = Vec::new();
     for n in 0..10 {
@@ -68,13 +69,15 @@ async fn managers_and_admins_shuffle_open_tasks_and_each_reassignment_is_an_even
         assert!([a.id, b.id].contains(&event.assignee_id), "only workers and accountants");
         current.insert(event.task_id, event.assignee_id);
     }
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn concurrent_shuffles_and_completions_leave_a_consistent_state() {
     let sys = TestSystem::start().await;
-    let popugs = [sys.popug("worker").await, sys.popug("worker").await, sys.popug("accountant").await];
-    let manager = sys.popug("manager").await;
+    let popugs =
+        [sys.popug(Role::Worker).await, sys.popug(Role::Worker).await, sys.popug(Role::Accountant).await];
+    let manager = sys.popug(Role::Manager).await;
     sys.known_to_task_tracker(&popugs.iter().chain([&manager]).collect::<Vec<_>>()).await;
     let mut task_ids = Vec::new();
     for n in 0..40 {
@@ -84,10 +87,10 @@ async fn concurrent_shuffles_and_completions_leave_a_consistent_state() {
     }
 
     let shuffles = (0..4).map(|_| sys.post("/api/tasks/shuffle", &manager.token, json!({})));
-    let sys = &sys;
+    let shared = &sys;
     let completions = popugs.iter().flat_map(|p| {
         task_ids.iter().map(move |id| async move {
-            sys.post(&format!("/api/tasks/{id}/complete"), &p.token, json!({})).await
+            shared.post(&format!("/api/tasks/{id}/complete"), &p.token, json!({})).await
         })
     });
     let (shuffled, completed) =
@@ -144,12 +147,13 @@ async fn concurrent_shuffles_and_completions_leave_a_consistent_state() {
         );
         assert_eq!(task["status"] == "done", done.contains_key(&task_id));
     }
+    sys.finish().await;
 }
 
 #[tokio::test]
 async fn a_shuffle_while_the_last_assignable_account_is_deactivated_is_a_conflict() {
     let sys = TestSystem::start().await;
-    let (worker, manager) = (sys.popug("worker").await, sys.popug("manager").await);
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
     sys.known_to_task_tracker(&[&worker, &manager]).await;
     super::task(&sys, &manager, "Sweep the perch").await;
     let pool = &sys.system.task_tracker.backbone.pool;
@@ -174,4 +178,5 @@ async fn a_shuffle_while_the_last_assignable_account_is_deactivated_is_a_conflic
     assert!(reply.detail().contains("no active worker or accountant"), "{reply:?}");
     let task = &sys.get("/api/tasks?limit=10", &manager.token).await.expect(StatusCode::OK)["items"][0];
     assert_eq!(task["assignee_id"], worker.id.to_string(), "nothing was reassigned");
+    sys.finish().await;
 }
