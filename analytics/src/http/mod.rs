@@ -1,6 +1,7 @@
 //! Analytics' HTTP API: the admin dashboards.
 
 mod dashboards;
+mod error;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,16 +22,4 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboards::summary))
         .routes(routes!(dashboards::most_expensive_task))
         .routes(routes!(dashboards::days))
-}
-
-/// The one place analytics' errors become problem+json.
-impl From<crate::Error> for ates_web::Error {
-    fn from(error: crate::Error) -> Self {
-        match error {
-            error @ crate::Error::NoTaskCompleted { .. } => {
-                ates_web::Problem::not_found(format!("{error}.")).into()
-            }
-            crate::Error::Database(e) => e.into(),
-        }
-    }
 }
