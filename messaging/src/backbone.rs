@@ -112,7 +112,7 @@ impl Backbone {
 
     /// The outbox relay of this service's schema.
     pub fn relay(&self) -> crate::Relay {
-        let settings = crate::RelaySettings { retention: self.config.outbox_retention, ..Default::default() };
+        let settings = crate::RelaySettings::keeping(self.config.outbox_retention);
         crate::Relay::new(self.pool.clone(), self.js.clone(), self.schema, settings)
     }
 }

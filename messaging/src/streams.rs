@@ -60,13 +60,13 @@ pub struct StreamSettings {
 }
 
 impl Default for StreamSettings {
+    /// The defaults declared above (as the environment may change them), not a second copy.
     fn default() -> Self {
-        StreamSettings {
-            replicas: 1,
-            duplicate_window: Duration::from_secs(120),
-            max_age: Duration::ZERO,
-            max_bytes: -1,
-        }
+        use clap::{Args, FromArgMatches};
+        let command = Self::augment_args(clap::Command::new("streams").no_binary_name(true));
+        let matches =
+            command.try_get_matches_from(Vec::<String>::new()).expect("the declared defaults parse");
+        Self::from_arg_matches(&matches).expect("the declared defaults parse")
     }
 }
 

@@ -22,13 +22,10 @@ pub struct RelaySettings {
     pub idle_poll: Duration,
 }
 
-impl Default for RelaySettings {
-    fn default() -> Self {
-        RelaySettings {
-            batch_size: 1000,
-            retention: Duration::from_secs(7 * 24 * 3600),
-            idle_poll: Duration::from_secs(1),
-        }
+impl RelaySettings {
+    /// The relay of a service that keeps published rows for `retention` (`ATES_OUTBOX_RETENTION`).
+    pub fn keeping(retention: Duration) -> Self {
+        RelaySettings { batch_size: 1000, retention, idle_poll: Duration::from_secs(1) }
     }
 }
 

@@ -112,7 +112,7 @@ async fn published_rows_are_kept_for_the_retention_horizon_then_deleted() {
     env.commit_events(5).await;
 
     assert_eq!(relay.delete_expired().await.unwrap(), 0, "a week's horizon keeps fresh rows");
-    let settings = ates_messaging::RelaySettings { retention: Duration::ZERO, ..Default::default() };
+    let settings = ates_messaging::RelaySettings::keeping(Duration::ZERO);
     let impatient =
         ates_messaging::Relay::new(env.pool.clone(), env.js.clone(), crate::support::SCHEMA, settings);
     assert_eq!(impatient.delete_expired().await.unwrap(), 10, "only published rows expire");

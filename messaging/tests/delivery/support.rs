@@ -74,8 +74,11 @@ impl Env {
     }
 
     pub fn relay(&self) -> Relay {
-        let settings =
-            RelaySettings { batch_size: 500, idle_poll: Duration::from_millis(50), ..Default::default() };
+        let settings = RelaySettings {
+            batch_size: 500,
+            idle_poll: Duration::from_millis(50),
+            ..RelaySettings::keeping(Duration::from_secs(3600))
+        };
         Relay::new(self.pool.clone(), self.js.clone(), SCHEMA, settings)
     }
 
