@@ -166,7 +166,8 @@ async fn fill_outbox(pool: &PgPool, n: usize) -> anyhow::Result<u64> {
 }
 
 async fn relay_throughput(pool: &PgPool, js: &jetstream::Context, n: usize) -> anyhow::Result<u64> {
-    let relay = Relay::new(pool.clone(), js.clone(), SCHEMA, RelaySettings::keeping(Duration::from_secs(3600)));
+    let relay =
+        Relay::new(pool.clone(), js.clone(), SCHEMA, RelaySettings::keeping(Duration::from_secs(3600)));
     let started = Instant::now();
     let mut published = 0;
     loop {
