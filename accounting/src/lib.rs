@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_accounts_replica::ReplicaFreshness;
+use ates_messaging::permissions::Bus;
 use ates_messaging::{Backbone, Consumer, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
@@ -35,6 +36,13 @@ pub use error::{Error, Result};
 
 /// Accounting's schema.
 pub const SCHEMA: &str = "accounting";
+
+/// What it does on the bus; its NATS user's permissions follow from this.
+pub const BUS: Bus = Bus {
+    user: "accounting",
+    produces: Some(streams::ACCOUNTING),
+    consumes: &[(streams::ACCOUNTS, consumers::accounts::NAME), (streams::TASKS, consumers::tasks::NAME)],
+};
 
 /// Accounting's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
@@ -55,7 +63,7 @@ impl AccountingService {
     /// Connects and migrates.
     pub async fn build(config: &AccountingConfig) -> anyhow::Result<Self> {
         let migrations = [&ates_accounts_replica::MIGRATIONS, &MIGRATIONS];
-        let backbone = Backbone::start(&config.backbone, SCHEMA, &migrations)
+        let backbone = Backbone::start(&config.backbone, &BUS, SCHEMA, &migrations)
             .await
             .map_err(anyhow::Error::from_boxed)?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))

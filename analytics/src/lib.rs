@@ -17,6 +17,7 @@ mod state;
 use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
+use ates_messaging::permissions::Bus;
 use ates_messaging::projection::{self, Live};
 use ates_messaging::{Backbone, Consumer, ConsumerSpec, streams};
 use ates_tokens::Authenticator;
@@ -34,12 +35,23 @@ pub use error::{Error, Result};
 /// Analytics' schema.
 pub const SCHEMA: &str = "analytics";
 
+/// What it does on the bus; its NATS user's permissions follow from this.
+pub const BUS: Bus = Bus {
+    user: "analytics",
+    produces: None,
+    consumes: &[
+        (streams::ACCOUNTS, consumers::accounts::NAME),
+        (streams::TASKS, consumers::tasks::NAME),
+        (streams::ACCOUNTING, consumers::accounting::NAME),
+    ],
+};
+
 /// Analytics' own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
 
 /// The streams the dashboards are built from, with the name of each live consumer.
 pub const SOURCES: [(&str, &str); 2] =
-    [(streams::TASKS, consumers::tasks::CONSUMER), (streams::ACCOUNTING, consumers::accounting::CONSUMER)];
+    [(streams::TASKS, consumers::tasks::NAME), (streams::ACCOUNTING, consumers::accounting::NAME)];
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
@@ -57,7 +69,7 @@ impl AnalyticsService {
     /// Connects, migrates and prepares the current generation of the dashboards.
     pub async fn build(config: &AnalyticsConfig) -> anyhow::Result<Self> {
         let migrations = [&ates_accounts_replica::MIGRATIONS, &projection::MIGRATIONS, &MIGRATIONS];
-        let backbone = Backbone::start(&config.backbone, SCHEMA, &migrations)
+        let backbone = Backbone::start(&config.backbone, &BUS, SCHEMA, &migrations)
             .await
             .map_err(anyhow::Error::from_boxed)?;
         projection::prepare::<Dashboards>(&backbone.pool).await?;

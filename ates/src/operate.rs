@@ -40,7 +40,7 @@ pub struct StreamsArgs {
 
 pub async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
     let js = args.nats.jetstream().await?;
-    streams::ensure(&js, &args.settings).await?;
+    streams::ensure(&js, &args.settings, &streams::ALL).await?;
     for (name, subjects) in streams::STREAMS {
         eprintln!("stream {name} ({subjects}) is ready");
     }

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ates_messaging::Backbone;
+use ates_messaging::permissions::Bus;
+use ates_messaging::{Backbone, streams};
 use ates_tokens::{Authenticator, Keyring, Verifier};
 use ates_web::Readiness;
 use axum::Router;
@@ -33,6 +34,9 @@ pub use error::{Error, Result};
 
 /// Auth's schema.
 pub const SCHEMA: &str = "auth";
+
+/// What it does on the bus; its NATS user's permissions follow from this.
+pub const BUS: Bus = Bus { user: "auth", produces: Some(streams::ACCOUNTS), consumes: &[] };
 
 /// Auth's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/auth");
@@ -50,7 +54,7 @@ pub struct AuthService {
 impl AuthService {
     /// Connects, migrates, makes sure an admin and a signing key exist.
     pub async fn build(config: &AuthConfig) -> anyhow::Result<Self> {
-        let backbone = Backbone::start(&config.backbone, SCHEMA, &[&MIGRATIONS])
+        let backbone = Backbone::start(&config.backbone, &BUS, SCHEMA, &[&MIGRATIONS])
             .await
             .map_err(anyhow::Error::from_boxed)?;
         let pool = backbone.pool.clone();

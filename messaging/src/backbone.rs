@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 use crate::nats::NatsUser;
+use crate::permissions::Bus;
 use crate::streams::{self, StreamSettings};
 use crate::{db, nats};
 
@@ -96,9 +97,10 @@ pub struct Backbone {
 
 impl Backbone {
     /// Connects, applies the messaging migrations and then `migrations` to `schema`, and makes
-    /// sure the streams exist.
+    /// sure the streams `bus` provisions exist.
     pub async fn start(
         config: &BackboneConfig,
+        bus: &Bus,
         schema: &'static str,
         migrations: &[&Migrator],
     ) -> Result<Self, crate::BoxError> {
@@ -106,7 +108,7 @@ impl Backbone {
         db::migrate(&pool, schema, migrations.iter().flat_map(|m| m.iter())).await?;
         let nats = config.nats.connect(&format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
-        streams::ensure(&js, &config.streams).await?;
+        streams::ensure(&js, &config.streams, &bus.provisions()).await?;
         Ok(Backbone { schema, pool, nats, js, config: config.clone() })
     }
 

@@ -15,6 +15,7 @@ pub mod db;
 pub mod dlq;
 pub mod nats;
 pub mod outbox;
+pub mod permissions;
 pub mod projection;
 pub mod replay;
 pub mod streams;

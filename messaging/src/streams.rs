@@ -70,15 +70,20 @@ impl Default for StreamSettings {
     }
 }
 
-/// Creates every stream, or updates it to `settings` if it exists. Safe to call on every start.
+/// Every stream's name.
+pub const ALL: [&str; 4] = [ACCOUNTS, TASKS, ACCOUNTING, DLQ];
+
+/// Creates each of the streams `names`, or updates it to `settings` if it exists. Safe to call
+/// on every start.
 pub async fn ensure(
     js: &jetstream::Context,
     settings: &StreamSettings,
+    names: &[&str],
 ) -> Result<(), jetstream::context::CreateStreamError> {
-    for (name, subjects) in STREAMS {
+    for (name, subjects) in STREAMS.iter().filter(|(name, _)| names.contains(name)) {
         js.create_or_update_stream(stream::Config {
-            name: name.to_owned(),
-            subjects: vec![subjects.to_owned()],
+            name: (*name).to_owned(),
+            subjects: vec![(*subjects).to_owned()],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             num_replicas: settings.replicas,

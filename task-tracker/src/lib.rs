@@ -16,7 +16,8 @@ pub mod tasks;
 use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::Backbone;
+use ates_messaging::permissions::Bus;
+use ates_messaging::{Backbone, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
@@ -29,6 +30,13 @@ pub use error::{Error, Result};
 
 /// The task tracker's schema.
 pub const SCHEMA: &str = "task_tracker";
+
+/// What it does on the bus; its NATS user's permissions follow from this.
+pub const BUS: Bus = Bus {
+    user: "task-tracker",
+    produces: Some(streams::TASKS),
+    consumes: &[(streams::ACCOUNTS, consumers::accounts::NAME)],
+};
 
 /// The task tracker's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/task_tracker");
@@ -47,7 +55,7 @@ impl TaskTrackerService {
     /// Connects and migrates.
     pub async fn build(config: &TaskTrackerConfig) -> anyhow::Result<Self> {
         let migrations = [&ates_accounts_replica::MIGRATIONS, &MIGRATIONS];
-        let backbone = Backbone::start(&config.backbone, SCHEMA, &migrations)
+        let backbone = Backbone::start(&config.backbone, &BUS, SCHEMA, &migrations)
             .await
             .map_err(anyhow::Error::from_boxed)?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))

@@ -16,7 +16,7 @@ use crate::dashboards::TaskFacts;
 use crate::domain::timeline::{self, Timeline};
 
 /// The live consumer of `accounting.*`.
-pub const CONSUMER: &str = "analytics-accounting";
+pub const NAME: &str = "analytics-accounting";
 
 /// The advisory-lock namespace of account timelines (the two-key form, so it shares nothing
 /// with the single-key locks other services take).

@@ -5,9 +5,9 @@ use ates_accounts_replica::AccountsReplica;
 use ates_messaging::{Backbone, Consumer};
 
 /// The durable consumer that keeps analytics' replica up to date.
-pub const CONSUMER: &str = "analytics-accounts";
+pub const NAME: &str = "analytics-accounts";
 
 /// The accounts replica's consumer in `backbone`'s schema.
 pub fn consumer(backbone: &Backbone) -> Consumer<AccountsReplica> {
-    ates_accounts_replica::consumer(backbone, CONSUMER)
+    ates_accounts_replica::consumer(backbone, NAME)
 }

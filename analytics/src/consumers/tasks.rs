@@ -6,7 +6,7 @@ use ates_schemas::{DomainEvent, ReceivedEvent};
 use crate::dashboards::{TaskFacts, TaskName};
 
 /// The live consumer of `tasks.*`.
-pub const CONSUMER: &str = "analytics-tasks";
+pub const NAME: &str = "analytics-tasks";
 
 /// Adds what `events` say about tasks to `facts`; the task rows are written once per batch,
 /// together with the rewards from `accounting.*`.

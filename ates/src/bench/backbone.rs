@@ -81,7 +81,7 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     for name in ["TASKS", "BENCH"] {
         let _ = js.delete_stream(name).await;
     }
-    streams::ensure(&js, &StreamSettings::default()).await?;
+    streams::ensure(&js, &StreamSettings::default(), &streams::ALL).await?;
     js.create_stream(stream::Config {
         name: "BENCH".into(),
         subjects: vec!["bench.>".into()],

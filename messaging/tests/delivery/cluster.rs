@@ -10,7 +10,7 @@ async fn with_replicated_streams_killing_a_node_loses_and_doubles_nothing() {
     let mut cluster = NatsCluster::temporary(3, Vec::new()).await.unwrap();
     let env = Env::on_nats(&cluster.urls()).await;
     let settings = StreamSettings { replicas: 3, ..StreamSettings::default() };
-    streams::ensure(&env.js, &settings).await.unwrap();
+    streams::ensure(&env.js, &settings, &streams::ALL).await.unwrap();
     let info = env.js.get_stream("TASKS").await.unwrap().info().await.unwrap().clone();
     assert_eq!(info.config.num_replicas, 3, "R3");
     let handler = Effects::new("effects");

@@ -59,7 +59,7 @@ impl Env {
             .unwrap();
         }
         let js = Self::connect(nats_urls).await;
-        streams::ensure(&js, &StreamSettings::default()).await.unwrap();
+        streams::ensure(&js, &StreamSettings::default(), &streams::ALL).await.unwrap();
         Env { nats: None, pool, js, shutdown: CancellationToken::new() }
     }
 

@@ -129,6 +129,8 @@ async fn after_downtime_the_missed_days_close_once_the_backlog_is_applied_each_w
     let accounting = AccountingService::build(&config.accounting()).await.unwrap();
     // While accounting was down, three days of work piled up in TASKS.
     let js = accounting.backbone.js.clone();
+    let streams = &config.backbone.streams;
+    ates_messaging::streams::ensure(&js, streams, &[ates_messaging::streams::TASKS]).await.unwrap();
     let popugs = [Uuid::new_v4(), Uuid::new_v4()];
     let today = Utc::now().date_naive();
     for days_ago in [3, 2, 1] {

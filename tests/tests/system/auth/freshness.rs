@@ -14,9 +14,11 @@ use ates_tests::{Role, TestSystem};
 
 /// A service with a replica of the accounts and one endpoint that says who is calling.
 async fn consuming_service(sys: &TestSystem) -> String {
-    let backbone = Backbone::start(&sys.config.backbone, "consumer", &[&ates_accounts_replica::MIGRATIONS])
-        .await
-        .unwrap();
+    let bus = ates_messaging::permissions::Bus { user: "consumer", produces: None, consumes: &[] };
+    let backbone =
+        Backbone::start(&sys.config.backbone, &bus, "consumer", &[&ates_accounts_replica::MIGRATIONS])
+            .await
+            .unwrap();
     let spec = ConsumerSpec::new("consumer-accounts", "ACCOUNTS", &[]);
     let consumer = Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(AccountsReplica));
     tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));

@@ -1,0 +1,103 @@
+//! Least privilege on NATS: what each service's user may publish and subscribe to, derived
+//! from what the service declares it does on the bus.
+
+use crate::nats::inbox_prefix;
+use crate::streams::{DLQ, STREAMS};
+
+/// What a service does on the bus: the stream it produces into and the durable consumers it
+/// runs. Each service declares this once; its NATS user's permissions follow from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Bus {
+    /// Its NATS user (also the prefix of its inbox).
+    pub user: &'static str,
+    /// The stream of its own domain, which it publishes to and provisions.
+    pub produces: Option<&'static str>,
+    /// Its durable consumers: (stream, consumer name).
+    pub consumes: &'static [(&'static str, &'static str)],
+}
+
+/// Subjects a NATS user may publish to and subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl Bus {
+    /// The streams it creates or updates at start-up: its own, and the DLQ it parks messages on.
+    pub fn provisions(&self) -> Vec<&'static str> {
+        let mut streams: Vec<&'static str> = self.produces.into_iter().collect();
+        if !self.consumes.is_empty() {
+            streams.push(DLQ);
+        }
+        streams
+    }
+
+    /// Exactly what it needs: publishing its own domain's events, parking on `dlq.>`, the
+    /// JetStream API calls for the streams it provisions and reads and for its own durable
+    /// consumers (create, info, pull, ack), and its own inbox for the answers.
+    pub fn permissions(&self) -> Permissions {
+        let mut publish = Vec::new();
+        if let Some(stream) = self.produces {
+            let subjects = STREAMS.iter().find(|(name, _)| *name == stream).map(|(_, subjects)| *subjects);
+            publish.extend(subjects.map(str::to_owned));
+        }
+        if !self.consumes.is_empty() {
+            publish.push("dlq.>".to_owned());
+        }
+        for stream in self.provisions() {
+            for call in ["CREATE", "UPDATE", "INFO"] {
+                publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
+            }
+        }
+        for (stream, consumer) in self.consumes {
+            let info = format!("$JS.API.STREAM.INFO.{stream}");
+            if !publish.contains(&info) {
+                publish.push(info);
+            }
+            publish.extend([
+                format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
+                format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
+                format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
+                format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+                format!("$JS.ACK.{stream}.{consumer}.>"),
+            ]);
+        }
+        Permissions { publish, subscribe: vec![format!("{}.>", inbox_prefix(self.user))] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACKER: Bus =
+        Bus { user: "task-tracker", produces: Some("TASKS"), consumes: &[("ACCOUNTS", "tracker")] };
+
+    #[test]
+    fn a_service_publishes_only_its_own_domain_and_the_dlq() {
+        let permissions = TRACKER.permissions();
+        assert!(permissions.publish.contains(&"tasks.>".to_owned()));
+        assert!(permissions.publish.contains(&"dlq.>".to_owned()));
+        assert!(
+            !permissions.publish.iter().any(|s| s.starts_with("accounting") || s.starts_with("accounts"))
+        );
+        assert!(!permissions.publish.iter().any(|s| s == ">" || s == "$JS.API.>"), "no wildcard API access");
+        assert_eq!(permissions.subscribe, ["_INBOX.task-tracker.>"]);
+    }
+
+    #[test]
+    fn it_manages_its_own_streams_and_consumers_and_only_reads_the_streams_it_consumes() {
+        let permissions = TRACKER.permissions();
+        for subject in
+            ["$JS.API.STREAM.CREATE.TASKS", "$JS.API.STREAM.UPDATE.DLQ", "$JS.API.STREAM.INFO.ACCOUNTS"]
+        {
+            assert!(permissions.publish.contains(&subject.to_owned()), "{subject}");
+        }
+        assert!(!permissions.publish.contains(&"$JS.API.STREAM.CREATE.ACCOUNTS".to_owned()));
+        assert!(permissions.publish.contains(&"$JS.API.CONSUMER.MSG.NEXT.ACCOUNTS.tracker".to_owned()));
+        assert!(permissions.publish.contains(&"$JS.ACK.ACCOUNTS.tracker.>".to_owned()));
+        assert_eq!(TRACKER.provisions(), ["TASKS", "DLQ"]);
+    }
+}
