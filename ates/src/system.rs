@@ -4,6 +4,7 @@ use ates_accounting::{AccountingConfig, AccountingService, AccountingSettings};
 use ates_analytics::{AnalyticsConfig, AnalyticsService};
 use ates_auth::{AuthConfig, AuthService, AuthSettings};
 use ates_messaging::BackboneConfig;
+use ates_messaging::permissions::Bus;
 use ates_task_tracker::{TaskTrackerConfig, TaskTrackerService};
 use ates_tokens::TokenConfig;
 use ates_web::Calendar;
@@ -11,6 +12,8 @@ use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::{InfoBuilder, OpenApi};
+
+use crate::credentials::Credentials;
 
 /// What the whole system needs to start: the settings every service declares, each once, in
 /// its own `config` module.
@@ -26,6 +29,10 @@ pub struct SystemConfig {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub accounting: AccountingSettings,
+    /// Each service's own identity on the bus, when the servers require them (`ates dev` and
+    /// the tests generate them; the service binaries read theirs from the environment).
+    #[arg(skip)]
+    pub credentials: Option<Credentials>,
 }
 
 impl SystemConfig {
@@ -42,10 +49,22 @@ impl SystemConfig {
         self
     }
 
+    /// The connections of the service that does `bus`, as its own NATS user when there are
+    /// credentials.
+    fn backbone_of(&self, bus: &Bus) -> BackboneConfig {
+        let mut backbone = self.backbone.clone();
+        if let Some(credentials) = &self.credentials {
+            let user = credentials.nats_user(bus.user);
+            backbone.nats.nats_user = Some(user.name);
+            backbone.nats.nats_password = Some(user.password);
+        }
+        backbone
+    }
+
     /// Auth's settings.
     pub fn auth(&self) -> AuthConfig {
         AuthConfig {
-            backbone: self.backbone.clone(),
+            backbone: self.backbone_of(&ates_auth::BUS),
             tokens: self.tokens.clone(),
             settings: self.auth.clone(),
         }
@@ -53,13 +72,13 @@ impl SystemConfig {
 
     /// The task tracker's settings.
     pub fn task_tracker(&self) -> TaskTrackerConfig {
-        TaskTrackerConfig { backbone: self.backbone.clone(), tokens: self.tokens.clone() }
+        TaskTrackerConfig { backbone: self.backbone_of(&ates_task_tracker::BUS), tokens: self.tokens.clone() }
     }
 
     /// Accounting's settings.
     pub fn accounting(&self) -> AccountingConfig {
         AccountingConfig {
-            backbone: self.backbone.clone(),
+            backbone: self.backbone_of(&ates_accounting::BUS),
             tokens: self.tokens.clone(),
             calendar: self.calendar,
             settings: self.accounting.clone(),
@@ -69,7 +88,7 @@ impl SystemConfig {
     /// Analytics' settings.
     pub fn analytics(&self) -> AnalyticsConfig {
         AnalyticsConfig {
-            backbone: self.backbone.clone(),
+            backbone: self.backbone_of(&ates_analytics::BUS),
             tokens: self.tokens.clone(),
             calendar: self.calendar,
         }

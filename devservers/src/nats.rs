@@ -59,9 +59,14 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on a free port with a store in a temporary directory, removed on drop.
     pub async fn temporary() -> anyhow::Result<Self> {
+        Self::temporary_with_users(Vec::new()).await
+    }
+
+    /// [`NatsServer::temporary`] accepting only `users`.
+    pub async fn temporary_with_users(users: Vec<NatsUserConfig>) -> anyhow::Result<Self> {
         let temp = crate::temp_dir("nats")?;
-        let mut server =
-            Self::start(NatsOptions { dir: temp.path().to_path_buf(), ..Default::default() }).await?;
+        let options = NatsOptions { dir: temp.path().to_path_buf(), users, ..Default::default() };
+        let mut server = Self::start(options).await?;
         server._temp = Some(temp);
         Ok(server)
     }

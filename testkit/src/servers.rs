@@ -28,6 +28,19 @@ pub struct TestNats {
 }
 
 impl TestNats {
+    /// Starts a fresh server with an empty store that accepts only `users`, with their
+    /// permissions (local servers only; a container accepts anyone).
+    pub async fn start_with_users(users: Vec<ates_devservers::NatsUserConfig>) -> Self {
+        #[cfg(feature = "docker")]
+        if use_docker() {
+            return Self::start().await;
+        }
+        let server = NatsServer::temporary_with_users(users)
+            .await
+            .expect("start nats-server (run scripts/install-deps)");
+        TestNats { backend: NatsBackend::Local(server) }
+    }
+
     /// Starts a fresh server with an empty store.
     pub async fn start() -> Self {
         #[cfg(feature = "docker")]

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use ates::credentials::{Credentials, OPERATOR};
 use ates::system::{System, SystemConfig};
+use ates_messaging::NatsConnection;
 use ates_testkit::{TestNats, database, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -87,7 +89,9 @@ impl TestSystem {
 
     async fn start_inner(adjust: impl FnOnce(&mut SystemConfig), ledger: bool) -> Self {
         capture_logs();
-        let nats = TestNats::start().await;
+        // Every service on its own NATS user with exactly the permissions its bus needs.
+        let credentials = Credentials::generate();
+        let nats = TestNats::start_with_users(credentials.nats_server_users()).await;
         let db = database().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -105,6 +109,7 @@ impl TestSystem {
             ],
         )
         .served_at(&url);
+        config.credentials = Some(credentials);
         adjust(&mut config);
         let system = System::build(&config).await.expect("the system starts");
         let shutdown = CancellationToken::new();
@@ -276,10 +281,34 @@ impl TestSystem {
         None
     }
 
-    /// JetStream on a connection of the test's own.
+    /// JetStream on a connection of the test's own, as the operator.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = ates_messaging::nats::connect(&self.nats.url(), "test", None).await.unwrap();
+        let client = self.operator().connect("test").await.unwrap();
         ates_messaging::nats::jetstream(client, Duration::from_secs(5))
+    }
+
+    /// NATS as the operator (the command line's identity).
+    pub fn operator(&self) -> NatsConnection {
+        let user = self.credentials().nats_user(OPERATOR);
+        NatsConnection {
+            nats_url: Some(self.nats.url()),
+            nats_user: Some(user.name),
+            nats_password: Some(user.password),
+        }
+    }
+
+    /// NATS as the service whose bus is `bus`.
+    pub fn nats_as(&self, bus: &ates_messaging::permissions::Bus) -> NatsConnection {
+        let user = self.credentials().nats_user(bus.user);
+        NatsConnection {
+            nats_url: Some(self.nats.url()),
+            nats_user: Some(user.name),
+            nats_password: Some(user.password),
+        }
+    }
+
+    fn credentials(&self) -> &Credentials {
+        self.config.credentials.as_ref().expect("the test system has credentials")
     }
 }
 

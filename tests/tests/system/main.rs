@@ -4,6 +4,7 @@
 mod accounting;
 mod analytics;
 mod auth;
+mod bus;
 mod deploy;
 mod tracker;
 mod ui;

@@ -13,7 +13,7 @@ fn args(sys: &TestSystem, consumer: &str, from: From) -> ReplayArgs {
         from,
         stream: None,
         database_url: sys.config.backbone.database_url().unwrap().to_owned(),
-        nats: sys.config.backbone.nats.clone(),
+        nats: sys.operator(),
         calendar: sys.config.calendar,
     }
 }

@@ -144,7 +144,7 @@ async fn account_events_are_published_once_each_and_valid() {
     sys.patch_account(&admin, id, json!({ "active": false })).await; // no change, no event
 
     let js = ates_messaging::nats::jetstream(
-        ates_messaging::nats::connect(&sys.nats.url(), "test", None).await.unwrap(),
+        sys.operator().connect("test").await.unwrap(),
         std::time::Duration::from_secs(5),
     );
     let events = ates_testkit::eventually("five account events", || async {

@@ -15,10 +15,10 @@ use ates_tests::{Role, TestSystem};
 /// A service with a replica of the accounts and one endpoint that says who is calling.
 async fn consuming_service(sys: &TestSystem) -> String {
     let bus = ates_messaging::permissions::Bus { user: "consumer", produces: None, consumes: &[] };
+    let mut config = sys.config.backbone.clone();
+    config.nats = sys.operator();
     let backbone =
-        Backbone::start(&sys.config.backbone, &bus, "consumer", &[&ates_accounts_replica::MIGRATIONS])
-            .await
-            .unwrap();
+        Backbone::start(&config, &bus, "consumer", &[&ates_accounts_replica::MIGRATIONS]).await.unwrap();
     let spec = ConsumerSpec::new("consumer-accounts", "ACCOUNTS", &[]);
     let consumer = Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(AccountsReplica));
     tokio::spawn(consumer.run(tokio_util::sync::CancellationToken::new()));

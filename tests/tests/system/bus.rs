@@ -1,0 +1,63 @@
+//! The bus is locked down: only known users connect, and each publishes only its own domain.
+
+use std::time::Duration;
+
+use ates_tests::TestSystem;
+
+/// Messages in `stream`, read as the operator.
+async fn messages(sys: &TestSystem, stream: &str) -> u64 {
+    let js = sys.jetstream().await;
+    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn a_client_without_credentials_is_refused() {
+    let sys = TestSystem::start().await;
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(sys.nats.url())
+        .await;
+    let error = anonymous.expect_err("an anonymous client is refused").to_string();
+    assert!(error.to_lowercase().contains("authoriz"), "{error}");
+
+    let wrong = async_nats::ConnectOptions::with_user_and_password("task-tracker".into(), "guess".into())
+        .connection_timeout(Duration::from_secs(2))
+        .connect(sys.nats.url())
+        .await;
+    assert!(wrong.is_err(), "a wrong password is refused");
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn the_task_tracker_cannot_publish_accounting_events_nor_manage_other_streams() {
+    let sys = TestSystem::start().await;
+    let before = messages(&sys, "ACCOUNTING").await;
+
+    let tracker = sys.nats_as(&ates_task_tracker::BUS).connect("impostor").await.unwrap();
+    let js = ates_messaging::nats::jetstream(tracker.clone(), Duration::from_secs(2));
+    let forged = serde_json::json!({ "event_name": "accounting.transaction_applied" });
+    let published = match js
+        .publish("accounting.transaction_applied.v1", serde_json::to_vec(&forged).unwrap().into())
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!published, "the task tracker's publish to accounting.> is not acknowledged");
+
+    let answered = |subject: &'static str| {
+        let tracker = tracker.clone();
+        async move {
+            let request = tracker.request(subject, "".into());
+            matches!(tokio::time::timeout(Duration::from_secs(2), request).await, Ok(Ok(_)))
+        }
+    };
+    assert!(
+        !answered("$JS.API.STREAM.DELETE.ACCOUNTING").await,
+        "the task tracker may not delete another service's stream"
+    );
+    assert!(!answered("$JS.API.STREAM.PURGE.TASKS").await, "nor purge its own: only the operator may");
+
+    assert_eq!(messages(&sys, "ACCOUNTING").await, before, "nothing reached the ACCOUNTING stream");
+    sys.finish().await;
+}
