@@ -1,5 +1,6 @@
 //! The identities of one deployment: each service's NATS user (allowed only what its `BUS`
-//! declares) and the operator's, with generated passwords kept in a file only its owner can read.
+//! declares) and PostgreSQL role (allowed only its own schema), the operator's NATS user and the
+//! database superuser, with generated passwords kept in a file only its owner can read.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -8,47 +9,81 @@ use std::path::Path;
 
 use anyhow::Context;
 use ates_devservers::NatsUserConfig;
+use ates_messaging::db::Identifier;
 use ates_messaging::nats::NatsUser;
 use ates_messaging::permissions::Bus;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use sqlx::Connection;
 
-/// Every service's bus declaration, in start-up order.
-pub const SERVICES: [Bus; 4] =
-    [ates_auth::BUS, ates_task_tracker::BUS, ates_accounting::BUS, ates_analytics::BUS];
+/// A service as the bus and the database know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// What it does on the bus (its NATS user and permissions).
+    pub bus: Bus,
+    /// The one schema it owns.
+    pub schema: &'static str,
+}
+
+pub const AUTH: Service = Service { bus: ates_auth::BUS, schema: ates_auth::SCHEMA };
+pub const TASK_TRACKER: Service = Service { bus: ates_task_tracker::BUS, schema: ates_task_tracker::SCHEMA };
+pub const ACCOUNTING: Service = Service { bus: ates_accounting::BUS, schema: ates_accounting::SCHEMA };
+pub const ANALYTICS: Service = Service { bus: ates_analytics::BUS, schema: ates_analytics::SCHEMA };
+
+/// Every service, in start-up order.
+pub const SERVICES: [Service; 4] = [AUTH, TASK_TRACKER, ACCOUNTING, ANALYTICS];
 
 /// The NATS user of the command line (`ates replay`, `dlq`, `republish`, `streams`): it may do
 /// anything.
 pub const OPERATOR: &str = "operator";
 
-/// A password per NATS user: the services' and the operator's.
+/// A password per NATS user and per PostgreSQL role.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Credentials {
+    /// NATS user → password: the services' and the operator's.
     nats: BTreeMap<String, String>,
+    /// Service schema → the password of its role.
+    postgres: BTreeMap<String, String>,
+    /// The roles are `<role_prefix>_<schema>`.
+    role_prefix: String,
+    /// The password of the `postgres` superuser of a server `ates dev` runs.
+    superuser: String,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("nats_users", &self.nats.keys().collect::<Vec<_>>()).finish()
+        let roles: Vec<String> = SERVICES.iter().map(|s| self.role(s.schema)).collect();
+        f.debug_struct("Credentials")
+            .field("nats_users", &self.nats.keys().collect::<Vec<_>>())
+            .field("postgres_roles", &roles)
+            .finish()
     }
 }
 
 impl Credentials {
-    /// New random passwords for every service and the operator.
-    pub fn generate() -> Self {
-        let users = SERVICES.iter().map(|bus| bus.user).chain([OPERATOR]);
-        Credentials { nats: users.map(|user| (user.to_owned(), password())).collect() }
+    /// New random passwords for every service, the operator and the superuser; the services'
+    /// roles are named `<role_prefix>_<schema>`.
+    pub fn generate(role_prefix: &str) -> Self {
+        Identifier::new(role_prefix).expect("a role prefix is an identifier");
+        let users = SERVICES.iter().map(|s| s.bus.user).chain([OPERATOR]);
+        Credentials {
+            nats: users.map(|user| (user.to_owned(), password())).collect(),
+            postgres: SERVICES.iter().map(|s| (s.schema.to_owned(), password())).collect(),
+            role_prefix: role_prefix.to_owned(),
+            superuser: password(),
+        }
     }
 
     /// The credentials kept at `file`, created (readable by its owner only) on first use.
     pub fn load_or_create(file: &Path) -> anyhow::Result<Self> {
         if let Ok(text) = std::fs::read_to_string(file) {
-            return serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a credentials file", file.display()));
+            return serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a credentials file: remove it to start over", file.display())
+            });
         }
-        let credentials = Self::generate();
+        let credentials = Self::generate("ates");
         let mut out = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -68,13 +103,14 @@ impl Credentials {
     /// The users a nats-server must accept: each service with exactly its permissions, and the
     /// operator with all.
     pub fn nats_server_users(&self) -> Vec<NatsUserConfig> {
+        let password = |user: &str| self.nats_user(user).password.expose_secret().to_owned();
         let mut users: Vec<NatsUserConfig> = SERVICES
             .iter()
-            .map(|bus| {
-                let permissions = bus.permissions();
+            .map(|service| {
+                let permissions = service.bus.permissions();
                 NatsUserConfig {
-                    user: bus.user.to_owned(),
-                    password: self.nats_user(bus.user).password.expose_secret().to_owned(),
+                    user: service.bus.user.to_owned(),
+                    password: password(service.bus.user),
                     publish: Some(permissions.publish),
                     subscribe: Some(permissions.subscribe),
                 }
@@ -82,13 +118,92 @@ impl Credentials {
             .collect();
         users.push(NatsUserConfig {
             user: OPERATOR.to_owned(),
-            password: self.nats_user(OPERATOR).password.expose_secret().to_owned(),
+            password: password(OPERATOR),
             publish: None,
             subscribe: None,
         });
         users
     }
+
+    /// The superuser's password.
+    pub fn superuser_password(&self) -> &str {
+        &self.superuser
+    }
+
+    /// The role of the service owning `schema`.
+    pub fn role(&self, schema: &str) -> String {
+        format!("{}_{schema}", self.role_prefix)
+    }
+
+    /// `url` (any user) turned into the URL of the role of the service owning `schema`.
+    pub fn database_url(&self, url: &str, schema: &str) -> anyhow::Result<String> {
+        let password =
+            self.postgres.get(schema).with_context(|| format!("no role for the schema {schema}"))?;
+        let mut url = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+        url.set_username(&self.role(schema)).map_err(|()| anyhow::anyhow!("DATABASE_URL has no host"))?;
+        url.set_password(Some(password)).map_err(|()| anyhow::anyhow!("DATABASE_URL has no host"))?;
+        Ok(url.into())
+    }
+
+    /// Makes each service's role, as the superuser at `admin_url`, the owner of its schema and of
+    /// nothing else: it may connect to the database and migrate and use its own schema, and
+    /// cannot read another's. Safe to run again; takes over schemas an earlier run made as
+    /// the superuser.
+    pub async fn provision_roles(&self, admin_url: &str) -> anyhow::Result<()> {
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.context("connect as the superuser")?;
+        let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut admin).await?;
+        for service in SERVICES {
+            let role = self.role(service.schema);
+            Identifier::new(role.as_str()).map_err(anyhow::Error::msg)?;
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
+                .bind(&role)
+                .fetch_one(&mut admin)
+                .await?;
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            // format() quotes the name and the password on the server: nothing is spliced here.
+            let statement: String =
+                sqlx::query_scalar("SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', $1::text, $2::text, $3::text)")
+                    .bind(verb)
+                    .bind(&role)
+                    .bind(&self.postgres[service.schema])
+                    .fetch_one(&mut admin)
+                    .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
+            let take_over = TAKE_OVER
+                .replace("{role}", &role)
+                .replace("{schema}", service.schema)
+                .replace("{database}", &database);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(take_over)).execute(&mut admin).await?;
+        }
+        let database = Identifier::new(database).map_err(anyhow::Error::msg)?;
+        database.execute(&mut admin, "REVOKE ALL ON DATABASE {} FROM PUBLIC").await?;
+        admin.close().await?;
+        Ok(())
+    }
 }
+
+/// Gives `{role}` connect on `{database}` and ownership of `{schema}` and everything in it
+/// (identifiers checked by the caller).
+const TAKE_OVER: &str = r#"
+GRANT CONNECT ON DATABASE "{database}" TO "{role}";
+CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}";
+ALTER SCHEMA "{schema}" OWNER TO "{role}";
+DO $$
+DECLARE relation record;
+BEGIN
+    FOR relation IN
+        SELECT c.relname FROM pg_class c
+        WHERE c.relnamespace = '"{schema}"'::regnamespace
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND c.relowner <> '"{role}"'::regrole
+          AND NOT EXISTS (SELECT FROM pg_depend d
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                            AND d.deptype IN ('a', 'i'))
+    LOOP
+        EXECUTE format('ALTER TABLE "{schema}".%I OWNER TO "{role}"', relation.relname);
+    END LOOP;
+END $$;
+"#;
 
 fn password() -> String {
     rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()

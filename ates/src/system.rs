@@ -4,16 +4,16 @@ use ates_accounting::{AccountingConfig, AccountingService, AccountingSettings};
 use ates_analytics::{AnalyticsConfig, AnalyticsService};
 use ates_auth::{AuthConfig, AuthService, AuthSettings};
 use ates_messaging::BackboneConfig;
-use ates_messaging::permissions::Bus;
 use ates_task_tracker::{TaskTrackerConfig, TaskTrackerService};
 use ates_tokens::TokenConfig;
 use ates_web::Calendar;
 use axum::Router;
+use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::{InfoBuilder, OpenApi};
 
-use crate::credentials::Credentials;
+use crate::credentials::{self, Credentials};
 
 /// What the whole system needs to start: the settings every service declares, each once, in
 /// its own `config` module.
@@ -29,10 +29,13 @@ pub struct SystemConfig {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub accounting: AccountingSettings,
-    /// Each service's own identity on the bus, when the servers require them (`ates dev` and
-    /// the tests generate them; the service binaries read theirs from the environment).
+    /// Each service's own NATS user, when the servers were configured with them (`ates dev`
+    /// and the tests generate them; the service binaries read theirs from the environment).
     #[arg(skip)]
-    pub credentials: Option<Credentials>,
+    pub nats_users: Option<Credentials>,
+    /// Each service's own PostgreSQL role, when they were provisioned in the database.
+    #[arg(skip)]
+    pub database_roles: Option<Credentials>,
 }
 
 impl SystemConfig {
@@ -49,49 +52,56 @@ impl SystemConfig {
         self
     }
 
-    /// The connections of the service that does `bus`, as its own NATS user when there are
-    /// credentials.
-    fn backbone_of(&self, bus: &Bus) -> BackboneConfig {
+    /// The connections of `service`: as its own NATS user and PostgreSQL role where there are
+    /// such.
+    fn backbone_of(&self, service: &credentials::Service) -> anyhow::Result<BackboneConfig> {
         let mut backbone = self.backbone.clone();
-        if let Some(credentials) = &self.credentials {
-            let user = credentials.nats_user(bus.user);
+        if let Some(credentials) = &self.nats_users {
+            let user = credentials.nats_user(service.bus.user);
             backbone.nats.nats_user = Some(user.name);
             backbone.nats.nats_password = Some(user.password);
         }
-        backbone
+        if let (Some(credentials), Some(url)) = (&self.database_roles, &self.backbone.database_url) {
+            let url = credentials.database_url(url.expose_secret(), service.schema)?;
+            backbone.database_url = Some(url.into());
+        }
+        Ok(backbone)
     }
 
     /// Auth's settings.
-    pub fn auth(&self) -> AuthConfig {
-        AuthConfig {
-            backbone: self.backbone_of(&ates_auth::BUS),
+    pub fn auth(&self) -> anyhow::Result<AuthConfig> {
+        Ok(AuthConfig {
+            backbone: self.backbone_of(&credentials::AUTH)?,
             tokens: self.tokens.clone(),
             settings: self.auth.clone(),
-        }
+        })
     }
 
     /// The task tracker's settings.
-    pub fn task_tracker(&self) -> TaskTrackerConfig {
-        TaskTrackerConfig { backbone: self.backbone_of(&ates_task_tracker::BUS), tokens: self.tokens.clone() }
+    pub fn task_tracker(&self) -> anyhow::Result<TaskTrackerConfig> {
+        Ok(TaskTrackerConfig {
+            backbone: self.backbone_of(&credentials::TASK_TRACKER)?,
+            tokens: self.tokens.clone(),
+        })
     }
 
     /// Accounting's settings.
-    pub fn accounting(&self) -> AccountingConfig {
-        AccountingConfig {
-            backbone: self.backbone_of(&ates_accounting::BUS),
+    pub fn accounting(&self) -> anyhow::Result<AccountingConfig> {
+        Ok(AccountingConfig {
+            backbone: self.backbone_of(&credentials::ACCOUNTING)?,
             tokens: self.tokens.clone(),
             calendar: self.calendar,
             settings: self.accounting.clone(),
-        }
+        })
     }
 
     /// Analytics' settings.
-    pub fn analytics(&self) -> AnalyticsConfig {
-        AnalyticsConfig {
-            backbone: self.backbone_of(&ates_analytics::BUS),
+    pub fn analytics(&self) -> anyhow::Result<AnalyticsConfig> {
+        Ok(AnalyticsConfig {
+            backbone: self.backbone_of(&credentials::ANALYTICS)?,
             tokens: self.tokens.clone(),
             calendar: self.calendar,
-        }
+        })
     }
 }
 
@@ -106,10 +116,10 @@ pub struct System {
 impl System {
     /// Builds every service from `config`.
     pub async fn build(config: &SystemConfig) -> anyhow::Result<Self> {
-        let auth = AuthService::build(&config.auth()).await?;
-        let task_tracker = TaskTrackerService::build(&config.task_tracker()).await?;
-        let accounting = AccountingService::build(&config.accounting()).await?;
-        let analytics = AnalyticsService::build(&config.analytics()).await?;
+        let auth = AuthService::build(&config.auth()?).await?;
+        let task_tracker = TaskTrackerService::build(&config.task_tracker()?).await?;
+        let accounting = AccountingService::build(&config.accounting()?).await?;
+        let analytics = AnalyticsService::build(&config.analytics()?).await?;
         Ok(System { auth, task_tracker, accounting, analytics })
     }
 

@@ -35,7 +35,15 @@ pub async fn migrate<'a>(
     let migrations = MESSAGING_MIGRATIONS.iter().chain(service).cloned().collect();
     let mut migrator = Migrator::with_migrations(migrations);
     migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
-    migrator.create_schema(schema.to_owned());
+    // A service's role owns its schema but may not create schemas: create it only when missing
+    // (where the role is the superuser, as in a single-role setup).
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
+        .bind(schema)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        migrator.create_schema(schema.to_owned());
+    }
     migrator.run(pool).await
 }
 

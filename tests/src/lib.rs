@@ -90,9 +90,11 @@ impl TestSystem {
     async fn start_inner(adjust: impl FnOnce(&mut SystemConfig), ledger: bool) -> Self {
         capture_logs();
         // Every service on its own NATS user with exactly the permissions its bus needs.
-        let credentials = Credentials::generate();
-        let nats = TestNats::start_with_users(credentials.nats_server_users()).await;
         let db = database().await;
+        // Every service on its own NATS user and PostgreSQL role, with exactly the rights it needs.
+        let credentials = Credentials::generate(&db.name);
+        let nats = TestNats::start_with_users(credentials.nats_server_users()).await;
+        credentials.provision_roles(&db.url).await.expect("provision the services' roles");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mail = std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4()));
@@ -109,7 +111,8 @@ impl TestSystem {
             ],
         )
         .served_at(&url);
-        config.credentials = Some(credentials);
+        config.nats_users = Some(credentials.clone());
+        config.database_roles = Some(credentials);
         adjust(&mut config);
         let system = System::build(&config).await.expect("the system starts");
         let shutdown = CancellationToken::new();
@@ -307,8 +310,27 @@ impl TestSystem {
         }
     }
 
+    /// Waits until a session of the test's database waits for a lock while running a statement
+    /// that contains `statement` (seen as the superuser: a role sees only its own sessions).
+    pub async fn waiting_for_lock(&self, statement: &str) {
+        let admin = sqlx::PgPool::connect(self.config.backbone.database_url().unwrap()).await.unwrap();
+        eventually(&format!("a statement like {statement:?} to wait for a lock"), || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
+            )
+            .bind(statement)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        })
+        .await;
+        admin.close().await;
+    }
+
     fn credentials(&self) -> &Credentials {
-        self.config.credentials.as_ref().expect("the test system has credentials")
+        self.config.nats_users.as_ref().expect("the test system has credentials")
     }
 }
 
@@ -393,23 +415,6 @@ impl std::io::Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Waits until a session of `pool`'s database waits for a lock while running a statement that
-/// contains `statement`.
-pub async fn waiting_for_lock(pool: &sqlx::PgPool, statement: &str) {
-    eventually(&format!("a statement like {statement:?} to wait for a lock"), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND strpos(query, $1) > 0",
-        )
-        .bind(statement)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
 }
 
 /// Every event in a service's outbox, in the order written, decoded and validated.

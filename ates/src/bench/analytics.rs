@@ -40,8 +40,8 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let config = servers.system_config(&base)?;
-    let auth = AuthService::build(&config.auth()).await?;
-    let analytics = AnalyticsService::build(&config.analytics()).await?;
+    let auth = AuthService::build(&config.auth()?).await?;
+    let analytics = AnalyticsService::build(&config.analytics()?).await?;
     let app = ates_web::app(
         auth.router.clone().merge(analytics.router.clone()),
         analytics.openapi.clone(),

@@ -88,7 +88,7 @@ fn verification_rate(count: usize) -> anyhow::Result<u64> {
 /// Times sign-ins of one account through a real auth service.
 async fn login_latency(count: usize) -> anyhow::Result<(Duration, Duration)> {
     let servers = super::Servers::start().await?;
-    let service = AuthService::build(&servers.system_config("http://127.0.0.1:1")?.auth()).await?;
+    let service = AuthService::build(&servers.system_config("http://127.0.0.1:1")?.auth()?).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/auth/login", listener.local_addr()?);
     let shutdown = tokio_util::sync::CancellationToken::new();

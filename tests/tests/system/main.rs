@@ -4,7 +4,7 @@
 mod accounting;
 mod analytics;
 mod auth;
-mod bus;
 mod deploy;
+mod isolation;
 mod tracker;
 mod ui;

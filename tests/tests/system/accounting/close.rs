@@ -225,7 +225,8 @@ async fn days_missed_while_accounting_was_down_are_closed_in_order_on_start_up()
     sys.settled().await;
     let restarted_at = Utc::now();
 
-    let restarted = ates_accounting::AccountingService::build(&sys.config.accounting()).await.unwrap();
+    let restarted =
+        ates_accounting::AccountingService::build(&sys.config.accounting().unwrap()).await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     restarted.spawn_workers(&shutdown, &mut workers);

@@ -126,7 +126,7 @@ async fn after_downtime_the_missed_days_close_once_the_backlog_is_applied_each_w
     let db = database().await;
     let mail = std::env::temp_dir().join(format!("ates-mail-{}", Uuid::new_v4()));
     let config = ates_tests::settings(&nats, &db.url, &["--mail-dir", &mail.display().to_string()]);
-    let accounting = AccountingService::build(&config.accounting()).await.unwrap();
+    let accounting = AccountingService::build(&config.accounting().unwrap()).await.unwrap();
     // While accounting was down, three days of work piled up in TASKS.
     let js = accounting.backbone.js.clone();
     let streams = &config.backbone.streams;

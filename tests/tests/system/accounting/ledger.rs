@@ -124,7 +124,7 @@ async fn random_workloads_with_duplicates_in_random_order_reach_the_oracles_bala
 #[tokio::test]
 async fn two_accounting_instances_consuming_at_once_reach_the_oracles_balances() {
     let sys = TestSystem::start().await;
-    let second = AccountingService::build(&sys.config.accounting()).await.unwrap();
+    let second = AccountingService::build(&sys.config.accounting().unwrap()).await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(second.task_consumer().run(shutdown.child_token()));
     let js = sys.jetstream().await;

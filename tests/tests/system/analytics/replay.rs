@@ -156,7 +156,7 @@ async fn a_read_keeps_its_generation_while_a_rebuild_swaps_it_and_drops_the_old_
 
     let (mut read, generation) = ates_messaging::projection::read_current(&pool).await.unwrap();
     let rebuild = tokio::spawn(run(args(&sys, "analytics", from_start())));
-    ates_tests::waiting_for_lock(&pool, "UPDATE projection_state").await;
+    sys.waiting_for_lock("UPDATE projection_state").await;
     let days =
         ates_analytics::queries::days(&mut read, generation, history.first, history.last).await.unwrap();
     assert_eq!(

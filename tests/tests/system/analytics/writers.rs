@@ -50,7 +50,7 @@ async fn two_writers_at_once_add_up_on_an_account_instead_of_overwriting_each_ot
             second.commit().await.unwrap();
         }
     });
-    ates_tests::waiting_for_lock(&pool, "").await;
+    sys.waiting_for_lock("").await;
     first.commit().await.unwrap();
     second.await.unwrap();
 

@@ -164,7 +164,7 @@ async fn a_shuffle_while_the_last_assignable_account_is_deactivated_is_a_conflic
     sqlx::query("LOCK TABLE tasks IN EXCLUSIVE MODE").execute(&mut *hold).await.unwrap();
     let shuffle = sys.post("/api/tasks/shuffle", &manager.token, json!({}));
     let deactivate = async {
-        ates_tests::waiting_for_lock(pool, "pool AS").await;
+        sys.waiting_for_lock("pool AS").await;
         sqlx::query("UPDATE accounts SET active = false WHERE account_id = $1")
             .bind(worker.id)
             .execute(&mut *hold)

@@ -1,4 +1,5 @@
-//! The bus is locked down: only known users connect, and each publishes only its own domain.
+//! Each service is locked in: on the bus only known users connect and each publishes only its
+//! own domain; in the database each service's role uses only its own schema.
 
 use std::time::Duration;
 
@@ -59,5 +60,33 @@ async fn the_task_tracker_cannot_publish_accounting_events_nor_manage_other_stre
     assert!(!answered("$JS.API.STREAM.PURGE.TASKS").await, "nor purge its own: only the operator may");
 
     assert_eq!(messages(&sys, "ACCOUNTING").await, before, "nothing reached the ACCOUNTING stream");
+    sys.finish().await;
+}
+
+/// The SQLSTATE of what `statement` fails with on `pool`.
+async fn refused(pool: &sqlx::PgPool, statement: &str) -> String {
+    let error =
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await.expect_err(statement);
+    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn each_service_role_uses_only_its_own_schema() {
+    let sys = TestSystem::start().await;
+    let analytics = &sys.system.analytics.backbone.pool;
+    let tracker = &sys.system.task_tracker.backbone.pool;
+    const DENIED: &str = "42501";
+
+    assert_eq!(refused(analytics, "SELECT * FROM auth.signing_keys").await, DENIED);
+    assert_eq!(refused(analytics, "SELECT * FROM auth.accounts").await, DENIED);
+    assert_eq!(refused(tracker, "INSERT INTO accounting.entries DEFAULT VALUES").await, DENIED);
+    assert_eq!(refused(tracker, "CREATE SCHEMA elsewhere").await, DENIED);
+    assert_eq!(refused(tracker, "CREATE ROLE intruder").await, DENIED);
+    // Its own schema is its own: it reads and migrates it.
+    let tasks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM task_tracker.tasks").fetch_one(tracker).await.unwrap();
+    assert_eq!(tasks, 0);
+    let role: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(tracker).await.unwrap();
+    assert!(role.ends_with("_task_tracker"), "{role}");
     sys.finish().await;
 }
