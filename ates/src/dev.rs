@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+use ates::credentials::Credentials;
 use ates::system::{System, SystemConfig};
-use ates_devservers::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
+use ates_devservers::{NatsCluster, NatsOptions, NatsServer, PostgresOptions, PostgresServer};
 use clap::Args;
 use secrecy::ExposeSecret;
 use sqlx::Connection;
@@ -19,6 +22,10 @@ pub struct DevArgs {
     /// Where the local servers keep their data between runs.
     #[arg(long, default_value = ".ates")]
     data_dir: PathBuf,
+    /// How many nats-server nodes to run when `NATS_URL` is not set: 3 makes a JetStream
+    /// cluster whose streams are replicated to every node (kill one and nothing stops).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    nats_nodes: u16,
     /// Print the settings `ates dev` would run with (secrets hidden) and exit.
     #[arg(long)]
     print_config: bool,
@@ -36,6 +43,7 @@ const DEV_ADMIN_EMAIL: &str = "admin@ates.local";
 #[derive(Default)]
 struct LocalServers {
     nats: Option<NatsServer>,
+    nats_cluster: Option<NatsCluster>,
     postgres: Option<PostgresServer>,
 }
 
@@ -43,6 +51,9 @@ impl LocalServers {
     async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(server) = self.postgres.as_mut() {
             server.stop().await?;
+        }
+        if let Some(cluster) = self.nats_cluster.as_mut() {
+            cluster.stop().await?;
         }
         if let Some(server) = self.nats.as_mut() {
             server.stop().await?;
@@ -71,30 +82,48 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -> anyhow::Result<()> {
     let mut config = args.system.clone().served_at(&format!("http://{}", loopback(args.http)));
+    // The identities of the servers it runs: every service its own NATS user and database role.
+    let credentials = Credentials::load_or_create(&data_dir.join("credentials.json"))?;
     let backbone = &config.backbone;
     let nats_url = match &backbone.nats.nats_url {
         Some(url) => url.clone(),
         None => {
-            let options = NatsOptions { dir: data_dir.join("nats"), ..Default::default() };
-            let server = servers.nats.insert(NatsServer::start(options).await?);
-            status("nats-server", &format!("{} (data in {})", server.url(), data_dir.join("nats").display()));
-            server.url()
+            let url = start_nats(args.nats_nodes, data_dir, &credentials, servers).await?;
+            config.nats_users = Some(credentials.clone());
+            let streams = &mut config.backbone.streams;
+            if args.nats_nodes > 1 && streams.replicas == 1 {
+                streams.replicas = usize::from(args.nats_nodes);
+            }
+            url
         }
     };
-    let database_url = match &backbone.database_url {
+    let database_url = match &config.backbone.database_url {
         Some(url) => url.expose_secret().to_owned(),
         None => {
-            let options = PostgresOptions { dir: data_dir.join("postgres"), port: None, durable: true };
+            let options = PostgresOptions {
+                dir: data_dir.join("postgres"),
+                port: None,
+                durable: true,
+                superuser_password: Some(credentials.superuser_password().to_owned()),
+            };
             let server = servers.postgres.insert(PostgresServer::start(options).await?);
             create_database(&server.url("postgres"), "ates").await?;
+            credentials.provision_roles(&server.url("ates")).await?;
+            config.database_roles = Some(credentials.clone());
             status(
                 "postgres",
-                &format!("port {} (data in {})", server.port(), data_dir.join("postgres").display()),
+                &format!(
+                    "port {} (data in {}; a role per service, passwords in {})",
+                    server.port(),
+                    data_dir.join("postgres").display(),
+                    data_dir.join("credentials.json").display()
+                ),
             );
             server.url("ates")
         }
     };
     config.backbone = config.backbone.connected_to(&database_url, &nats_url);
+    write_operator_env(data_dir, &config, &credentials)?;
     let admin = &mut config.auth;
     let admin_email = admin.admin_email.get_or_insert_with(|| DEV_ADMIN_EMAIL.to_owned()).clone();
     let admin_password = match &admin.admin_password {
@@ -114,6 +143,60 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
         .await
 }
 
+/// Starts `nodes` nats-servers under the data dir accepting only the services' and the
+/// operator's users, and returns their URLs.
+async fn start_nats(
+    nodes: u16,
+    data_dir: &Path,
+    credentials: &Credentials,
+    servers: &mut LocalServers,
+) -> anyhow::Result<String> {
+    let users = credentials.nats_server_users();
+    let (url, dir) = if nodes == 1 {
+        let dir = data_dir.join("nats");
+        let options = NatsOptions { dir: dir.clone(), users, ..Default::default() };
+        (servers.nats.insert(NatsServer::start(options).await?).url(), dir)
+    } else {
+        let dir = data_dir.join("nats-cluster");
+        let cluster = NatsCluster::start(&dir, usize::from(nodes), users).await?;
+        (servers.nats_cluster.insert(cluster).urls(), dir)
+    };
+    status("nats-server", &format!("{url} (data in {}; a user per service)", dir.display()));
+    Ok(url)
+}
+
+/// Writes `<data-dir>/operator.env` (readable by its owner only): the settings the command line
+/// (`ates dlq`, `ates replay`, …) needs to reach this system as the operator.
+fn write_operator_env(
+    data_dir: &Path,
+    config: &SystemConfig,
+    credentials: &Credentials,
+) -> anyhow::Result<()> {
+    let backbone = &config.backbone;
+    let mut lines = vec![format!("NATS_URL={}", backbone.nats.url())];
+    if config.nats_users.is_some() {
+        let operator = credentials.nats_user(ates::credentials::OPERATOR);
+        lines.push(format!("NATS_USER={}", operator.name));
+        lines.push(format!("NATS_PASSWORD={}", operator.password.expose_secret()));
+    }
+    if let Some(url) = &backbone.database_url {
+        lines.push(format!("DATABASE_URL={}", url.expose_secret()));
+    }
+    let file = data_dir.join("operator.env");
+    let text = lines.join("\n") + "\n";
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&file)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    status("operator", &format!("set -a; . {}; set +a  # then ates dlq, ates replay, …", file.display()));
+    Ok(())
+}
+
 /// The address to reach `bind` from this machine: 127.0.0.1 for a wildcard bind.
 fn loopback(bind: SocketAddr) -> SocketAddr {
     if bind.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], bind.port())) } else { bind }
@@ -131,7 +214,6 @@ fn dev_admin_password(data_dir: &Path) -> anyhow::Result<String> {
     }
     let password = format!("popug-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     std::fs::write(&file, &password)?;
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
     Ok(password)
 }

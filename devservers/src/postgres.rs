@@ -21,10 +21,12 @@ pub struct PostgresOptions {
     /// `false` turns off fsync: faster, and still safe when only the server process dies
     /// (the kernel keeps what was written), but not when the machine does.
     pub durable: bool,
+    /// With a password, every connection authenticates with scram-sha-256 and the `postgres`
+    /// superuser has this one; without, 127.0.0.1 is trusted (throw-away test servers).
+    pub superuser_password: Option<String>,
 }
 
-/// A PostgreSQL server child process that accepts the `postgres` user without a password on
-/// 127.0.0.1.
+/// A PostgreSQL server child process on 127.0.0.1 (no Unix socket).
 pub struct PostgresServer {
     bin: PathBuf,
     options: PostgresOptions,
@@ -38,7 +40,12 @@ impl PostgresServer {
     /// Starts a throw-away, non-durable server in a temporary directory, removed on drop.
     pub async fn temporary() -> anyhow::Result<Self> {
         let temp = crate::temp_dir("pg")?;
-        let options = PostgresOptions { dir: temp.path().to_path_buf(), port: None, durable: false };
+        let options = PostgresOptions {
+            dir: temp.path().to_path_buf(),
+            port: None,
+            durable: false,
+            superuser_password: None,
+        };
         let mut server = Self::start(options).await?;
         server._temp = Some(temp);
         Ok(server)
@@ -71,7 +78,7 @@ impl PostgresServer {
                 _temp: None,
             };
             server.init_cluster().await?;
-            match server.launch().await {
+            match server.launch_secured().await {
                 Ok(()) => return Ok(server),
                 Err(e) if options.port.is_none() && attempt < 3 => {
                     tracing::debug!("postgres on port {port} failed, trying another: {e:#}");
@@ -111,6 +118,55 @@ impl PostgresServer {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         Ok(())
+    }
+
+    /// Starts the server; with a superuser password, makes sure it is set and required (a
+    /// cluster that trusted connections, new or from an earlier run, is converted on the way).
+    async fn launch_secured(&mut self) -> anyhow::Result<()> {
+        let Some(password) = self.options.superuser_password.clone() else {
+            return self.launch().await;
+        };
+        let hba = self.data_dir().join("pg_hba.conf");
+        let secured = "host all all 127.0.0.1/32 scram-sha-256\n";
+        if std::fs::read_to_string(&hba).unwrap_or_default() == secured {
+            return self.launch().await;
+        }
+        self.launch().await?;
+        let mut psql = tokio::process::Command::new(self.bin.join("psql"));
+        psql.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg("-v")
+        .arg(format!("password={password}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        let mut child = psql.spawn().context("run psql")?;
+        let mut stdin = child.stdin.take().expect("piped");
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stdin,
+            b"SET password_encryption = 'scram-sha-256';\nALTER ROLE postgres PASSWORD :'password';\n",
+        )
+        .await?;
+        drop(stdin);
+        let output = child.wait_with_output().await?;
+        if !output.status.success() {
+            bail!("cannot set the superuser's password: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        std::fs::write(&hba, secured).with_context(|| format!("cannot write {}", hba.display()))?;
+        self.stop().await?;
+        self.launch().await
     }
 
     async fn launch(&mut self) -> anyhow::Result<()> {
@@ -155,7 +211,12 @@ impl PostgresServer {
 
     /// A connection URL for `database` as the `postgres` superuser.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        let mut url = url::Url::parse(&format!("postgres://postgres@127.0.0.1:{}/{database}", self.port))
+            .expect("a valid URL");
+        if let Some(password) = &self.options.superuser_password {
+            url.set_password(Some(password)).expect("a URL with a host");
+        }
+        url.into()
     }
 
     /// The port.
@@ -211,4 +272,58 @@ fn server_owner() -> anyhow::Result<Option<(Uid, Gid)>> {
          postgresql package (scripts/install-deps does)",
     )?;
     Ok(Some((user.uid, user.gid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `SELECT 1` on `server` as the superuser, with `password` if given.
+    async fn select_one(server: &PostgresServer, password: Option<&str>) -> bool {
+        let mut psql = tokio::process::Command::new(server.bin.join("psql"));
+        psql.args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 1",
+            "-p",
+        ])
+        .arg(server.port.to_string())
+        .env_remove("PGPASSWORD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if let Some(password) = password {
+            psql.env("PGPASSWORD", password);
+        }
+        psql.status().await.unwrap().success()
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_trusted_connections_requires_the_password_once_it_is_given() {
+        let temp = crate::temp_dir("pg-secure").unwrap();
+        let options = |password: Option<&str>| PostgresOptions {
+            dir: temp.path().to_path_buf(),
+            port: None,
+            durable: false,
+            superuser_password: password.map(str::to_owned),
+        };
+        let mut trusting = PostgresServer::start(options(None)).await.unwrap();
+        assert!(select_one(&trusting, None).await, "without a password it trusts 127.0.0.1");
+        trusting.stop().await.unwrap();
+
+        let mut secured = PostgresServer::start(options(Some("it's \"secret\""))).await.unwrap();
+        assert!(!select_one(&secured, None).await, "now a password is required");
+        assert!(!select_one(&secured, Some("wrong")).await);
+        assert!(select_one(&secured, Some("it's \"secret\"")).await);
+        assert!(secured.url("postgres").contains("@127.0.0.1"));
+        secured.restart().await.unwrap();
+        assert!(select_one(&secured, Some("it's \"secret\"")).await, "and after a restart");
+        secured.stop().await.unwrap();
+    }
 }

@@ -60,7 +60,12 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     let database_url = match args.database_url {
         Some(url) => url,
         None => {
-            let options = PostgresOptions { dir: pg_dir.path().to_path_buf(), port: None, durable: true };
+            let options = PostgresOptions {
+                dir: pg_dir.path().to_path_buf(),
+                port: None,
+                durable: true,
+                superuser_password: None,
+            };
             _pg_server.insert(PostgresServer::start(options).await?).url("postgres")
         }
     };

@@ -45,8 +45,12 @@ pub struct Servers {
 impl Servers {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let options =
-            ates_devservers::PostgresOptions { dir: dir.path().to_path_buf(), port: None, durable: true };
+        let options = ates_devservers::PostgresOptions {
+            dir: dir.path().to_path_buf(),
+            port: None,
+            durable: true,
+            superuser_password: None,
+        };
         let postgres = ates_devservers::PostgresServer::start(options).await?;
         Ok(Servers { nats: ates_devservers::NatsServer::temporary().await?, postgres, _dir: dir })
     }

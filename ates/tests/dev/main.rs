@@ -27,14 +27,14 @@ fn processes_using(dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn ates_dev_starts_from_an_empty_data_dir_serves_readyz_and_leaves_nothing_behind_on_sigterm() {
+async fn ates_dev_starts_a_locked_down_cluster_from_an_empty_data_dir_and_leaves_nothing_behind_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = ates_devservers::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.path().join("ates-dev.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_ates"))
-        .args(["dev", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["dev", "--nats-nodes", "3", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&data)
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
@@ -66,8 +66,10 @@ async fn ates_dev_starts_from_an_empty_data_dir_serves_readyz_and_leaves_nothing
     assert!(mail.status().is_success(), "the dev mail list is served: {}", mail.status());
     assert_eq!(mail.json::<serde_json::Value>().await.unwrap(), serde_json::json!([]), "no payout mail yet");
     let servers = processes_using(&data);
-    assert!(servers.iter().any(|p| p.contains("nats-server")), "its own nats-server: {servers:?}");
+    let nats_servers = servers.iter().filter(|p| p.contains("nats-server")).count();
+    assert_eq!(nats_servers, 3, "its own three-node NATS cluster: {servers:?}");
     assert!(servers.iter().any(|p| p.contains("postgres")), "its own PostgreSQL: {servers:?}");
+    locked_down(&data).await;
 
     kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
     let child = std::sync::Mutex::new(child);
@@ -89,6 +91,55 @@ async fn ates_dev_starts_from_an_empty_data_dir_serves_readyz_and_leaves_nothing
     .await;
     assert!(left.is_empty());
     assert!(data.join("postgres/data/PG_VERSION").exists(), "the data is kept for the next run");
+}
+
+/// The secrets are the owner's only, the streams are replicated to every node, NATS refuses a
+/// client without credentials and PostgreSQL one without a password.
+async fn locked_down(data: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in ["credentials.json", "operator.env", "admin-password"] {
+        let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is readable by its owner only");
+    }
+    let env = std::fs::read_to_string(data.join("operator.env")).unwrap();
+    let setting = |name: &str| {
+        let prefix = format!("{name}=");
+        env.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{name} in {env}"))
+            .to_owned()
+    };
+    let (url, user, password) = (setting("NATS_URL"), setting("NATS_USER"), setting("NATS_PASSWORD"));
+    assert_eq!(url.split(',').count(), 3, "{url}");
+
+    let operator = async_nats::ConnectOptions::with_user_and_password(user, password)
+        .connect(url.split(',').next().unwrap())
+        .await
+        .expect("the operator connects");
+    let js = async_nats::jetstream::new(operator);
+    for stream in ["ACCOUNTS", "TASKS", "ACCOUNTING", "DLQ"] {
+        let info = js.get_stream(stream).await.unwrap().get_info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{stream} is replicated to every node");
+    }
+    let anonymous = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(url.split(',').next().unwrap())
+        .await;
+    assert!(anonymous.is_err(), "NATS refuses a client without credentials");
+
+    let database = url::Url::parse(&setting("DATABASE_URL")).unwrap();
+    let mut passwordless = database.clone();
+    passwordless.set_password(None).unwrap();
+    let refused = sqlx::PgPool::connect(passwordless.as_str()).await.expect_err("no password, no connection");
+    assert!(refused.to_string().contains("password"), "{refused}");
+    let superuser = sqlx::PgPool::connect(database.as_str()).await.expect("the operator's URL connects");
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'ates\\_%' ORDER BY 1")
+            .fetch_all(&superuser)
+            .await
+            .unwrap();
+    assert_eq!(roles, ["ates_accounting", "ates_analytics", "ates_auth", "ates_task_tracker"]);
+    superuser.close().await;
 }
 
 #[test]
