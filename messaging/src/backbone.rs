@@ -29,6 +29,10 @@ pub struct BackboneConfig {
     /// How long published events stay in a service's outbox, for `ates republish`.
     #[arg(long, env = "ATES_OUTBOX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outbox_retention: Duration,
+    /// How often each producing service checks that its stream still has every event it
+    /// published within the last minutes, and re-publishes from the outbox what it lost.
+    #[arg(long, env = "ATES_OUTBOX_AUDIT_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub outbox_audit_interval: Duration,
 }
 
 impl BackboneConfig {
@@ -93,7 +97,14 @@ pub struct Backbone {
     pub js: jetstream::Context,
     /// The settings it was made from.
     pub config: BackboneConfig,
+    /// The stream it publishes its events to, if it produces any.
+    pub produces: Option<&'static str>,
 }
+
+/// How far before its last audit the auditor checks publishes again: longer than nats-server's
+/// default fsync interval (two minutes), so what was acknowledged but only in memory at one
+/// audit is checked again once it should be on disk.
+const AUDIT_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 impl Backbone {
     /// Connects, applies the messaging migrations and then `migrations` to `schema`, and makes
@@ -109,12 +120,18 @@ impl Backbone {
         let nats = config.nats.connect(&format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
         streams::ensure(&js, &config.streams, &bus.provisions()).await?;
-        Ok(Backbone { schema, pool, nats, js, config: config.clone() })
+        Ok(Backbone { schema, pool, nats, js, config: config.clone(), produces: bus.produces })
     }
 
     /// The outbox relay of this service's schema.
     pub fn relay(&self) -> crate::Relay {
-        let settings = crate::RelaySettings::keeping(self.config.outbox_retention);
+        let mut settings = crate::RelaySettings::keeping(self.config.outbox_retention);
+        settings.audit = self.produces.map(|stream| crate::outbox::AuditSettings {
+            stream,
+            streams: self.config.streams.clone(),
+            interval: self.config.outbox_audit_interval,
+            margin: AUDIT_MARGIN,
+        });
         crate::Relay::new(self.pool.clone(), self.js.clone(), self.schema, settings)
     }
 }

@@ -50,6 +50,12 @@ impl Bus {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
             }
         }
+        // The outbox auditor reads its own stream back with ephemeral ordered consumers.
+        if let Some(stream) = self.produces {
+            for call in ["CREATE", "INFO", "MSG.NEXT", "DELETE"] {
+                publish.push(format!("$JS.API.CONSUMER.{call}.{stream}.>"));
+            }
+        }
         for (stream, consumer) in self.consumes {
             let info = format!("$JS.API.STREAM.INFO.{stream}");
             if !publish.contains(&info) {
@@ -99,5 +105,10 @@ mod tests {
         assert!(permissions.publish.contains(&"$JS.API.CONSUMER.MSG.NEXT.ACCOUNTS.tracker".to_owned()));
         assert!(permissions.publish.contains(&"$JS.ACK.ACCOUNTS.tracker.>".to_owned()));
         assert_eq!(TRACKER.provisions(), ["TASKS", "DLQ"]);
+        assert!(
+            permissions.publish.contains(&"$JS.API.CONSUMER.CREATE.TASKS.>".to_owned()),
+            "it audits its own"
+        );
+        assert!(!permissions.publish.iter().any(|s| s.starts_with("$JS.API.CONSUMER.CREATE.ACCOUNTS.>")));
     }
 }

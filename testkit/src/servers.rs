@@ -76,6 +76,16 @@ impl TestNats {
         }
     }
 
+    /// The directory where JetStream keeps `stream` (local servers only): a test stops the
+    /// server, damages it, and starts the server again.
+    pub fn stream_dir(&self, stream: &str) -> std::path::PathBuf {
+        match &self.backend {
+            NatsBackend::Local(server) => server.dir().join("store/jetstream/$G/streams").join(stream),
+            #[cfg(feature = "docker")]
+            NatsBackend::Docker(_) => panic!("a container's store is not reachable from the test"),
+        }
+    }
+
     /// SIGKILL: nothing is flushed.
     pub async fn kill(&mut self) {
         match &mut self.backend {

@@ -1,6 +1,7 @@
 //! The transactional outbox: events are written in the caller's transaction and published by
 //! the [`Relay`] after commit, so a state change and its events are never separated.
 
+mod audit;
 mod relay;
 mod republish;
 
@@ -8,6 +9,7 @@ use ates_schemas::{Envelope, Event, Registry, RegistryError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+pub use audit::{AuditReport, AuditSettings, Auditor};
 pub use relay::{Relay, RelayError, RelayRound, RelaySettings};
 pub use republish::{RepublishStats, republish};
 

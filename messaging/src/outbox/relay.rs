@@ -9,6 +9,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::audit::{AuditSettings, Auditor};
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -20,12 +21,14 @@ pub struct RelaySettings {
     pub retention: Duration,
     /// How often to look for rows when no notification arrives (a safety net).
     pub idle_poll: Duration,
+    /// Whether, and how, to check that the stream still has what was published.
+    pub audit: Option<AuditSettings>,
 }
 
 impl RelaySettings {
     /// The relay of a service that keeps published rows for `retention` (`ATES_OUTBOX_RETENTION`).
     pub fn keeping(retention: Duration) -> Self {
-        RelaySettings { batch_size: 1000, retention, idle_poll: Duration::from_secs(1) }
+        RelaySettings { batch_size: 1000, retention, idle_poll: Duration::from_secs(1), audit: None }
     }
 }
 
@@ -47,12 +50,21 @@ pub(crate) struct OutboxRow {
     pub(crate) payload: Vec<u8>,
 }
 
+/// How JetStream acknowledged one publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// It already had the message (a publish repeated within the duplicate window).
+    pub(crate) duplicate: bool,
+    /// Where the stream keeps it.
+    pub(crate) sequence: u64,
+}
+
 /// Publishes `rows` without waiting in between, then waits for every acknowledgement.
-/// Returns, in order, whether JetStream stored each one (or already had it).
+/// Returns, in order, how JetStream stored each one.
 pub(crate) async fn publish_and_confirm(
     js: &jetstream::Context,
     rows: Vec<OutboxRow>,
-) -> Vec<(i64, Result<bool, String>)> {
+) -> Vec<(i64, Result<Stored, String>)> {
     let mut pending: Vec<(i64, Result<PublishAckFuture, String>)> = Vec::with_capacity(rows.len());
     for row in rows {
         let message =
@@ -62,7 +74,10 @@ pub(crate) async fn publish_and_confirm(
     }
     join_all(pending.into_iter().map(|(id, sent)| async move {
         let acked = match sent {
-            Ok(ack) => ack.await.map(|ack| ack.duplicate).map_err(|e| e.to_string()),
+            Ok(ack) => ack
+                .await
+                .map(|ack| Stored { duplicate: ack.duplicate, sequence: ack.sequence })
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         (id, acked)
@@ -78,7 +93,18 @@ impl Relay {
 
     /// Publishes until `shutdown`, waking on every committed outbox insert. While NATS or the
     /// database is down it backs off and retries; rows stay in the outbox until acknowledged.
+    /// With audit settings, the [`Auditor`] runs beside it.
     pub async fn run(self, shutdown: CancellationToken) {
+        match self.settings.audit.clone() {
+            Some(audit) => {
+                let auditor = Auditor::new(self.pool.clone(), self.js.clone(), &self.schema, audit);
+                tokio::join!(auditor.run(shutdown.clone()), self.publish_until(shutdown));
+            }
+            None => self.publish_until(shutdown).await,
+        }
+    }
+
+    async fn publish_until(self, shutdown: CancellationToken) {
         let mut listener = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut last_cleanup = tokio::time::Instant::now();
@@ -118,6 +144,11 @@ impl Relay {
         }
     }
 
+    /// What its auditor checks, if it has one.
+    pub fn audit_settings(&self) -> Option<&AuditSettings> {
+        self.settings.audit.as_ref()
+    }
+
     fn batch_len(&self) -> usize {
         usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX)
     }
@@ -146,11 +177,22 @@ impl Relay {
         let claimed = rows.len();
         let results = publish_and_confirm(&self.js, rows).await;
         let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-        let published: Vec<i64> = results.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| *id).collect();
-        let duplicates = results.iter().filter(|(_, r)| *r == Ok(true)).count();
-        sqlx::query!("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &published)
-            .execute(&mut *tx)
-            .await?;
+        let (published, sequences): (Vec<i64>, Vec<i64>) = results
+            .iter()
+            .filter_map(|(id, r)| {
+                r.as_ref().ok().map(|stored| (*id, i64::try_from(stored.sequence).unwrap_or(i64::MAX)))
+            })
+            .unzip();
+        let duplicates = results.iter().filter(|(_, r)| r.as_ref().is_ok_and(|s| s.duplicate)).count();
+        sqlx::query!(
+            "UPDATE outbox SET published_at = now(), stream_seq = acked.sequence
+             FROM unnest($1::bigint[], $2::bigint[]) AS acked (id, sequence)
+             WHERE outbox.id = acked.id",
+            &published,
+            &sequences,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         match results.into_iter().find_map(|(_, r)| r.err()) {
             Some(first) => Err(RelayError::Publish { failed, first }),

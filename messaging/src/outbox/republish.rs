@@ -45,8 +45,8 @@ pub async fn republish(
         if let Some(first) = results.iter().find_map(|(_, r)| r.clone().err()) {
             return Err(RelayError::Publish { failed, first });
         }
-        for (_, duplicate) in results {
-            if duplicate == Ok(true) {
+        for (_, stored) in results {
+            if stored.is_ok_and(|s| s.duplicate) {
                 stats.duplicates += 1;
             } else {
                 stats.stored += 1;

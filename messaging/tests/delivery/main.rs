@@ -1,5 +1,6 @@
 //! The delivery guarantees, proven against real nats-server and PostgreSQL servers.
 
+mod audit;
 mod cluster;
 mod consumer;
 mod dlq;

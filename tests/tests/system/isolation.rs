@@ -90,3 +90,24 @@ async fn each_service_role_uses_only_its_own_schema() {
     assert!(role.ends_with("_task_tracker"), "{role}");
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn each_producer_may_audit_its_own_stream_with_its_own_identity() {
+    let sys = TestSystem::start().await;
+    sys.new_account(ates_tests::Role::Worker).await;
+    for backbone in
+        [&sys.system.auth.backbone, &sys.system.task_tracker.backbone, &sys.system.accounting.backbone]
+    {
+        let relay = backbone.relay();
+        let settings = relay.audit_settings().expect("a producer audits its stream").clone();
+        let auditor = ates_messaging::outbox::Auditor::new(
+            backbone.pool.clone(),
+            backbone.js.clone(),
+            backbone.schema,
+            settings,
+        );
+        let report = auditor.audit().await.unwrap_or_else(|e| panic!("{} audits: {e}", backbone.schema));
+        assert_eq!(report.lost, 0, "{}", backbone.schema);
+    }
+    sys.finish().await;
+}

@@ -1,0 +1,247 @@
+//! The auditor: finds events a stream lost after acknowledging them, and has the relay publish
+//! them again from the outbox.
+//!
+//! JetStream acknowledges a message once its replicas have it in memory; it reaches the disk at
+//! the next fsync (every two minutes by default), so a power loss can drop acknowledged
+//! messages, and a stream can be deleted or purged by mistake. The relay records the stream
+//! sequence of every acknowledgement on its outbox row. The auditor compares: a stream created
+//! at another time than last seen was made again and lost everything; otherwise every row
+//! published since the last audit (less a margin longer than the fsync interval) must still be
+//! at its sequence, with its event id. Whatever is not is marked unpublished, and the relay
+//! sends it again; consumers skip what they already applied, by event id.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull, stream};
+use chrono::{DateTime, SubsecRound as _, Utc};
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::BoxError;
+use crate::streams::StreamSettings;
+
+/// What the auditor checks and how often.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The stream this outbox publishes to.
+    pub stream: &'static str,
+    /// How the stream is made again when it is gone.
+    pub streams: StreamSettings,
+    /// How often to audit (and once at start).
+    pub interval: Duration,
+    /// How far before the last audit publishes are checked again: longer than the servers'
+    /// fsync interval, so what was acknowledged but not yet on disk at the last audit is
+    /// checked once more after it is.
+    pub margin: Duration,
+}
+
+/// What one audit found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Published rows compared with the stream.
+    pub checked: u64,
+    /// Of those, how many the stream no longer had: marked for publishing again.
+    pub lost: u64,
+    /// Whether the stream had been deleted and made again since the last audit.
+    pub recreated: bool,
+}
+
+/// Audits one schema's outbox against its stream.
+pub struct Auditor {
+    pool: PgPool,
+    js: jetstream::Context,
+    schema: String,
+    settings: AuditSettings,
+}
+
+/// A published row: where the stream acknowledged it.
+struct Published {
+    id: i64,
+    event_id: Uuid,
+    stream_seq: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl Auditor {
+    /// An auditor of the outbox in `schema`.
+    pub fn new(pool: PgPool, js: jetstream::Context, schema: &str, settings: AuditSettings) -> Self {
+        Auditor { pool, js, schema: schema.to_owned(), settings }
+    }
+
+    /// Audits at once and then every interval until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.audit().await {
+                Ok(report) if report.lost > 0 => tracing::warn!(
+                    schema = %self.schema,
+                    stream = self.settings.stream,
+                    lost = report.lost,
+                    recreated = report.recreated,
+                    "the stream lost acknowledged events; publishing them again from the outbox"
+                ),
+                Ok(report) => {
+                    tracing::debug!(schema = %self.schema, checked = report.checked, "outbox audit")
+                }
+                Err(e) => {
+                    tracing::warn!(schema = %self.schema, "outbox audit failed, trying again later: {e}")
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(self.settings.interval) => {}
+            }
+        }
+    }
+
+    /// Compares the outbox with the stream once, making the stream again if it is gone, and
+    /// marks what it lost for publishing again. One instance at a time audits a schema.
+    pub async fn audit(&self) -> Result<AuditReport, BoxError> {
+        let name = self.settings.stream;
+        let mut tx = self.pool.begin().await?;
+        let lock = format!("ates_outbox_audit_{}", self.schema);
+        let mine =
+            sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(hashtext($1)) AS "locked!""#, lock)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !mine {
+            return Ok(AuditReport::default());
+        }
+        let started = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await?;
+        crate::streams::ensure(&self.js, &self.settings.streams, &[name]).await?;
+        let mut stream = self.js.get_stream(name).await?;
+        let info = stream.info().await?.clone();
+        // The database keeps microseconds.
+        let created = info.created.trunc_subsecs(6);
+        let last = sqlx::query!("SELECT created, audited_at FROM outbox_audit WHERE stream = $1", name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let recreated = last.as_ref().is_some_and(|last| last.created != created);
+        // After a re-creation every row is lost; otherwise the rows published since the last
+        // audit are checked, or all of them on the first.
+        let since = match &last {
+            Some(last) if !recreated => Some(last.audited_at - self.margin()),
+            _ => None,
+        };
+        let rows = sqlx::query_as!(
+            Published,
+            r#"SELECT id, event_id, stream_seq AS "stream_seq!", created_at FROM outbox
+               WHERE stream_seq IS NOT NULL AND ($1::timestamptz IS NULL OR published_at >= $1)
+                 AND subject LIKE $2
+               ORDER BY stream_seq"#,
+            since,
+            subject_pattern(name),
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let lost: Vec<&Published> =
+            if recreated { rows.iter().collect() } else { lost(&stream, &info, &rows).await? };
+        let (ids, sequences): (Vec<i64>, Vec<i64>) = lost.iter().map(|row| (row.id, row.stream_seq)).unzip();
+        // Only rows still at the sequence found missing: another instance may have sent them since.
+        sqlx::query!(
+            "UPDATE outbox SET published_at = NULL, stream_seq = NULL
+             FROM unnest($1::bigint[], $2::bigint[]) AS lost (id, sequence)
+             WHERE outbox.id = lost.id AND outbox.stream_seq = lost.sequence",
+            &ids,
+            &sequences,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "INSERT INTO outbox_audit (stream, created, audited_at) VALUES ($1, $2, $3)
+             ON CONFLICT (stream) DO UPDATE SET created = excluded.created, audited_at = excluded.audited_at",
+            name,
+            created,
+            started,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if !lost.is_empty() {
+            sqlx::query!("SELECT pg_notify('ates_outbox_' || current_schema(), '')")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let report = AuditReport { checked: rows.len() as u64, lost: lost.len() as u64, recreated };
+        if report.lost > 0 {
+            metrics::counter!("ates_outbox_republished_total", "stream" => name).increment(report.lost);
+        }
+        Ok(report)
+    }
+
+    fn margin(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.margin).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// `LIKE` pattern of the subjects stored in `stream`.
+fn subject_pattern(stream: &str) -> String {
+    let subjects = crate::streams::STREAMS.iter().find(|(name, _)| *name == stream).map(|(_, s)| *s);
+    subjects.unwrap_or(">").trim_end_matches('>').to_owned() + "%"
+}
+
+/// The rows (sorted by sequence) the stream no longer has at their sequence with their event id.
+/// Rows before the stream's first message count as lost only where its limits cannot have
+/// removed them: when it is empty, or it has no size limits and they are younger than its
+/// maximum age.
+async fn lost<'a>(
+    stream: &stream::Stream,
+    info: &stream::Info,
+    rows: &'a [Published],
+) -> Result<Vec<&'a Published>, BoxError> {
+    let state = &info.state;
+    let (first, last) = (state.first_sequence, state.last_sequence);
+    let config = &info.config;
+    let age_limit = chrono::Duration::from_std(config.max_age).ok().filter(|age| !age.is_zero());
+    let evictable = |row: &Published| {
+        state.messages > 0
+            && (config.max_bytes > 0
+                || config.max_messages > 0
+                || age_limit.is_some_and(|age| row.created_at < Utc::now() - age))
+    };
+    let seq = |row: &Published| u64::try_from(row.stream_seq).unwrap_or(0);
+    let mut lost: Vec<&Published> =
+        rows.iter().filter(|row| (seq(row) < first && !evictable(row)) || seq(row) > last).collect();
+    let kept: Vec<&Published> = rows.iter().filter(|row| (first..=last).contains(&seq(row))).collect();
+    if let (Some(low), Some(high)) = (kept.first(), kept.last()) {
+        let stored = message_ids(stream, seq(low), seq(high)).await?;
+        lost.extend(kept.into_iter().filter(|row| stored.get(&seq(row)) != Some(&row.event_id)));
+    }
+    lost.sort_by_key(|row| row.stream_seq);
+    Ok(lost)
+}
+
+/// The event id (`Nats-Msg-Id`) of every message the stream has from sequence `low` to `high`,
+/// read as headers only.
+async fn message_ids(stream: &stream::Stream, low: u64, high: u64) -> Result<HashMap<u64, Uuid>, BoxError> {
+    let ordered = stream
+        .create_consumer(pull::OrderedConfig {
+            // Named, so its API subjects fall under the producer's `$JS.API.CONSUMER.*.<stream>.>`.
+            name: Some(format!("audit-{}", Uuid::new_v4().simple())),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: low },
+            headers_only: true,
+            ..Default::default()
+        })
+        .await?;
+    let mut ids = HashMap::new();
+    if ordered.cached_info().num_pending == 0 {
+        return Ok(ids);
+    }
+    let mut messages = ordered.messages().await?;
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await? {
+        let message = message?;
+        let info = message.info()?;
+        let sequence = info.stream_sequence;
+        let id =
+            message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).and_then(|v| v.as_str().parse().ok());
+        if let Some(id) = id {
+            ids.insert(sequence, id);
+        }
+        if sequence >= high || info.pending == 0 {
+            break;
+        }
+    }
+    Ok(ids)
+}

@@ -1,0 +1,122 @@
+//! Self-repair: when JetStream loses messages it had acknowledged (a power loss before fsync, a
+//! stream deleted by mistake), the auditor finds them by their recorded stream sequence and the
+//! relay publishes them again from the outbox; consumers apply each event exactly once.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use ates_messaging::outbox::{AuditSettings, Auditor};
+use ates_messaging::streams::StreamSettings;
+use ates_messaging::{Relay, RelaySettings};
+use ates_testkit::eventually;
+
+use crate::support::{Effects, Env, SCHEMA};
+
+fn audit_settings() -> AuditSettings {
+    AuditSettings {
+        stream: "TASKS",
+        streams: StreamSettings::default(),
+        interval: Duration::from_millis(200),
+        margin: Duration::from_secs(300),
+    }
+}
+
+/// The relay with its auditor beside it, as every producing service runs it.
+fn auditing_relay(env: &Env) -> Relay {
+    let settings = RelaySettings {
+        batch_size: 500,
+        idle_poll: Duration::from_millis(50),
+        audit: Some(audit_settings()),
+        ..RelaySettings::keeping(Duration::from_secs(3600))
+    };
+    Relay::new(env.pool.clone(), env.js.clone(), SCHEMA, settings)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// Waits until the stream holds exactly the events `ids`, each once.
+async fn expect_stream_holds(env: &Env, ids: &[uuid::Uuid]) {
+    let expected: HashSet<_> = ids.iter().copied().collect();
+    eventually("the stream to hold every event once", || async {
+        env.js.get_stream("TASKS").await.ok()?;
+        let contents = env.stream_contents("TASKS").await;
+        let held: HashSet<_> = contents.iter().filter_map(|(_, id)| *id).collect();
+        (contents.len() == ids.len() && held == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
+    let mut env = Env::start().await;
+    env.spawn_relay();
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+    let auditor = Auditor::new(env.pool.clone(), env.js.clone(), SCHEMA, audit_settings());
+
+    let mut ids = env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+    assert_eq!(auditor.audit().await.unwrap().lost, 0, "nothing is lost yet");
+
+    // A copy of the stream as it is on disk now; then 200 more events are acknowledged and
+    // applied, and the server comes back with only the copy: the tail it acknowledged is gone,
+    // as after a power loss before it reached the disk.
+    let stream_dir = env.nats().stream_dir("TASKS");
+    let copy = tempfile::tempdir().unwrap();
+    env.nats().stop().await;
+    copy_dir(&stream_dir, copy.path());
+    env.nats().restart().await;
+    ids.extend(env.commit_events(200).await);
+    env.expect_effects_exactly_once(500).await;
+    env.nats().stop().await;
+    std::fs::remove_dir_all(&stream_dir).unwrap();
+    copy_dir(&copy.path().join("TASKS"), stream_dir.parent().unwrap());
+    env.nats().restart().await;
+    assert_eq!(env.stream_messages("TASKS").await, 300, "the stream lost its tail");
+
+    let report =
+        eventually("an audit that reaches the stream", || async { auditor.audit().await.ok() }).await;
+    assert_eq!(report.lost, 200, "the auditor finds exactly the lost tail: {report:?}");
+    assert!(!report.recreated);
+
+    expect_stream_holds(&env, &ids).await;
+    env.expect_effects_exactly_once(500).await;
+    let again = auditor.audit().await.unwrap();
+    assert_eq!(again.lost, 0, "once published again, nothing is missing: {again:?}");
+    assert_eq!(env.unpublished().await, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own() {
+    let mut env = Env::start().await;
+    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+
+    let mut ids = env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+
+    // The stream's whole directory goes (its durable consumer with it).
+    let stream_dir = env.nats().stream_dir("TASKS");
+    env.nats().stop().await;
+    std::fs::remove_dir_all(&stream_dir).unwrap();
+    env.nats().restart().await;
+
+    expect_stream_holds(&env, &ids).await;
+    ids.extend(env.commit_events(50).await);
+    expect_stream_holds(&env, &ids).await;
+    env.expect_effects_exactly_once(350).await;
+    eventually("the consumer to have acked everything", || async {
+        let stream = env.js.get_stream("TASKS").await.ok()?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(crate::support::CONSUMER).await.ok()?;
+        let info = consumer.info().await.ok()?;
+        (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+    })
+    .await;
+    env.expect_effects_exactly_once(350).await;
+}
