@@ -131,3 +131,55 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// Any program run as a child process for a test: output appended to a log file, SIGTERM on
+/// the parent's death, and killable and restartable with the same command.
+pub struct Program {
+    name: &'static str,
+    make: Box<dyn Fn() -> Command + Send + Sync>,
+    log: PathBuf,
+    process: Option<ServerProcess>,
+}
+
+impl Program {
+    /// Starts the command `make` builds, logging to `log`.
+    pub fn start(
+        name: &'static str,
+        log: &Path,
+        make: impl Fn() -> Command + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let mut program = Program { name, make: Box::new(make), log: log.to_path_buf(), process: None };
+        program.restart()?;
+        Ok(program)
+    }
+
+    /// Starts it again (after [`Program::kill`] or [`Program::stop`]; a running one is killed first).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.process = Some(ServerProcess::spawn(self.name, (self.make)(), &self.log, Signal::SIGTERM)?);
+        Ok(())
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        ServerProcess::kill_slot(&mut self.process);
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<()> {
+        ServerProcess::stop(&mut self.process, Signal::SIGTERM, grace).await
+    }
+
+    /// Fails with the end of its log if it has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.process.as_mut() {
+            Some(process) => process.ensure_running(),
+            None => bail!("{} is not running", self.name),
+        }
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}

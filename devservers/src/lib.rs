@@ -9,6 +9,7 @@ mod child;
 mod nats;
 mod postgres;
 
+pub use child::Program;
 pub use nats::{ClusterNode, NatsCluster, NatsOptions, NatsServer, NatsUserConfig};
 pub use postgres::{PostgresOptions, PostgresServer};
 

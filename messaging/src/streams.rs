@@ -73,6 +73,9 @@ impl Default for StreamSettings {
 /// Every stream's name.
 pub const ALL: [&str; 4] = [ACCOUNTS, TASKS, ACCOUNTING, DLQ];
 
+/// How often [`ensure`] asks before it gives up on a stream.
+const ENSURE_ATTEMPTS: u32 = 5;
+
 /// Creates each of the streams `names`, or updates it to `settings` if it exists. Safe to call
 /// on every start.
 pub async fn ensure(
@@ -81,7 +84,7 @@ pub async fn ensure(
     names: &[&str],
 ) -> Result<(), jetstream::context::CreateStreamError> {
     for (name, subjects) in STREAMS.iter().filter(|(name, _)| names.contains(name)) {
-        js.create_or_update_stream(stream::Config {
+        let config = stream::Config {
             name: (*name).to_owned(),
             subjects: vec![(*subjects).to_owned()],
             storage: stream::StorageType::File,
@@ -91,8 +94,24 @@ pub async fn ensure(
             max_age: settings.max_age,
             max_bytes: settings.max_bytes,
             ..Default::default()
-        })
-        .await?;
+        };
+        // In a cluster, instances starting together race to create the same stream, and a
+        // request made while its creation is being agreed on can go unanswered: ask again.
+        let mut attempt = 1;
+        loop {
+            match js.create_or_update_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(e) if attempt < ENSURE_ATTEMPTS => {
+                    tracing::warn!(
+                        stream = name,
+                        "creating or updating the stream failed (attempt {attempt}), retrying: {e}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(())
 }

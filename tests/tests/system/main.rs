@@ -5,6 +5,7 @@ mod accounting;
 mod analytics;
 mod auth;
 mod deploy;
+mod deployment;
 mod isolation;
 mod tracker;
 mod ui;
