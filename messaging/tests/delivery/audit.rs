@@ -120,3 +120,28 @@ async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own()
     .await;
     env.expect_effects_exactly_once(350).await;
 }
+
+#[tokio::test]
+async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
+    let mut env = Env::start().await;
+    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+    let ids = env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+
+    let blocks = env.nats().stream_dir("TASKS").join("msgs");
+    env.nats().stop().await;
+    let newest = std::fs::read_dir(&blocks)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "blk"))
+        .max_by_key(|path| path.file_stem().and_then(|s| s.to_str()?.parse::<u64>().ok()))
+        .expect("the stream has a block file");
+    std::fs::remove_file(&newest).unwrap();
+    env.nats().restart().await;
+
+    expect_stream_holds(&env, &ids).await;
+    env.expect_effects_exactly_once(300).await;
+    assert_eq!(env.unpublished().await, 0);
+}
