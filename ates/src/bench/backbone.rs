@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use ates_devservers::{NatsServer, PostgresOptions, PostgresServer};
+use ates_devservers::{NatsCluster, NatsServer, PostgresOptions, PostgresServer};
 use ates_messaging::streams::{self, StreamSettings};
 use ates_messaging::{Consumer, ConsumerSpec, Handler, HandlerError, Outbox, Relay, RelaySettings, db, nats};
 use ates_schemas::events::{AssignReason, TaskAssignedV1};
@@ -30,6 +30,10 @@ pub struct BackboneArgs {
     /// Use this NATS server instead of starting a temporary one.
     #[arg(long)]
     nats_url: Option<String>,
+    /// Without `--nats-url`: how many nodes the temporary NATS has; more than one makes a
+    /// JetStream cluster whose streams have that many replicas.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    nats_nodes: u16,
     /// Use this PostgreSQL database instead of starting a temporary server.
     #[arg(long)]
     database_url: Option<String>,
@@ -50,9 +54,13 @@ fn event() -> Envelope<TaskAssignedV1> {
 pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     let n = args.events;
     // Temporary servers live until the end of the run.
-    let mut _nats_server = None;
+    let (mut _nats_server, mut _nats_cluster) = (None, None);
+    let replicas = usize::from(args.nats_nodes);
     let nats_url = match args.nats_url {
         Some(url) => url,
+        None if replicas > 1 => {
+            _nats_cluster.insert(NatsCluster::temporary(replicas, Vec::new()).await?).urls()
+        }
         None => _nats_server.insert(NatsServer::temporary().await?).url(),
     };
     let pg_dir = tempfile::tempdir()?;
@@ -86,11 +94,13 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     for name in ["TASKS", "BENCH"] {
         let _ = js.delete_stream(name).await;
     }
-    streams::ensure(&js, &StreamSettings::default(), &streams::ALL).await?;
+    let settings = StreamSettings { replicas, ..StreamSettings::default() };
+    streams::ensure(&js, &settings, &streams::ALL).await?;
     js.create_stream(stream::Config {
         name: "BENCH".into(),
         subjects: vec!["bench.>".into()],
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await?;
@@ -100,7 +110,9 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
     println!("aTES backbone benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
     println!("machine: {}", machine::describe());
-    println!("servers: nats-server at {nats_url}, PostgreSQL {pg_version} (fsync {fsync})");
+    println!(
+        "servers: nats-server at {nats_url} (streams R{replicas}), PostgreSQL {pg_version} (fsync {fsync})"
+    );
     println!("{} events per measurement, {} bytes each\n", grouped(n as u64), payload.len());
 
     let raw_publish = raw_jetstream_publish(&js, n, &payload).await?;
