@@ -3,8 +3,6 @@
 //! database superuser, with generated passwords kept in a file only its owner can read.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -84,13 +82,7 @@ impl Credentials {
             });
         }
         let credentials = Self::generate("ates");
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file)
-            .with_context(|| format!("cannot create {}", file.display()))?;
-        out.write_all(serde_json::to_string_pretty(&credentials)?.as_bytes())?;
+        ates_devservers::write_secret(file, &serde_json::to_string_pretty(&credentials)?)?;
         Ok(credentials)
     }
 

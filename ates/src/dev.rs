@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-
 use ates::credentials::Credentials;
 use ates::system::{System, SystemConfig};
 use ates_devservers::{NatsCluster, NatsOptions, NatsServer, PostgresOptions, PostgresServer};
@@ -126,17 +124,21 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
     write_operator_env(data_dir, &config, &credentials)?;
     let admin = &mut config.auth;
     let admin_email = admin.admin_email.get_or_insert_with(|| DEV_ADMIN_EMAIL.to_owned()).clone();
-    let admin_password = match &admin.admin_password {
-        Some(password) => password.expose_secret().to_owned(),
-        None => dev_admin_password(data_dir)?,
+    // Printed only when `ates dev` made it up: a password given in the environment stays there.
+    let shown_password = match &admin.admin_password {
+        Some(_) => "(ATES_ADMIN_PASSWORD)".to_owned(),
+        None => {
+            let password = dev_admin_password(data_dir)?;
+            admin.admin_password = Some(password.as_str().into());
+            password
+        }
     };
-    admin.admin_password = Some(admin_password.as_str().into());
     let mail = &mut config.accounting.mail;
     let mail_dir = mail.dir.get_or_insert_with(|| data_dir.join("mail")).clone();
     let system = System::build(&config).await?;
     status("services", "auth, task tracker, accounting, analytics");
     status("http", &format!("http://{}", args.http));
-    status("admin", &format!("{admin_email} / {admin_password}"));
+    status("admin", &format!("{admin_email} / {shown_password}"));
     let authenticator = ates_tokens::Authenticator::new(std::sync::Arc::new(config.tokens.verifier()));
     let app = system.app_with(ates::devmail::router(mail_dir, authenticator));
     ates_web::run_standalone(args.http, app, |shutdown, workers| system.spawn_workers(shutdown, workers))
@@ -183,16 +185,7 @@ fn write_operator_env(
         lines.push(format!("DATABASE_URL={}", url.expose_secret()));
     }
     let file = data_dir.join("operator.env");
-    let text = lines.join("\n") + "\n";
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&file)
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    std::io::Write::write_all(&mut out, text.as_bytes())?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    ates_devservers::write_secret(&file, &(lines.join("\n") + "\n"))?;
     status("operator", &format!("set -a; . {}; set +a  # then ates dlq, ates replay, …", file.display()));
     Ok(())
 }
@@ -213,8 +206,7 @@ fn dev_admin_password(data_dir: &Path) -> anyhow::Result<String> {
         return Ok(password.trim().to_owned());
     }
     let password = format!("popug-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    std::fs::write(&file, &password)?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    ates_devservers::write_secret(&file, &password)?;
     Ok(password)
 }
 

@@ -106,7 +106,7 @@ impl NatsServer {
         let log = dir.join("nats-server.log");
         let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let config = dir.join("nats-server.conf");
-        write_private(&config, &self.config_text())?;
+        crate::write_secret(&config, &self.config_text())?;
         let mut command = Command::new(&self.binary);
         command.arg("--config").arg(&config);
         let mut process = ServerProcess::spawn("nats-server", command, &log, Signal::SIGTERM)?;
@@ -210,20 +210,6 @@ fn quoted(text: &str) -> String {
 }
 
 /// Writes `text` into a file only its owner can read: it may hold passwords.
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
-}
-
 /// Three (or more) nats-server processes routed to each other: a JetStream cluster in which
 /// every node can be stopped, killed and restarted on its own.
 pub struct NatsCluster {

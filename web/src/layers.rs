@@ -1,27 +1,96 @@
-//! The layers around every service's routes: body limit, request metrics, logging.
+//! The layers around every service's routes: body limit, problem+json for every error,
+//! security headers, request metrics, logging.
 
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::Problem;
 use crate::problem::InternalCause;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Wraps `router` with the body limit, per-route request metrics, the log line of every
+/// What the UI and the APIs may load and who may frame them: only this origin's own files, no
+/// inline script or style, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Wraps `router` with the body limit, problem+json for every error (unknown routes and
+/// methods included), the security headers, per-route request metrics, the log line of every
 /// server error with its cause, and request tracing (method and path; never bodies or headers).
 pub fn layers(router: Router) -> Router {
     // Install the recorder now: counters bumped before it exists would be lost.
     crate::prometheus();
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
     router
+        .fallback(unknown_route)
+        .layer(middleware::from_fn(problem_json))
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .layer(TraceLayer::new_for_http())
+}
+
+async fn unknown_route(request: Request) -> Problem {
+    Problem::not_found(format!(
+        "There is nothing at {} {}: check the path against the API description at /openapi.json.",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// Rewrites an error axum or a layer answered by itself (405 for a method a route does not
+/// take, 413 for a body over the limit, a text/plain rejection) as problem+json with a
+/// sentence, keeping its headers (`Allow`, `Retry-After`, …).
+async fn problem_json(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let original = String::from_utf8_lossy(&text).trim().to_owned();
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!(
+            "There is nothing at {method} {path}: check the path against the API description at /openapi.json."
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{path} does not take {method}; the Allow header lists the methods it does.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("The request body is larger than the limit of {} KiB.", MAX_BODY_BYTES / 1024)
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "Send the body as JSON, with the header Content-Type: application/json.".to_owned()
+        }
+        _ if !original.is_empty() && original.len() < 1000 => original,
+        _ => format!("The request failed: {}.", status.canonical_reason().unwrap_or("error")),
+    };
+    let mut rewritten = Problem::new(status, "request", detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 async fn observe(request: Request, next: Next) -> Response {

@@ -18,6 +18,7 @@ mod openapi;
 mod problem;
 mod serve;
 mod standalone;
+pub mod text;
 
 pub use dates::{Calendar, date_range, parse_time_zone};
 pub use error::{Error, Result};

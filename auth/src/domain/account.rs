@@ -1,5 +1,9 @@
 //! What makes an account valid.
 
+use std::str::FromStr as _;
+
+use ates_web::text::TextKind;
+
 use crate::{Error, Result};
 
 /// The longest email address (RFC 5321).
@@ -11,19 +15,18 @@ pub const MIN_PASSWORD: usize = 8;
 /// The longest password (hashing is costly; a megabyte password is an attack).
 pub const MAX_PASSWORD: usize = 256;
 
-/// Trims and checks an email address: one `@`, something on both sides, a dot in the domain,
-/// no spaces.
+/// Trims and checks an email address: an address by RFC 5322 as lettre reads it (so the payout
+/// mail can be sent to it), at most [`MAX_EMAIL`] characters, with a dot in its domain.
 pub fn parse_email(raw: &str) -> Result<String> {
     let email = raw.trim();
-    let valid = email.len() <= MAX_EMAIL
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
+    if email.len() > MAX_EMAIL {
+        return Err(Error::Invalid(format!("email must be at most {MAX_EMAIL} characters")));
+    }
+    ates_web::text::check("email", email, TextKind::Line).map_err(Error::Invalid)?;
+    let valid = lettre::Address::from_str(email).is_ok_and(|address| {
+        let domain = address.domain();
+        domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+    });
     if valid {
         Ok(email.to_owned())
     } else {
@@ -31,7 +34,7 @@ pub fn parse_email(raw: &str) -> Result<String> {
     }
 }
 
-/// Trims and checks a full name: not blank, at most [`MAX_NAME`] characters.
+/// Trims and checks a full name: not blank, at most [`MAX_NAME`] characters, one line.
 pub fn parse_full_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
@@ -40,6 +43,7 @@ pub fn parse_full_name(raw: &str) -> Result<String> {
     if name.chars().count() > MAX_NAME {
         return Err(Error::Invalid(format!("full_name must be at most {MAX_NAME} characters")));
     }
+    ates_web::text::check("full_name", name, TextKind::Line).map_err(Error::Invalid)?;
     Ok(name.to_owned())
 }
 
@@ -74,6 +78,8 @@ mod tests {
         assert_eq!(parse_full_name(" Pop Ug ").unwrap(), "Pop Ug");
         assert!(parse_full_name("   ").is_err());
         assert!(parse_full_name(&"x".repeat(201)).is_err());
+        assert!(parse_full_name("Pop\u{0}Ug").is_err());
+        assert!(parse_full_name("Pop\u{202E}Ug").is_err());
     }
 
     #[test]

@@ -4,16 +4,22 @@ use ates_schemas::events::Role;
 use ates_tokens::Caller;
 use ates_web::Json;
 use axum::extract::State;
+use axum::http::header;
 use serde::Serialize;
 
 use crate::state::AppState;
 use ates_web::Result;
 
+/// How long a cache may keep the JWK set: short, so a retired key stops verifying soon.
+const JWKS_MAX_AGE: &str = "public, max-age=60";
+
 /// The public keys that verify access tokens (RFC 7517). Services fetch it and cache it.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "The JWK set", body = Object)))]
-pub async fn jwks(State(state): State<AppState>) -> Result<Json<jsonwebtoken::jwk::JwkSet>> {
-    Ok(Json(state.jwks.jwks().await?))
+pub async fn jwks(
+    State(state): State<AppState>,
+) -> Result<([(header::HeaderName, &'static str); 1], Json<jsonwebtoken::jwk::JwkSet>)> {
+    Ok(([(header::CACHE_CONTROL, JWKS_MAX_AGE)], Json(state.jwks.jwks().await?)))
 }
 
 /// The new signing key.

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use crate::domain::account as rules;
 use crate::sessions::TokenPair;
 use crate::state::AppState;
 use ates_web::Result;
@@ -33,6 +34,7 @@ pub struct RefreshRequest {
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
         (status = 401, description = "Wrong email or password, or a deactivated account"),
+        (status = 422, description = "The email is not an email address"),
         (status = 429, description = "Too many attempts; see Retry-After"),
     ))]
 #[tracing::instrument(skip_all)]
@@ -43,11 +45,13 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>> {
     let address = client_address(&headers, peer, state.trust_forwarded_for);
-    if let Err(limited) = state.limiter.attempt(request.email.trim(), address) {
+    // A well-formed address of at most 254 characters, before it becomes a limiter key.
+    let email = rules::parse_email(&request.email)?;
+    if let Err(limited) = state.limiter.attempt(&email, address) {
         metrics::counter!("ates_auth_logins_total", "outcome" => "rate_limited").increment(1);
         return Err(limited.into());
     }
-    Ok(Json(state.sessions.login(&request.email, request.password).await?))
+    Ok(Json(state.sessions.login(&email, request.password).await?))
 }
 
 /// Exchanges a refresh token for a new pair; each refresh token works once.

@@ -1,6 +1,7 @@
 //! What a valid new task is.
 
 use ates_schemas::jira;
+use ates_web::text::{self, TextKind};
 use sha2::{Digest, Sha256};
 
 /// The longest title.
@@ -34,7 +35,11 @@ impl NewTask {
         if title.chars().count() > MAX_TITLE {
             return Err(format!("The title must be at most {MAX_TITLE} characters."));
         }
+        text::check("title", title, TextKind::Line)?;
         let jira_id = jira_id.map(str::trim).filter(|id| !id.is_empty());
+        if let Some(id) = jira_id {
+            text::check("jira_id", id, TextKind::Line)?;
+        }
         if let Some(id) = jira_id
             && !jira::is_valid(id)
         {
@@ -46,6 +51,7 @@ impl NewTask {
         if description.chars().count() > MAX_DESCRIPTION {
             return Err(format!("The description must be at most {MAX_DESCRIPTION} characters."));
         }
+        text::check("description", description, TextKind::Paragraphs)?;
         Ok(NewTask {
             title: title.to_owned(),
             jira_id: jira_id.map(str::to_owned),

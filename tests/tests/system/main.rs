@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod deploy;
 mod deployment;
+mod hardening;
 mod isolation;
 mod tracker;
 mod ui;
