@@ -213,6 +213,29 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
     Ok(after)
 }
 
+/// Sets the password hash of account `id` and ends every session of it: its refresh tokens
+/// are refused from now on (its access tokens expire within minutes). No event: a password
+/// or its hash never leaves auth.
+pub async fn set_password(tx: &mut PgConnection, id: Uuid, password_hash: &str) -> Result<()> {
+    let changed = sqlx::query!(
+        "UPDATE accounts SET password_hash = $2, updated_at = now() WHERE account_id = $1",
+        id,
+        password_hash,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Err(Error::NoSuchAccount(id));
+    }
+    sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE account_id = $1 AND revoked_at IS NULL",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Whether an active admin exists.
 pub async fn any_active_admin(conn: &mut PgConnection) -> Result<bool> {
     let exists = sqlx::query_scalar!(

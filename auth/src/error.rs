@@ -19,6 +19,12 @@ pub enum Error {
     /// The change would leave no active admin.
     #[error("This is the last active admin; make another account an admin first.")]
     LastAdmin,
+    /// Too many password hashes are waiting for a core.
+    #[error("Too many sign-ins at once; try again in a second.")]
+    Busy,
+    /// The current password given to change it is wrong.
+    #[error("The current password is wrong.")]
+    WrongPassword,
     /// Unknown email or wrong password: the two are deliberately told apart nowhere.
     #[error("The email or password is wrong.")]
     BadCredentials,

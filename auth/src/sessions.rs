@@ -53,7 +53,7 @@ impl Sessions {
             None => (None, None),
         };
         // An unknown email is checked against a dummy hash: it takes as long as a wrong password.
-        let matches = password::verify(password_text, stored_hash).await;
+        let matches = password::verify(password_text, stored_hash).await?;
         let Some((id, role, active)) = account.filter(|_| matches) else {
             metrics::counter!("ates_auth_logins_total", "outcome" => "refused").increment(1);
             return Err(Error::BadCredentials);
@@ -116,6 +116,26 @@ impl Sessions {
         let pair = self.issue(&mut tx, found.account_id, role, found.family_id).await?;
         tx.commit().await?;
         Ok(pair)
+    }
+
+    /// Changes the password of `account_id`, which must know its current one, and ends every
+    /// session of the account.
+    pub async fn change_password(&self, account_id: Uuid, current: String, new: String) -> Result<()> {
+        crate::domain::account::check_password(&new)?;
+        let stored =
+            sqlx::query_scalar!("SELECT password_hash FROM accounts WHERE account_id = $1", account_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(Error::NoSuchAccount(account_id))?;
+        if !password::verify(current, Some(stored)).await? {
+            return Err(Error::WrongPassword);
+        }
+        let hash = password::hash(new).await?;
+        let mut tx = self.pool.begin().await?;
+        crate::accounts::set_password(&mut tx, account_id, &hash).await?;
+        tx.commit().await?;
+        tracing::info!(%account_id, "password changed; every session of the account ended");
+        Ok(())
     }
 
     /// Ends the session the refresh token belongs to. Unknown tokens are ignored.

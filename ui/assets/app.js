@@ -336,6 +336,7 @@ function allowed(view) {
   switch (view) {
     case 'tasks':
     case 'accounting':
+    case 'password':
       return true;
     case 'analytics':
     case 'accounts':
@@ -758,6 +759,10 @@ const accountsView = {
       event.preventDefault();
       run($('#account-create'), () => this.create());
     });
+    $('#set-password-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      run($('#set-password-submit'), () => this.setPassword());
+    });
     // Delegated: rows are re-rendered after every change.
     $('#accounts-table').addEventListener('change', (event) => {
       const row = event.target.closest('tr[data-account-id]');
@@ -777,6 +782,17 @@ const accountsView = {
     const body = $('#accounts-table tbody');
     body.replaceChildren(...items.map((a) => this.row(a)));
     if (!items.length) body.append(emptyRow(4, 'No accounts yet.'));
+    const chosen = $('#set-password-account').value;
+    $('#set-password-account').replaceChildren(...items.map((a) =>
+      el('option', { value: a.account_id, selected: a.account_id === chosen }, a.email)));
+  },
+
+  async setPassword() {
+    const select = $('#set-password-account');
+    const email = select.selectedOptions[0]?.textContent;
+    await api('PATCH', `/api/accounts/${encodeURIComponent(select.value)}`, { body: { password: $('#set-password-new').value } });
+    $('#set-password-new').value = '';
+    $('#set-password-notice').textContent = `Set a new password for ${email}; its sessions have ended.`;
   },
 
   row(account) {
@@ -870,7 +886,33 @@ const mailView = {
   },
 };
 
-const views = { tasks: tasksView, accounting: accountingView, analytics: analyticsView, accounts: accountsView, mail: mailView };
+// ===== 6f. Password view (everyone) =====
+
+const passwordView = {
+  init() {
+    $('#password-form').addEventListener('submit', async (event) => {
+      event.preventDefault();
+      // Every session has ended, this one's too: sign in again with the new password.
+      if (await run($('#password-submit'), () => this.change())) {
+        session.expire('Your password was changed: sign in with the new one.');
+      }
+    });
+  },
+
+  show() {},
+
+  async change() {
+    const body = { current_password: $('#password-current').value, new_password: $('#password-new').value };
+    await api('POST', '/api/auth/password', { body });
+    $('#password-form').reset();
+    return true;
+  },
+};
+
+const views = {
+  tasks: tasksView, accounting: accountingView, analytics: analyticsView, accounts: accountsView, mail: mailView,
+  password: passwordView,
+};
 
 // ===== 7. SVG chart =====
 

@@ -87,10 +87,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(account)))
 }
 
-/// Changes to an account; absent fields stay as they are.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// Changes to an account; absent fields stay as they are. (No `Debug`: it may carry a password.)
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
+    /// A new password (8 to 256 characters): every session of the account ends.
+    password: Option<String>,
     /// A new name.
     full_name: Option<String>,
     /// A new role.
@@ -99,7 +101,7 @@ pub struct UpdateAccount {
     active: Option<bool>,
 }
 
-/// Changes an account's name, role or activity (admin).
+/// Changes an account's name, role, activity or password (admin).
 #[utoipa::path(patch, path = "/api/accounts/{account_id}", tag = "accounts", security(("bearer" = [])),
     params(("account_id" = Uuid, Path, description = "The account")), request_body = UpdateAccount,
     responses(
@@ -107,7 +109,9 @@ pub struct UpdateAccount {
         (status = 403, description = "Not an admin"),
         (status = 404, description = "No such account"),
         (status = 409, description = "It is the last active admin"),
+        (status = 422, description = "A field breaks a rule"),
     ))]
+#[tracing::instrument(skip_all, fields(caller = %caller.account_id, %account_id))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -116,9 +120,19 @@ pub async fn update(
 ) -> Result<Json<Account>> {
     caller.require(&[Role::Admin])?;
     let full_name = request.full_name.as_deref().map(rules::parse_full_name).transpose()?;
+    let password_hash = match request.password {
+        Some(new) => {
+            rules::check_password(&new)?;
+            Some(password::hash(new).await?)
+        }
+        None => None,
+    };
     let changes = AccountChanges { full_name, role: request.role, active: request.active };
     let mut tx = state.pool.begin().await?;
     let account = accounts::update(&mut tx, account_id, changes).await?;
+    if let Some(hash) = password_hash {
+        accounts::set_password(&mut tx, account_id, &hash).await?;
+    }
     tx.commit().await?;
     Ok(Json(account))
 }

@@ -11,7 +11,9 @@ impl From<Error> for ates_web::Error {
             Error::Invalid(_) => Problem::unprocessable(detail),
             Error::EmailTaken(_) | Error::LastAdmin => Problem::conflict(detail),
             Error::NoSuchAccount(_) => Problem::not_found(detail),
+            Error::Busy => Problem::unavailable(detail).retry_after(1),
             Error::BadCredentials
+            | Error::WrongPassword
             | Error::Deactivated
             | Error::UnknownRefreshToken
             | Error::SessionEnded

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::login))
         .routes(routes!(sessions::refresh))
         .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::change_password))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::update))

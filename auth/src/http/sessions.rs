@@ -86,3 +86,31 @@ fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bo
         || headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next()?.trim().parse::<IpAddr>().ok();
     trust_forwarded_for.then(forwarded).flatten().unwrap_or(peer.ip())
 }
+
+/// A password change by the account's owner. (No `Debug`: it carries passwords.)
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    /// The password in use now.
+    current_password: String,
+    /// The new one: 8 to 256 characters.
+    new_password: String,
+}
+
+/// Changes the signed-in account's password and ends every session of it (sign in again).
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed; every refresh token of the account is refused from now on"),
+        (status = 401, description = "Not signed in, or the current password is wrong"),
+        (status = 422, description = "The new password breaks a rule"),
+        (status = 503, description = "Too many password checks at once; see Retry-After"),
+    ))]
+#[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: ates_tokens::Caller,
+    Json(request): Json<ChangePassword>,
+) -> Result<StatusCode> {
+    state.sessions.change_password(caller.account_id, request.current_password, request.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -187,6 +187,36 @@ async fn an_admin_a_worker_and_their_money_through_the_web_ui() {
     browser.click("a[data-view=accounting]").await;
     browser.wait_for("#earnings-chart svg").await;
     browser.shot("07-admin-accounting").await;
+
+    // The admin sets the worker's password; the worker then changes it to one of their own.
+    browser.click("a[data-view=accounts]").await;
+    browser.wait_for_text("#set-password-account", |t| t.contains(email)).await;
+    let choose = format!(
+        "const s = document.querySelector('#set-password-account'); \
+         s.value = [...s.options].find((o) => o.textContent === '{email}').value"
+    );
+    browser.client().execute(&choose, vec![]).await.unwrap();
+    browser.fill("#set-password-new", "set-by-the-admin-1").await;
+    browser.click("#set-password-submit").await;
+    browser.wait_for_text("#set-password-notice", |t| t.contains(email)).await;
+    browser.shot("08-admin-set-password").await;
+    browser.sign_out().await;
+    assert_eq!(
+        sys.login(email, PASSWORD).await.status,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "the old password is gone"
+    );
+
+    browser.sign_in(email, "set-by-the-admin-1").await;
+    browser.click("a[data-view=password]").await;
+    browser.fill("#password-current", "set-by-the-admin-1").await;
+    browser.fill("#password-new", "chosen-by-the-worker-1").await;
+    browser.click("#password-submit").await;
+    // Every session ended, this one's too: the sign-in form comes back (visible text only).
+    browser.wait_for_text("#signin", |t| t.contains("Sign in")).await;
+    browser.wait_for_text("#error-text", |t| t.contains("password was changed")).await;
+    browser.sign_in(email, "chosen-by-the-worker-1").await;
+    browser.shot("09-worker-changed-password").await;
     browser.close().await;
     sys.finish().await;
 }

@@ -4,5 +4,6 @@ mod accounts;
 mod freshness;
 mod logs;
 mod ops;
+mod passwords;
 mod sessions;
 mod tokens;
