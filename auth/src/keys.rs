@@ -70,6 +70,38 @@ impl SigningKeys {
         Ok(kid)
     }
 
+    /// Takes key `kid` out of the JWKS at once, for an emergency (a leaked private key): every
+    /// service refuses its tokens once its key cache refreshes (`ATES_JWKS_TTL`). If it is the
+    /// active key, a new one is made first. Returns the active `kid` afterwards; `None` when
+    /// there is no such key.
+    pub async fn unpublish(&self, kid: &str) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        lock_keys(&mut tx).await?;
+        let found =
+            sqlx::query!("SELECT retired_at IS NULL AS \"active!\" FROM signing_keys WHERE kid = $1", kid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(found) = found else { return Ok(None) };
+        if found.active {
+            sqlx::query!("UPDATE signing_keys SET retired_at = now() WHERE kid = $1", kid)
+                .execute(&mut *tx)
+                .await?;
+            insert_new_key(&mut tx).await?;
+        }
+        sqlx::query!(
+            "UPDATE signing_keys SET unpublished_at = coalesce(unpublished_at, now()) WHERE kid = $1",
+            kid
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let active = load_active(&self.pool).await?;
+        let kid_now = active.kid.clone();
+        *self.active.write().await = active;
+        tracing::warn!(retired = %kid, active = %kid_now, "a signing key was unpublished");
+        Ok(Some(kid_now))
+    }
+
     /// The JWKS source backed by this database, for auth's own verifier.
     pub fn source(&self) -> DbKeySource {
         DbKeySource { pool: self.pool.clone(), publish_retired_for: self.publish_retired_for }
@@ -90,7 +122,8 @@ impl DbKeySource {
             - chrono::Duration::from_std(self.publish_retired_for).unwrap_or(chrono::Duration::MAX);
         let published = sqlx::query!(
             "SELECT kid, public_key FROM signing_keys
-             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC",
+             WHERE unpublished_at IS NULL AND (retired_at IS NULL OR retired_at > $1)
+             ORDER BY created_at DESC",
             horizon,
         )
         .fetch_all(&self.pool)

@@ -63,8 +63,10 @@ impl AuthService {
         bootstrap::first_admin(&pool, settings.admin_email.as_deref(), admin_password).await?;
         let keys = keys::SigningKeys::load_or_create(pool.clone(), settings.access_ttl).await?;
         let jwks = keys.source();
-        let verifier =
-            Verifier::new(Keyring::new(jwks.clone(), Duration::from_secs(1)), &config.tokens.settings());
+        let verifier = Verifier::new(
+            Keyring::new(jwks.clone(), Duration::from_secs(1), config.tokens.jwks_ttl),
+            &config.tokens.settings(),
+        );
         let authenticator = Authenticator::new(Arc::new(verifier))
             .with_freshness(accounts::CurrentAccounts { pool: pool.clone() });
         let sessions = sessions::Sessions {

@@ -64,34 +64,55 @@ pub fn public_jwk(kid: &str, public_key: &[u8; 32]) -> Jwk {
     }
 }
 
-/// Cached verification keys by `kid`. An unknown `kid` triggers a refetch, but never more than
-/// once per `min_refetch`, so a flood of made-up kids cannot hammer auth.
+/// Cached verification keys by `kid`, refetched once they are older than `ttl` (so a key auth
+/// no longer publishes stops verifying within it). An unknown `kid` triggers a refetch too, but
+/// never more than once per `min_refetch`, so a flood of made-up kids cannot hammer auth.
 pub struct Keyring {
     source: Box<dyn KeySource>,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    cache: RwLock<Cached>,
     last_fetch: Mutex<Option<Instant>>,
     min_refetch: Duration,
+    ttl: Duration,
+}
+
+/// The key set as last fetched.
+#[derive(Default)]
+struct Cached {
+    keys: HashMap<String, DecodingKey>,
+    fetched: Option<Instant>,
+}
+
+impl Cached {
+    fn fresh(&self, ttl: Duration) -> bool {
+        self.fetched.is_some_and(|at| at.elapsed() < ttl)
+    }
 }
 
 impl Keyring {
-    /// A keyring that fetches from `source`, at most once per `min_refetch`.
-    pub fn new(source: impl KeySource, min_refetch: Duration) -> Self {
+    /// A keyring that fetches from `source` when its keys are older than `ttl` or a `kid` is
+    /// unknown, at most once per `min_refetch`.
+    pub fn new(source: impl KeySource, min_refetch: Duration, ttl: Duration) -> Self {
         Keyring {
             source: Box::new(source),
-            keys: RwLock::default(),
+            cache: RwLock::default(),
             last_fetch: Mutex::default(),
             min_refetch,
+            ttl,
         }
     }
 
-    /// The key with this `kid`, fetching the key set if it is not known yet.
+    /// The key with this `kid`, fetching the key set if it is not known yet or has grown stale.
     ///
     /// Fetches happen at most once per `min_refetch`: a request with an unknown `kid` waits
     /// for the next allowed fetch (a key rotated in a moment ago is found), and is refused
-    /// only if a fetch that finished after it arrived still does not know the `kid`.
+    /// only if a fetch that finished after it arrived still does not know the `kid`. When auth
+    /// cannot be reached, stale keys keep verifying (logged) rather than refusing everyone.
     pub async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(key.clone());
+        {
+            let cache = self.cache.read().await;
+            if let Some(key) = cache.keys.get(kid).filter(|_| cache.fresh(self.ttl)) {
+                return Ok(key.clone());
+            }
         }
         let arrived = Instant::now();
         let mut last_fetch = self.last_fetch.lock().await;
@@ -101,12 +122,20 @@ impl Keyring {
             }
             let fetched = self.source.fetch().await;
             *last_fetch = Some(Instant::now());
-            let set = fetched.map_err(TokenError::Unavailable)?;
-            let keys: HashMap<String, DecodingKey> = set.keys.iter().filter_map(decoding_key).collect();
-            tracing::debug!(keys = keys.len(), "fetched the JWKS");
-            *self.keys.write().await = keys;
+            match fetched {
+                Ok(set) => {
+                    let keys: HashMap<String, DecodingKey> =
+                        set.keys.iter().filter_map(decoding_key).collect();
+                    tracing::debug!(keys = keys.len(), "fetched the JWKS");
+                    *self.cache.write().await = Cached { keys, fetched: Some(Instant::now()) };
+                }
+                Err(e) if self.cache.read().await.keys.contains_key(kid) => {
+                    tracing::warn!("cannot refresh the JWKS, verifying with the keys fetched before: {e}");
+                }
+                Err(e) => return Err(TokenError::Unavailable(e)),
+            }
         }
-        self.keys.read().await.get(kid).cloned().ok_or(TokenError::UnknownKey)
+        self.cache.read().await.keys.get(kid).cloned().ok_or(TokenError::UnknownKey)
     }
 }
 
@@ -148,7 +177,8 @@ mod tests {
     async fn a_flood_of_unknown_kids_fetches_at_most_once_per_interval() {
         let source = Counting::default();
         source.kids.lock().unwrap().push("real".into());
-        let keyring = Arc::new(Keyring::new(source.clone(), Duration::from_secs(1)));
+        let keyring =
+            Arc::new(Keyring::new(source.clone(), Duration::from_secs(1), Duration::from_secs(120)));
         assert!(keyring.key("real").await.is_ok());
 
         let flood: Vec<_> = (0..200)
@@ -169,7 +199,7 @@ mod tests {
     async fn a_key_rotated_in_just_after_a_fetch_is_found() {
         let source = Counting::default();
         source.kids.lock().unwrap().push("old".into());
-        let keyring = Keyring::new(source.clone(), Duration::from_secs(1));
+        let keyring = Keyring::new(source.clone(), Duration::from_secs(1), Duration::from_secs(120));
         assert!(keyring.key("old").await.is_ok());
 
         source.kids.lock().unwrap().push("new".into());

@@ -8,6 +8,10 @@ use crate::{Claims, Keyring, TokenError};
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 5;
 
+/// The longest an access token may live (`exp - iat`): a token claiming more was not issued by
+/// aTES auth, whatever its signature says.
+pub const MAX_LIFETIME_SECS: i64 = 15 * 60;
+
 /// Who issues tokens and for whom.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
@@ -49,7 +53,15 @@ impl Verifier {
             ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongIssuerOrAudience,
             _ => TokenError::Malformed(e.to_string()),
         })?;
-        Ok(data.claims)
+        let claims = data.claims;
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        if claims.exp - claims.iat > MAX_LIFETIME_SECS + leeway {
+            return Err(TokenError::Malformed("it claims to live longer than 15 minutes".into()));
+        }
+        if claims.iat > chrono::Utc::now().timestamp() + leeway {
+            return Err(TokenError::Malformed("it claims to be issued in the future".into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -65,6 +77,10 @@ pub struct TokenConfig {
     /// Where auth publishes its keys.
     #[arg(long, env = "ATES_JWKS_URL", default_value = "http://127.0.0.1:8081/.well-known/jwks.json")]
     pub jwks_url: String,
+    /// How long fetched keys are trusted before the JWKS is read again: a key auth retires in
+    /// an emergency stops verifying within this.
+    #[arg(long, env = "ATES_JWKS_TTL", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub jwks_ttl: std::time::Duration,
 }
 
 impl TokenConfig {
@@ -75,8 +91,11 @@ impl TokenConfig {
 
     /// A verifier that fetches auth's JWKS over HTTP, at most once a second.
     pub fn verifier(&self) -> Verifier {
-        let keyring =
-            crate::Keyring::new(crate::HttpKeySource::new(&self.jwks_url), std::time::Duration::from_secs(1));
+        let keyring = crate::Keyring::new(
+            crate::HttpKeySource::new(&self.jwks_url),
+            std::time::Duration::from_secs(1),
+            self.jwks_ttl,
+        );
         Verifier::new(keyring, &self.settings())
     }
 }

@@ -56,7 +56,10 @@ fn verification_rate(count: usize) -> anyhow::Result<u64> {
         let key = EncodingKey::from_ed_der(signing.to_pkcs8_der()?.as_bytes());
         let jwks = JwkSet { keys: vec![public_jwk("bench", &signing.verifying_key().to_bytes())] };
         let settings = TokenSettings { issuer: "ates-auth".into(), audience: "ates".into() };
-        let verifier = Verifier::new(Keyring::new(Static(jwks), Duration::from_secs(1)), &settings);
+        let verifier = Verifier::new(
+            Keyring::new(Static(jwks), Duration::from_secs(1), Duration::from_secs(120)),
+            &settings,
+        );
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some("bench".into());
         let now = chrono::Utc::now();

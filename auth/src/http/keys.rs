@@ -39,3 +39,25 @@ pub async fn rotate(State(state): State<AppState>, caller: Caller) -> Result<Jso
     caller.require(&[Role::Admin])?;
     Ok(Json(Rotated { kid: state.sessions.keys.rotate().await? }))
 }
+
+/// Takes a signing key out of the JWKS at once (admin), for an emergency such as a leaked
+/// private key: every service refuses the tokens it signed once its key cache refreshes
+/// (`ATES_JWKS_TTL`, minutes). If it was the active key, a new one signs from now on.
+#[utoipa::path(post, path = "/api/auth/keys/{kid}/retire", tag = "auth", security(("bearer" = [])),
+    params(("kid" = String, Path, description = "The key id, as in the JWKS and token headers")),
+    responses(
+        (status = 200, description = "Unpublished; the key that signs now", body = Rotated),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such key"),
+    ))]
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    ates_web::Path(kid): ates_web::Path<String>,
+) -> Result<Json<Rotated>> {
+    caller.require(&[Role::Admin])?;
+    match state.sessions.keys.unpublish(&kid).await? {
+        Some(kid) => Ok(Json(Rotated { kid })),
+        None => Err(ates_web::Problem::not_found(format!("There is no signing key {kid}.")).into()),
+    }
+}

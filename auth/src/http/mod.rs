@@ -30,4 +30,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::update))
         .routes(routes!(keys::jwks))
         .routes(routes!(keys::rotate))
+        .routes(routes!(keys::retire))
 }

@@ -134,3 +134,70 @@ async fn a_rotated_key_stays_published_until_its_tokens_expire() {
     assert_eq!(me(&sys, &after).await.status, StatusCode::OK);
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn tokens_claiming_a_long_life_or_a_future_issue_time_are_refused_even_when_signed() {
+    let sys = TestSystem::start().await;
+    let (worker_id, email) = sys.new_account(Role::Worker).await;
+    let (genuine, _) = sys.tokens(&email, ates_tests::PASSWORD).await;
+    let (kid, key) = auth_key(&sys).await;
+    let now = chrono::Utc::now().timestamp();
+    let with = |iat: i64, exp: i64| {
+        let mut claims = part(&genuine, 1);
+        claims["iat"] = json!(iat);
+        claims["nbf"] = json!(iat.min(now));
+        claims["exp"] = json!(exp);
+        claims["sub"] = json!(worker_id);
+        sign(&kid, &key, &claims)
+    };
+    let fine = me(&sys, &with(now, now + 15 * 60)).await;
+    assert_eq!(fine.status, StatusCode::OK, "15 minutes is allowed: {fine:?}");
+    let long = me(&sys, &with(now, now + 24 * 3600)).await;
+    assert_eq!(long.status, StatusCode::UNAUTHORIZED);
+    assert!(long.detail().contains("longer than 15 minutes"), "{}", long.detail());
+    let future = me(&sys, &with(now + 600, now + 900)).await;
+    assert_eq!(future.status, StatusCode::UNAUTHORIZED);
+    assert!(future.detail().contains("future"), "{}", future.detail());
+    for path in ["/api/tasks", "/api/accounting/me"] {
+        let reply = sys.call(Method::GET, path, Some(&with(now, now + 24 * 3600)), None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} refuses it too");
+    }
+    sys.finish().await;
+}
+
+#[tokio::test]
+async fn a_retired_key_leaves_the_jwks_at_once_and_every_service_refuses_its_tokens_within_the_ttl() {
+    let sys =
+        TestSystem::start_configured(|config| config.tokens.jwks_ttl = std::time::Duration::from_secs(1))
+            .await;
+    let worker = sys.popug(Role::Worker).await;
+    let admin = sys.admin_token().await;
+    let kid = part(&worker.token, 0)["kid"].as_str().unwrap().to_owned();
+    for path in ["/api/auth/me", "/api/tasks", "/api/accounting/me"] {
+        sys.get(path, &worker.token).await.expect(StatusCode::OK);
+    }
+
+    let by_worker =
+        sys.call(Method::POST, &format!("/api/auth/keys/{kid}/retire"), Some(&worker.token), None).await;
+    assert_eq!(by_worker.status, StatusCode::FORBIDDEN);
+    let unknown = sys.call(Method::POST, "/api/auth/keys/no-such-kid/retire", Some(&admin), None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let retired = sys.call(Method::POST, &format!("/api/auth/keys/{kid}/retire"), Some(&admin), None).await;
+    assert_eq!(retired.status, StatusCode::OK, "{retired:?}");
+    assert_ne!(retired.body["kid"], kid, "a new key signs from now on");
+
+    let jwks = sys.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let kids: Vec<&str> =
+        jwks.body["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(!kids.contains(&kid.as_str()), "unpublished at once: {kids:?}");
+    for path in ["/api/auth/me", "/api/tasks", "/api/accounting/me", "/api/analytics/summary"] {
+        ates_testkit::eventually(&format!("{path} to refuse the retired key's token"), || async {
+            let status = sys.call(Method::GET, path, Some(&worker.token), None).await.status;
+            (status == StatusCode::UNAUTHORIZED).then_some(())
+        })
+        .await;
+    }
+    let (fresh, _) = sys.tokens(&worker.email, ates_tests::PASSWORD).await;
+    sys.get("/api/tasks", &fresh).await.expect(StatusCode::OK);
+    sys.finish().await;
+}
