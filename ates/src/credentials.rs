@@ -144,6 +144,7 @@ impl Credentials {
     pub async fn provision_roles(&self, admin_url: &str) -> anyhow::Result<()> {
         let mut admin = sqlx::PgConnection::connect(admin_url).await.context("connect as the superuser")?;
         let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut admin).await?;
+        let database = Identifier::new(database).map_err(anyhow::Error::msg)?;
         for service in SERVICES {
             let role = self.role(service.schema);
             Identifier::new(role.as_str()).map_err(anyhow::Error::msg)?;
@@ -154,7 +155,7 @@ impl Credentials {
             let verb = if exists { "ALTER" } else { "CREATE" };
             // format() quotes the name and the password on the server: nothing is spliced here.
             let statement: String =
-                sqlx::query_scalar("SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', $1::text, $2::text, $3::text)")
+                sqlx::query_scalar("SELECT format('%s ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L', $1::text, $2::text, $3::text)")
                     .bind(verb)
                     .bind(&role)
                     .bind(&self.postgres[service.schema])
@@ -164,35 +165,55 @@ impl Credentials {
             let take_over = TAKE_OVER
                 .replace("{role}", &role)
                 .replace("{schema}", service.schema)
-                .replace("{database}", &database);
+                .replace("{database}", &database.to_string());
             sqlx::raw_sql(sqlx::AssertSqlSafe(take_over)).execute(&mut admin).await?;
         }
-        let database = Identifier::new(database).map_err(anyhow::Error::msg)?;
         database.execute(&mut admin, "REVOKE ALL ON DATABASE {} FROM PUBLIC").await?;
+        // Nor the server's own databases: a service role reaches its database and nothing else.
+        for other in ["postgres", "template1"] {
+            Identifier::new(other)
+                .map_err(anyhow::Error::msg)?
+                .execute(&mut admin, "REVOKE CONNECT ON DATABASE {} FROM PUBLIC")
+                .await?;
+        }
         admin.close().await?;
         Ok(())
     }
 }
 
-/// Gives `{role}` connect on `{database}` and ownership of `{schema}` and everything in it
-/// (identifiers checked by the caller).
+/// Gives `{role}` connect on `{database}` and ownership of `{schema}` and everything in it:
+/// tables (partitions included), views, sequences not owned by a column (those follow their
+/// table), functions and types (identifiers checked by the caller).
 const TAKE_OVER: &str = r#"
 GRANT CONNECT ON DATABASE "{database}" TO "{role}";
 CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}";
 ALTER SCHEMA "{schema}" OWNER TO "{role}";
 DO $$
-DECLARE relation record;
+DECLARE item record;
 BEGIN
-    FOR relation IN
+    FOR item IN
         SELECT c.relname FROM pg_class c
         WHERE c.relnamespace = '"{schema}"'::regnamespace
-          AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
           AND c.relowner <> '"{role}"'::regrole
-          AND NOT EXISTS (SELECT FROM pg_depend d
-                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                            AND d.deptype IN ('a', 'i'))
+          AND NOT (c.relkind = 'S' AND EXISTS (
+              SELECT FROM pg_depend d
+              WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
     LOOP
-        EXECUTE format('ALTER TABLE "{schema}".%I OWNER TO "{role}"', relation.relname);
+        EXECUTE format('ALTER TABLE "{schema}".%I OWNER TO "{role}"', item.relname);
+    END LOOP;
+    FOR item IN
+        SELECT p.oid::regprocedure AS routine FROM pg_proc p
+        WHERE p.pronamespace = '"{schema}"'::regnamespace AND p.proowner <> '"{role}"'::regrole
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO "{role}"', item.routine);
+    END LOOP;
+    FOR item IN
+        SELECT t.typname FROM pg_type t
+        WHERE t.typnamespace = '"{schema}"'::regnamespace AND t.typtype IN ('e', 'd')
+          AND t.typowner <> '"{role}"'::regrole
+    LOOP
+        EXECUTE format('ALTER TYPE "{schema}".%I OWNER TO "{role}"', item.typname);
     END LOOP;
 END $$;
 "#;

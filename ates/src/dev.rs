@@ -20,9 +20,9 @@ pub struct DevArgs {
     /// Where the local servers keep their data between runs.
     #[arg(long, default_value = ".ates")]
     data_dir: PathBuf,
-    /// How many nats-server nodes to run when `NATS_URL` is not set: 3 makes a JetStream
-    /// cluster whose streams are replicated to every node (kill one and nothing stops).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    /// How many nats-server nodes to run when `NATS_URL` is not set: 3 (or 5) makes a JetStream
+    /// cluster whose streams are replicated to every node (kill one, or two, and nothing stops).
+    #[arg(long, default_value_t = 1, value_parser = odd_cluster_size)]
     nats_nodes: u16,
     /// Print the settings `ates dev` would run with (secrets hidden) and exit.
     #[arg(long)]
@@ -32,6 +32,14 @@ pub struct DevArgs {
     /// payout mail goes to <data-dir>/mail.
     #[command(flatten)]
     system: SystemConfig,
+}
+
+/// 1, 3 or 5: an even number of nodes survives no more failures than one node fewer.
+fn odd_cluster_size(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(nodes @ (1 | 3 | 5)) => Ok(nodes),
+        _ => Err(format!("{text} nodes: use 1, 3 or 5 (a majority must survive a failure)")),
+    }
 }
 
 /// The first admin when `ATES_ADMIN_EMAIL` is not set.

@@ -147,8 +147,8 @@ impl PostgresServer {
         ])
         .arg("-p")
         .arg(self.port.to_string())
-        .arg("-v")
-        .arg(format!("password={password}"))
+        // From the environment, not the command line, which anyone may read in `ps`.
+        .env("ATES_SUPERUSER_PASSWORD", &password)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -156,7 +156,8 @@ impl PostgresServer {
         let mut stdin = child.stdin.take().expect("piped");
         tokio::io::AsyncWriteExt::write_all(
             &mut stdin,
-            b"SET password_encryption = 'scram-sha-256';\nALTER ROLE postgres PASSWORD :'password';\n",
+            b"\\getenv password ATES_SUPERUSER_PASSWORD\nSET password_encryption = 'scram-sha-256';\n\
+              ALTER ROLE postgres PASSWORD :'password';\n",
         )
         .await?;
         drop(stdin);

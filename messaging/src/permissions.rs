@@ -33,7 +33,7 @@ impl Bus {
         streams
     }
 
-    /// Exactly what it needs: publishing its own domain's events, parking on `dlq.>`, the
+    /// Exactly what it needs: publishing its own domain's events, parking on `dlq.<consumer>`, the
     /// JetStream API calls for the streams it provisions and reads and for its own durable
     /// consumers (create, info, pull, ack), and its own inbox for the answers.
     pub fn permissions(&self) -> Permissions {
@@ -42,9 +42,9 @@ impl Bus {
             let subjects = STREAMS.iter().find(|(name, _)| *name == stream).map(|(_, subjects)| *subjects);
             publish.extend(subjects.map(str::to_owned));
         }
-        if !self.consumes.is_empty() {
-            publish.push("dlq.>".to_owned());
-        }
+        // Parking goes to `dlq.<consumer>`, each service only its own consumers' subjects: what
+        // it parks cannot pretend to come from another service's consumer.
+        publish.extend(self.consumes.iter().map(|(_, consumer)| format!("dlq.{consumer}")));
         for stream in self.provisions() {
             for call in ["CREATE", "UPDATE", "INFO"] {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
@@ -66,6 +66,7 @@ impl Bus {
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
                 format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                 format!("$JS.ACK.{stream}.{consumer}.>"),
             ]);
@@ -85,7 +86,8 @@ mod tests {
     fn a_service_publishes_only_its_own_domain_and_the_dlq() {
         let permissions = TRACKER.permissions();
         assert!(permissions.publish.contains(&"tasks.>".to_owned()));
-        assert!(permissions.publish.contains(&"dlq.>".to_owned()));
+        assert!(permissions.publish.contains(&"dlq.tracker".to_owned()));
+        assert!(!permissions.publish.contains(&"dlq.>".to_owned()), "only its own consumers' DLQ subjects");
         assert!(
             !permissions.publish.iter().any(|s| s.starts_with("accounting") || s.starts_with("accounts"))
         );

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, Message, consumer::pull};
+use async_nats::jetstream::{self, AckKind, Message, consumer::DeliverPolicy, consumer::pull};
 use ates_schemas::ReceivedEvent;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -39,6 +39,9 @@ enum Ended {
     Resume,
 }
 
+/// How often a consumer checks that its stream has not lost what it was given.
+const AHEAD_CHECK: Duration = Duration::from_secs(5);
+
 impl<H: Handler> Consumer<H> {
     /// A consumer that applies `spec`'s messages with `handler` in `pool`'s schema.
     pub fn new(js: jetstream::Context, pool: PgPool, spec: ConsumerSpec, handler: Arc<H>) -> Self {
@@ -46,22 +49,59 @@ impl<H: Handler> Consumer<H> {
         Consumer { js, pool, spec, handler, dlq }
     }
 
-    /// Creates the durable consumer, or updates it to this spec.
+    /// Creates the durable consumer, or updates it to this spec. A consumer that was given
+    /// messages beyond the stream's last one (the stream lost its tail after delivering it, as
+    /// after a power loss before fsync) would skip the messages that take those sequences
+    /// next: it is made again, starting after what it has certainly acknowledged.
     pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, crate::BoxError> {
         let stream = self.js.get_stream(&self.spec.stream).await?;
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(self.spec.name.clone()),
-                filter_subjects: self.spec.subjects.clone(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: self.spec.ack_wait,
-                // The runner parks after `max_deliveries` itself; the server never gives up.
-                max_deliver: -1,
-                max_ack_pending: 20_000,
-                ..Default::default()
-            })
-            .await?;
-        Ok(consumer)
+        let existing: Option<jetstream::consumer::PullConsumer> =
+            stream.get_consumer(&self.spec.name).await.ok();
+        let deliver_policy = existing
+            .as_ref()
+            .map_or(DeliverPolicy::All, |consumer| consumer.cached_info().config.deliver_policy);
+        let consumer = stream.create_consumer(self.config(deliver_policy)).await?;
+        let last = stream.cached_info().state.last_sequence;
+        let info = consumer.cached_info();
+        if info.delivered.stream_sequence <= last {
+            return Ok(consumer);
+        }
+        let start_sequence = info.ack_floor.stream_sequence.min(last) + 1;
+        tracing::warn!(
+            consumer = %self.spec.name,
+            stream = %self.spec.stream,
+            delivered = info.delivered.stream_sequence,
+            last,
+            "the stream lost messages it had delivered; the consumer starts again at {start_sequence} \
+             (events it already applied are skipped)"
+        );
+        stream.delete_consumer(&self.spec.name).await?;
+        Ok(stream.create_consumer(self.config(DeliverPolicy::ByStartSequence { start_sequence })).await?)
+    }
+
+    /// Whether the durable consumer was given messages beyond the stream's last one. Errors
+    /// (NATS away) count as no: the session notices those itself.
+    async fn ahead_of_stream(&self) -> bool {
+        let Ok(mut stream) = self.js.get_stream(&self.spec.stream).await else { return false };
+        let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&self.spec.name).await else {
+            return false;
+        };
+        let (Ok(stream), Ok(consumer)) = (stream.info().await, consumer.info().await) else { return false };
+        consumer.delivered.stream_sequence > stream.state.last_sequence
+    }
+
+    fn config(&self, deliver_policy: DeliverPolicy) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.spec.name.clone()),
+            filter_subjects: self.spec.subjects.clone(),
+            deliver_policy,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.spec.ack_wait,
+            // The runner parks after `max_deliveries` itself; the server never gives up.
+            max_deliver: -1,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        }
     }
 
     /// Consumes until `shutdown`, then finishes the batch in hand and returns. Reconnects with
@@ -102,10 +142,18 @@ impl<H: Handler> Consumer<H> {
             .messages()
             .await?;
         tracing::info!(consumer = %self.spec.name, stream = %self.spec.stream, "consuming");
+        // Now and then: has the stream lost messages this consumer was given (see `ensure`)?
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + AHEAD_CHECK, AHEAD_CHECK);
         loop {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(Ended::Shutdown),
+                _ = check.tick() => {
+                    if self.ahead_of_stream().await {
+                        return Err("the stream lost messages this consumer was given; starting it again".into());
+                    }
+                    continue;
+                }
                 first = messages.next() => first,
             };
             let Some(first) = first else { return Err("the message stream ended".into()) };

@@ -11,12 +11,15 @@
 //! sends it again; consumers skip what they already applied, by event id.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull, stream};
 use chrono::{DateTime, SubsecRound as _, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -55,6 +58,33 @@ pub struct Auditor {
     js: jetstream::Context,
     schema: String,
     settings: AuditSettings,
+    gate: Arc<AuditGate>,
+}
+
+/// Holds the relay back after every (re)connection to NATS until an audit has run on it: what
+/// a restarted server lost is found and published again into the sequences it lost before
+/// anything new takes them, so a consumer that had been given those sequences misses nothing.
+#[derive(Default)]
+pub(crate) struct AuditGate {
+    /// The client's connection count when the last successful audit began.
+    audited_connects: AtomicU64,
+    wake: Notify,
+}
+
+impl AuditGate {
+    /// Whether `client` is connected and an audit has run since it connected; if not, asks for
+    /// one. (While disconnected the client would buffer a publish and send it on reconnecting,
+    /// before any audit.)
+    pub(crate) fn open_for(&self, client: &async_nats::Client) -> bool {
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let open = connected
+            && client.statistics().connects.load(Ordering::SeqCst)
+                == self.audited_connects.load(Ordering::SeqCst);
+        if !open {
+            self.wake.notify_one();
+        }
+        open
+    }
 }
 
 /// A published row: where the stream acknowledged it.
@@ -68,13 +98,23 @@ struct Published {
 impl Auditor {
     /// An auditor of the outbox in `schema`.
     pub fn new(pool: PgPool, js: jetstream::Context, schema: &str, settings: AuditSettings) -> Self {
-        Auditor { pool, js, schema: schema.to_owned(), settings }
+        Auditor { pool, js, schema: schema.to_owned(), settings, gate: Arc::default() }
     }
 
-    /// Audits at once and then every interval until `shutdown`.
+    /// The gate the relay beside it waits at.
+    pub(crate) fn gate(&self) -> Arc<AuditGate> {
+        self.gate.clone()
+    }
+
+    /// Audits at once, then every interval and after every reconnection, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            match self.audit().await {
+            let connects = self.js.client().statistics().connects.load(Ordering::SeqCst);
+            let audited = self.audit().await;
+            if audited.is_ok() {
+                self.gate.audited_connects.store(connects, Ordering::SeqCst);
+            }
+            match audited {
                 Ok(report) if report.lost > 0 => tracing::warn!(
                     schema = %self.schema,
                     stream = self.settings.stream,
@@ -92,6 +132,7 @@ impl Auditor {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = tokio::time::sleep(self.settings.interval) => {}
+                () = self.gate.wake.notified() => {}
             }
         }
     }
@@ -110,32 +151,37 @@ impl Auditor {
             return Ok(AuditReport::default());
         }
         let started = sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(&mut *tx).await?;
+        let last = sqlx::query!(
+            "SELECT created, first_seq, last_seq, audited_at FROM outbox_audit WHERE stream = $1",
+            name
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        // The rows are read before the stream: every one of them was acknowledged before the
+        // stream's state is, so one beyond its last sequence is lost, not just published.
+        let since = last.as_ref().map(|last| last.audited_at - self.margin());
+        let mut rows = self.published_since(&mut tx, since).await?;
         crate::streams::ensure(&self.js, &self.settings.streams, &[name]).await?;
         let mut stream = self.js.get_stream(name).await?;
         let info = stream.info().await?.clone();
         // The database keeps microseconds.
         let created = info.created.trunc_subsecs(6);
-        let last = sqlx::query!("SELECT created, audited_at FROM outbox_audit WHERE stream = $1", name)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let state = &info.state;
+        let (first, newest) = (seq_number(state.first_sequence), seq_number(state.last_sequence));
         let recreated = last.as_ref().is_some_and(|last| last.created != created);
-        // After a re-creation every row is lost; otherwise the rows published since the last
-        // audit are checked, or all of them on the first.
-        let since = match &last {
-            Some(last) if !recreated => Some(last.audited_at - self.margin()),
-            _ => None,
-        };
-        let rows = sqlx::query_as!(
-            Published,
-            r#"SELECT id, event_id, stream_seq AS "stream_seq!", created_at FROM outbox
-               WHERE stream_seq IS NOT NULL AND ($1::timestamptz IS NULL OR published_at >= $1)
-                 AND subject LIKE $2
-               ORDER BY stream_seq"#,
-            since,
-            subject_pattern(name),
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let limited =
+            info.config.max_bytes > 0 || info.config.max_messages > 0 || !info.config.max_age.is_zero();
+        // A stream made again, gone back, emptied or cut at its start (when no limit drops
+        // messages) may have lost anything the outbox still holds: check every row.
+        let lost_older = last.as_ref().is_some_and(|last| {
+            recreated
+                || newest < last.last_seq
+                || (state.messages == 0 && last.last_seq > 0)
+                || (first > last.first_seq && !limited)
+        });
+        if lost_older && since.is_some() {
+            rows = self.published_since(&mut tx, None).await?;
+        }
         let lost: Vec<&Published> =
             if recreated { rows.iter().collect() } else { lost(&stream, &info, &rows).await? };
         let (ids, sequences): (Vec<i64>, Vec<i64>) = lost.iter().map(|row| (row.id, row.stream_seq)).unzip();
@@ -150,10 +196,13 @@ impl Auditor {
         .execute(&mut *tx)
         .await?;
         sqlx::query!(
-            "INSERT INTO outbox_audit (stream, created, audited_at) VALUES ($1, $2, $3)
-             ON CONFLICT (stream) DO UPDATE SET created = excluded.created, audited_at = excluded.audited_at",
+            "INSERT INTO outbox_audit (stream, created, first_seq, last_seq, audited_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (stream) DO UPDATE SET created = excluded.created, first_seq = excluded.first_seq,
+                 last_seq = excluded.last_seq, audited_at = excluded.audited_at",
             name,
             created,
+            first,
+            newest,
             started,
         )
         .execute(&mut *tx)
@@ -171,9 +220,32 @@ impl Auditor {
         Ok(report)
     }
 
+    /// The published rows of this stream, since `since` (all without it), by sequence.
+    async fn published_since(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Published>, sqlx::Error> {
+        sqlx::query_as!(
+            Published,
+            r#"SELECT id, event_id, stream_seq AS "stream_seq!", created_at FROM outbox
+               WHERE stream_seq IS NOT NULL AND ($1::timestamptz IS NULL OR published_at >= $1)
+                 AND subject LIKE $2
+               ORDER BY stream_seq"#,
+            since,
+            subject_pattern(self.settings.stream),
+        )
+        .fetch_all(tx)
+        .await
+    }
+
     fn margin(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.settings.margin).unwrap_or(chrono::Duration::MAX)
     }
+}
+
+fn seq_number(sequence: u64) -> i64 {
+    i64::try_from(sequence).unwrap_or(i64::MAX)
 }
 
 /// `LIKE` pattern of the subjects stored in `stream`.

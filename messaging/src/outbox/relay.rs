@@ -9,7 +9,10 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::audit::{AuditSettings, Auditor};
+use super::audit::{AuditGate, AuditSettings, Auditor};
+
+/// The longest the relay waits for an audit after NATS reconnected.
+const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -98,19 +101,36 @@ impl Relay {
         match self.settings.audit.clone() {
             Some(audit) => {
                 let auditor = Auditor::new(self.pool.clone(), self.js.clone(), &self.schema, audit);
-                tokio::join!(auditor.run(shutdown.clone()), self.publish_until(shutdown));
+                let gate = auditor.gate();
+                tokio::join!(auditor.run(shutdown.clone()), self.publish_until(shutdown, Some(gate)));
             }
-            None => self.publish_until(shutdown).await,
+            None => self.publish_until(shutdown, None).await,
         }
     }
 
-    async fn publish_until(self, shutdown: CancellationToken) {
+    /// Waits until the auditor has run since the last (re)connection, for at most
+    /// [`AUDIT_GATE_WAIT`]: a broken auditor must not stop publishing.
+    async fn wait_for_audit(&self, gate: &AuditGate, shutdown: &CancellationToken) {
+        let deadline = tokio::time::Instant::now() + AUDIT_GATE_WAIT;
+        while !gate.open_for(&self.js.client()) && !shutdown.is_cancelled() {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(schema = %self.schema, "no outbox audit since NATS reconnected; publishing anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn publish_until(self, shutdown: CancellationToken, gate: Option<std::sync::Arc<AuditGate>>) {
         let mut listener = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut last_cleanup = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
+            }
+            if let Some(gate) = &gate {
+                self.wait_for_audit(gate, &shutdown).await;
             }
             let delay = match self.publish_pending().await {
                 Ok(round) if round.claimed == self.batch_len() => {

@@ -145,3 +145,33 @@ async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
     env.expect_effects_exactly_once(300).await;
     assert_eq!(env.unpublished().await, 0);
 }
+
+#[tokio::test]
+async fn a_consumer_that_was_given_the_lost_tail_starts_again_and_misses_nothing() {
+    let mut env = Env::start().await;
+    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+    let mut ids = env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+
+    // The messages go back to 300 while the consumer's own state stays at 500: it was given and
+    // acknowledged messages the stream no longer has.
+    let messages = env.nats().stream_dir("TASKS").join("msgs");
+    let copy = tempfile::tempdir().unwrap();
+    env.nats().stop().await;
+    copy_dir(&messages, copy.path());
+    env.nats().restart().await;
+    ids.extend(env.commit_events(200).await);
+    env.expect_effects_exactly_once(500).await;
+    env.nats().stop().await;
+    std::fs::remove_dir_all(&messages).unwrap();
+    copy_dir(&copy.path().join("msgs"), messages.parent().unwrap());
+    env.nats().restart().await;
+
+    // New events come next: the relay holds them back until the auditor, which runs first after
+    // every reconnection, has the lost ones published again into the sequences they had.
+    ids.extend(env.commit_events(100).await);
+    expect_stream_holds(&env, &ids).await;
+    env.expect_effects_exactly_once(600).await;
+}

@@ -111,3 +111,42 @@ async fn each_producer_may_audit_its_own_stream_with_its_own_identity() {
     }
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn schemas_an_earlier_version_made_as_the_superuser_are_taken_over_by_the_roles() {
+    // As before roles existed: every service migrates its schema as the superuser.
+    let sys = TestSystem::start_configured(|config| config.database_roles = None).await;
+    sys.settled().await;
+    let url = sys.config.backbone.database_url().unwrap().to_owned();
+    let credentials = ates::credentials::Credentials::generate(&format!(
+        "r{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    credentials.provision_roles(&url).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    for service in ates::credentials::SERVICES {
+        let role = credentials.role(service.schema);
+        let foreign: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class
+             WHERE relnamespace = $1::regnamespace AND relkind IN ('r', 'p', 'v', 'm') AND relowner <> $2::regrole
+             UNION ALL SELECT proname::text FROM pg_proc WHERE pronamespace = $1::regnamespace AND proowner <> $2::regrole",
+        )
+        .bind(service.schema)
+        .bind(&role)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(foreign.is_empty(), "{role} owns everything in {}: {foreign:?}", service.schema);
+        // And it works there: the analytics role reads its partitioned projection.
+        let as_role = ates_messaging::db::connect(
+            &credentials.database_url(&url, service.schema).unwrap(),
+            service.schema,
+            1,
+        )
+        .unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&as_role).await.unwrap();
+        assert!(count >= 0);
+    }
+    admin.close().await;
+    sys.finish().await;
+}
