@@ -5,13 +5,33 @@ use chrono_tz::Tz;
 
 use crate::Problem;
 
-/// Checks that `from` is not after `to` and the range spans fewer than `max_days` days.
+/// The earliest and latest dates the APIs take: years 1 to 9999, so every period around one
+/// (its week, its month) is a date too.
+const DATES: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// `date` if its year is 1 to 9999; else 422 naming `field`.
+pub fn check_date(field: &str, date: NaiveDate) -> Result<NaiveDate, Problem> {
+    use chrono::Datelike as _;
+    if DATES.contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(Problem::unprocessable(format!(
+            "`{field}` must be a date from 0001-01-01 to 9999-12-31, not {date}."
+        )))
+    }
+}
+
+/// Checks that `from` is not after `to`, both are dates the APIs take, and the range spans
+/// fewer than `max_days` days.
 pub fn date_range(from: NaiveDate, to: NaiveDate, max_days: i64) -> Result<(NaiveDate, NaiveDate), Problem> {
+    let (from, to) = (check_date("from", from)?, check_date("to", to)?);
     if from > to {
         return Err(Problem::bad_request("`from` must not be after `to`."));
     }
     if (to - from).num_days() >= max_days {
-        return Err(Problem::bad_request(format!("Ask for at most {max_days} days at once.")));
+        return Err(Problem::bad_request(format!(
+            "Ask for at most {max_days} days at once: split a longer range into several requests."
+        )));
     }
     Ok((from, to))
 }

@@ -20,7 +20,7 @@ mod serve;
 mod standalone;
 pub mod text;
 
-pub use dates::{Calendar, date_range, parse_time_zone};
+pub use dates::{Calendar, check_date, date_range, parse_time_zone};
 pub use error::{Error, Result};
 pub use extract::{Json, Path, Query};
 pub use health::{Readiness, ops_routes};

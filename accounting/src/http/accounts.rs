@@ -30,7 +30,7 @@ pub async fn me(
     caller: Caller,
     Query(query): Query<DayQuery>,
 ) -> Result<Json<Statement>> {
-    let date = query.date.unwrap_or_else(|| state.today());
+    let date = ates_web::check_date("date", query.date.unwrap_or_else(|| state.today()))?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(statements::statement(&mut conn, caller.account_id, date).await?))
 }
@@ -70,7 +70,7 @@ pub async fn one(
     if account_id != caller.account_id && !matches!(caller.role, Role::Admin | Role::Accountant) {
         return Err(Problem::forbidden("You can see only your own account.").into());
     }
-    let date = query.date.unwrap_or_else(|| state.today());
+    let date = ates_web::check_date("date", query.date.unwrap_or_else(|| state.today()))?;
     let mut conn = state.pool.acquire().await?;
     Ok(Json(statements::statement(&mut conn, account_id, date).await?))
 }

@@ -28,6 +28,7 @@ pub async fn close(
     Path(date): Path<NaiveDate>,
 ) -> Result<Json<Closed>> {
     caller.require(&[Role::Admin])?;
+    let date = ates_web::check_date("date", date)?;
     Ok(Json(closing::close_through(&state.pool, date, state.zone).await?))
 }
 

@@ -13,7 +13,7 @@ use crate::queries::{self, Day, ExpensiveTask, Summary};
 use crate::state::AppState;
 
 /// The longest history asked for at once.
-const MAX_DAYS: i64 = 3660;
+const MAX_DAYS: i64 = 366;
 
 /// Which day.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -35,7 +35,7 @@ pub async fn summary(
     Query(query): Query<DateQuery>,
 ) -> Result<Json<Summary>> {
     caller.require(&[Role::Admin])?;
-    let date = query.date.unwrap_or_else(|| state.today());
+    let date = ates_web::check_date("date", query.date.unwrap_or_else(|| state.today()))?;
     let (mut tx, generation) = projection::read_current(&state.pool).await?;
     Ok(Json(queries::summary(&mut tx, generation, date).await?))
 }
@@ -66,7 +66,7 @@ pub enum Period {
 impl PeriodQuery {
     /// The first and last day asked for.
     fn range(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), Problem> {
-        let date = self.date.unwrap_or(today);
+        let date = ates_web::check_date("date", self.date.unwrap_or(today))?;
         let (from, to) = match (self.period, self.from, self.to) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                 return Err(Problem::bad_request(

@@ -112,3 +112,30 @@ async fn the_ui_and_the_apis_send_the_security_headers_and_the_jwks_may_be_cache
     assert!(cache.contains("max-age="), "{cache}");
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn absurd_dates_and_ranges_are_refused_with_a_sentence() {
+    let sys = TestSystem::start().await;
+    let admin = sys.admin_token().await;
+    for path in [
+        "/api/analytics/days?from=2020-01-01&to=2030-01-01",
+        "/api/analytics/most-expensive-task?from=0001-01-01&to=9999-12-31",
+        "/api/analytics/summary?date=262143-12-31",
+        "/api/analytics/days?period=week&date=262143-12-31",
+        "/api/analytics/days?period=month&date=-262143-01-01",
+        "/api/analytics/days?from=2026-02-01&to=2026-01-01",
+        "/api/accounting/me?date=262143-12-31",
+        "/api/accounting/dashboard?from=0001-01-01&to=9999-12-31",
+        "/api/analytics/summary?date=2026-02-30",
+        "/api/analytics/summary?date=yesterday",
+    ] {
+        let reply = sys.get(path, &admin).await;
+        assert!(reply.status.is_client_error(), "{path}: {} {:?}", reply.status, reply.body);
+        assert!(reply.detail().len() > 20, "{path}: a sentence, not {:?}", reply.detail());
+    }
+    let close = sys.post("/api/accounting/billing-days/262143-12-31/close", &admin, json!({})).await;
+    assert!(close.status.is_client_error(), "{:?}", close.body);
+    let capped = sys.get("/api/analytics/days?from=2020-01-01&to=2030-01-01", &admin).await;
+    assert!(capped.detail().contains("366"), "the cap is named: {}", capped.detail());
+    sys.finish().await;
+}
