@@ -97,8 +97,8 @@ pub struct Backbone {
     pub js: jetstream::Context,
     /// The settings it was made from.
     pub config: BackboneConfig,
-    /// The stream it publishes its events to, if it produces any.
-    pub produces: Option<&'static str>,
+    /// What it does on the bus.
+    pub bus: Bus,
 }
 
 /// How far before its last audit the auditor checks publishes again: longer than nats-server's
@@ -120,17 +120,18 @@ impl Backbone {
         let nats = config.nats.connect(&format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
         streams::ensure(&js, &config.streams, &bus.provisions()).await?;
-        Ok(Backbone { schema, pool, nats, js, config: config.clone(), produces: bus.produces })
+        Ok(Backbone { schema, pool, nats, js, config: config.clone(), bus: *bus })
     }
 
     /// The outbox relay of this service's schema.
     pub fn relay(&self) -> crate::Relay {
         let mut settings = crate::RelaySettings::keeping(self.config.outbox_retention);
-        settings.audit = self.produces.map(|stream| crate::outbox::AuditSettings {
+        settings.audit = self.bus.produces.map(|stream| crate::outbox::AuditSettings {
             stream,
             streams: self.config.streams.clone(),
             interval: self.config.outbox_audit_interval,
             margin: AUDIT_MARGIN,
+            reader: self.bus.audit_reader(),
         });
         crate::Relay::new(self.pool.clone(), self.js.clone(), self.schema, settings)
     }

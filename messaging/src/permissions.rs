@@ -24,6 +24,12 @@ pub struct Permissions {
 }
 
 impl Bus {
+    /// The name of the consumer its outbox auditor reads its stream with (one audit runs at a
+    /// time per service, so one name serves every instance).
+    pub fn audit_reader(&self) -> String {
+        format!("audit-{}", self.user)
+    }
+
     /// The streams it creates or updates at start-up: its own, and the DLQ it parks messages on.
     pub fn provisions(&self) -> Vec<&'static str> {
         let mut streams: Vec<&'static str> = self.produces.into_iter().collect();
@@ -50,10 +56,11 @@ impl Bus {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
             }
         }
-        // The outbox auditor reads its own stream back with ephemeral ordered consumers.
+        // The outbox auditor reads its own stream back with one ordered consumer of its own.
         if let Some(stream) = self.produces {
+            let reader = self.audit_reader();
             for call in ["CREATE", "INFO", "MSG.NEXT", "DELETE"] {
-                publish.push(format!("$JS.API.CONSUMER.{call}.{stream}.>"));
+                publish.push(format!("$JS.API.CONSUMER.{call}.{stream}.{reader}"));
             }
         }
         for (stream, consumer) in self.consumes {
@@ -108,9 +115,14 @@ mod tests {
         assert!(permissions.publish.contains(&"$JS.ACK.ACCOUNTS.tracker.>".to_owned()));
         assert_eq!(TRACKER.provisions(), ["TASKS", "DLQ"]);
         assert!(
-            permissions.publish.contains(&"$JS.API.CONSUMER.CREATE.TASKS.>".to_owned()),
-            "it audits its own"
+            permissions.publish.contains(&"$JS.API.CONSUMER.CREATE.TASKS.audit-task-tracker".to_owned()),
+            "it audits its own stream"
         );
-        assert!(!permissions.publish.iter().any(|s| s.starts_with("$JS.API.CONSUMER.CREATE.ACCOUNTS.>")));
+        for call in ["CREATE", "DELETE", "MSG.NEXT", "INFO"] {
+            for stream in ["TASKS", "ACCOUNTS"] {
+                let any = format!("$JS.API.CONSUMER.{call}.{stream}.>");
+                assert!(!permissions.publish.contains(&any), "no consumer but its own: {any}");
+            }
+        }
     }
 }

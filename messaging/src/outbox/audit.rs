@@ -39,6 +39,8 @@ pub struct AuditSettings {
     /// fsync interval, so what was acknowledged but not yet on disk at the last audit is
     /// checked once more after it is.
     pub margin: Duration,
+    /// The name of the consumer it reads the stream with ([`crate::permissions::Bus::audit_reader`]).
+    pub reader: String,
 }
 
 /// What one audit found.
@@ -182,8 +184,11 @@ impl Auditor {
         if lost_older && since.is_some() {
             rows = self.published_since(&mut tx, None).await?;
         }
-        let lost: Vec<&Published> =
-            if recreated { rows.iter().collect() } else { lost(&stream, &info, &rows).await? };
+        let lost: Vec<&Published> = if recreated {
+            rows.iter().collect()
+        } else {
+            lost(&stream, &self.settings.reader, &info, &rows).await?
+        };
         let (ids, sequences): (Vec<i64>, Vec<i64>) = lost.iter().map(|row| (row.id, row.stream_seq)).unzip();
         // Only rows still at the sequence found missing: another instance may have sent them since.
         sqlx::query!(
@@ -260,6 +265,7 @@ fn subject_pattern(stream: &str) -> String {
 /// maximum age.
 async fn lost<'a>(
     stream: &stream::Stream,
+    reader: &str,
     info: &stream::Info,
     rows: &'a [Published],
 ) -> Result<Vec<&'a Published>, BoxError> {
@@ -278,7 +284,7 @@ async fn lost<'a>(
         rows.iter().filter(|row| (seq(row) < first && !evictable(row)) || seq(row) > last).collect();
     let kept: Vec<&Published> = rows.iter().filter(|row| (first..=last).contains(&seq(row))).collect();
     if let (Some(low), Some(high)) = (kept.first(), kept.last()) {
-        let stored = message_ids(stream, seq(low), seq(high)).await?;
+        let stored = message_ids(stream, reader, seq(low), seq(high)).await?;
         lost.extend(kept.into_iter().filter(|row| stored.get(&seq(row)) != Some(&row.event_id)));
     }
     lost.sort_by_key(|row| row.stream_seq);
@@ -287,11 +293,29 @@ async fn lost<'a>(
 
 /// The event id (`Nats-Msg-Id`) of every message the stream has from sequence `low` to `high`,
 /// read as headers only.
-async fn message_ids(stream: &stream::Stream, low: u64, high: u64) -> Result<HashMap<u64, Uuid>, BoxError> {
+async fn message_ids(
+    stream: &stream::Stream,
+    reader: &str,
+    low: u64,
+    high: u64,
+) -> Result<HashMap<u64, Uuid>, BoxError> {
+    // One at a time (the audit holds its lock): one left over from an audit that failed goes first.
+    let _ = stream.delete_consumer(reader).await;
+    let ids = read_message_ids(stream, reader, low, high).await;
+    let _ = stream.delete_consumer(reader).await;
+    ids
+}
+
+async fn read_message_ids(
+    stream: &stream::Stream,
+    reader: &str,
+    low: u64,
+    high: u64,
+) -> Result<HashMap<u64, Uuid>, BoxError> {
     let ordered = stream
         .create_consumer(pull::OrderedConfig {
-            // Named, so its API subjects fall under the producer's `$JS.API.CONSUMER.*.<stream>.>`.
-            name: Some(format!("audit-{}", Uuid::new_v4().simple())),
+            // Its own name: the producer's user may touch no other consumer of the stream.
+            name: Some(reader.to_owned()),
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: low },
             headers_only: true,
             ..Default::default()

@@ -19,6 +19,7 @@ fn audit_settings() -> AuditSettings {
         streams: StreamSettings::default(),
         interval: Duration::from_millis(200),
         margin: Duration::from_secs(300),
+        reader: "audit-test".into(),
     }
 }
 

@@ -58,6 +58,10 @@ async fn the_task_tracker_cannot_publish_accounting_events_nor_manage_other_stre
         "the task tracker may not delete another service's stream"
     );
     assert!(!answered("$JS.API.STREAM.PURGE.TASKS").await, "nor purge its own: only the operator may");
+    assert!(
+        !answered("$JS.API.CONSUMER.DELETE.TASKS.accounting-tasks").await,
+        "nor touch another service's consumer of its stream"
+    );
 
     assert_eq!(messages(&sys, "ACCOUNTING").await, before, "nothing reached the ACCOUNTING stream");
     sys.finish().await;
