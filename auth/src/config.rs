@@ -36,15 +36,27 @@ pub struct AuthSettings {
     /// The first admin's password.
     #[arg(long, env = "ATES_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<SecretString>,
-    /// Sign-in attempts allowed per account per minute.
+    /// Failed sign-ins allowed per account from one client address per minute.
     #[arg(long, env = "ATES_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 10)]
     pub login_attempts_per_account: u32,
-    /// Sign-in attempts allowed per client address per minute.
+    /// Failed sign-ins allowed per client address per minute (IPv6 by /64).
     #[arg(long, env = "ATES_LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 30)]
     pub login_attempts_per_address: u32,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    #[arg(long, env = "ATES_TRUST_FORWARDED_FOR", default_value_t = false)]
-    pub trust_forwarded_for: bool,
+    /// Failed sign-ins allowed per account from all addresses per minute: the looser ceiling.
+    #[arg(long, env = "ATES_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 100)]
+    pub login_failures_per_account: u32,
+    /// The proxies (CIDRs, comma-separated) whose `X-Forwarded-For` is believed: the client is
+    /// the right-most address in it that is not one of them. None by default.
+    #[arg(long, env = "ATES_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A proxy's address or network, e.g. `10.0.0.0/8` or `127.0.0.1`.
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a network like 10.0.0.0/8"))
 }
 
 fn parse_access_ttl(text: &str) -> Result<Duration, String> {

@@ -85,11 +85,12 @@ impl AuthService {
             sessions: Arc::new(sessions),
             jwks,
             authenticator,
-            limiter: Arc::new(limiter::LoginLimiter::new(
-                settings.login_attempts_per_account,
-                settings.login_attempts_per_address,
-            )),
-            trust_forwarded_for: settings.trust_forwarded_for,
+            limiter: Arc::new(limiter::LoginLimiter::new(limiter::Limits {
+                per_account_and_address: settings.login_attempts_per_account,
+                per_address: settings.login_attempts_per_address,
+                per_account: settings.login_failures_per_account,
+            })),
+            trusted_proxies: settings.trusted_proxies.clone(),
         };
         let (router, openapi) = http::router().split_for_parts();
         Ok(AuthService { router: router.with_state(state), openapi, backbone })

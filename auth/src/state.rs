@@ -18,7 +18,7 @@ pub struct AppState {
     pub jwks: DbKeySource,
     pub authenticator: Authenticator,
     pub limiter: Arc<LoginLimiter>,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl FromRef<AppState> for Authenticator {

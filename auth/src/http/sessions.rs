@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use crate::Error;
 use crate::domain::account as rules;
 use crate::sessions::TokenPair;
 use crate::state::AppState;
@@ -44,14 +45,20 @@ pub async fn login(
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenPair>> {
-    let address = client_address(&headers, peer, state.trust_forwarded_for);
+    let address = client_address(&headers, peer, &state.trusted_proxies);
     // A well-formed address of at most 254 characters, before it becomes a limiter key.
     let email = rules::parse_email(&request.email)?;
-    if let Err(limited) = state.limiter.attempt(&email, address) {
+    if let Err(limited) = state.limiter.check(&email, address) {
         metrics::counter!("ates_auth_logins_total", "outcome" => "rate_limited").increment(1);
         return Err(limited.into());
     }
-    Ok(Json(state.sessions.login(&email, request.password).await?))
+    match state.sessions.login(&email, request.password).await {
+        Err(Error::BadCredentials) => {
+            state.limiter.failed(&email, address);
+            Err(Error::BadCredentials.into())
+        }
+        result => Ok(Json(result?)),
+    }
 }
 
 /// Exchanges a refresh token for a new pair; each refresh token works once.
@@ -81,10 +88,67 @@ pub async fn logout(
 }
 
 /// The peer address, or the first `X-Forwarded-For` entry when a trusted proxy sets it.
-fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    let forwarded =
-        || headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next()?.trim().parse::<IpAddr>().ok();
-    trust_forwarded_for.then(forwarded).flatten().unwrap_or(peer.ip())
+/// The client's address: the peer, unless the peer is a trusted proxy; then the right-most
+/// `X-Forwarded-For` entry that is not a trusted proxy (the left ones are whatever the client
+/// sent). A malformed entry ends the search at the last trusted hop.
+fn client_address(headers: &HeaderMap, peer: SocketAddr, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
+    let mut client = peer.ip();
+    if !is_trusted(&client) {
+        return client;
+    }
+    let hops =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    let hops: Vec<&str> = hops.collect();
+    for hop in hops.iter().rev() {
+        let Ok(address) = hop.trim().parse::<IpAddr>() else { break };
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_address(&headers, format!("{peer}:1234").parse().unwrap(), &trusted).to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop_and_only_behind_a_trusted_proxy() {
+        assert_eq!(address("203.0.113.9", &["1.2.3.4"], &[]), "203.0.113.9", "no trusted proxy: the peer");
+        assert_eq!(address("203.0.113.9", &["1.2.3.4"], &["10.0.0.0/8"]), "203.0.113.9", "an untrusted peer");
+        assert_eq!(
+            address("10.0.0.2", &["6.6.6.6, 198.51.100.7"], &["10.0.0.0/8"]),
+            "198.51.100.7",
+            "spoofed left entries are ignored"
+        );
+        assert_eq!(
+            address("10.0.0.2", &["198.51.100.7, 10.0.0.3"], &["10.0.0.0/8"]),
+            "198.51.100.7",
+            "through two proxies"
+        );
+        assert_eq!(
+            address("10.0.0.2", &["6.6.6.6", "198.51.100.7"], &["10.0.0.0/8"]),
+            "198.51.100.7",
+            "several headers"
+        );
+        assert_eq!(
+            address("10.0.0.2", &["garbage, 10.0.0.3"], &["10.0.0.0/8"]),
+            "10.0.0.3",
+            "stops at a malformed entry"
+        );
+        assert_eq!(address("10.0.0.2", &[], &["10.0.0.0/8"]), "10.0.0.2");
+    }
 }
 
 /// A password change by the account's owner. (No `Debug`: it carries passwords.)

@@ -123,7 +123,7 @@ impl Deployment {
             "auth" => env.extend([
                 ("ATES_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
                 ("ATES_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
-                ("ATES_TRUST_FORWARDED_FOR".into(), "true".into()),
+                ("ATES_TRUSTED_PROXIES".into(), "127.0.0.1/32".into()),
             ]),
             "accounting" => {
                 env.push(("ATES_MAIL_DIR".into(), self.dir.path().join("mail").display().to_string()));

@@ -140,3 +140,65 @@ async fn a_deactivated_account_cannot_sign_in_or_refresh() {
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
     sys.finish().await;
 }
+
+/// Signs in as `email` from `address` (as a trusted proxy on 127.0.0.1 would report it).
+async fn login_from(sys: &TestSystem, address: &str, email: &str, password: &str) -> StatusCode {
+    let body = json!({ "email": email, "password": password });
+    let response = sys
+        .http
+        .post(format!("{}/api/auth/login", sys.url))
+        .header("x-forwarded-for", address)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    ates_tests::read(response).await.status
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_cannot_lock_the_admin_out_nor_rotate_past_the_limit() {
+    let sys = TestSystem::start_configured(|config| {
+        config.auth.login_attempts_per_account = 3;
+        config.auth.login_attempts_per_address = 5;
+        config.auth.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(login_from(&sys, "203.0.113.5", ADMIN_EMAIL, "guess").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login_from(&sys, "203.0.113.5", ADMIN_EMAIL, "guess").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_from(&sys, "198.51.100.7", ADMIN_EMAIL, ADMIN_PASSWORD).await,
+        StatusCode::OK,
+        "the admin signs in from elsewhere"
+    );
+    // A spoofed left-most entry changes nothing: the right-most untrusted address is the client.
+    for n in 0..5 {
+        let spoofed = format!("10.9.9.{n}, 192.0.2.44");
+        assert_eq!(
+            login_from(&sys, &spoofed, &format!("u{n}@ates.test"), "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&sys, "10.9.9.99, 192.0.2.44", "u9@ates.test", "guess").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Successful sign-ins count for nothing.
+    for _ in 0..6 {
+        assert_eq!(login_from(&sys, "198.51.100.8", ADMIN_EMAIL, ADMIN_PASSWORD).await, StatusCode::OK);
+    }
+    // IPv6 clients share their /64.
+    for n in 0..5 {
+        let address = format!("2001:db8:7:7::{n}");
+        assert_eq!(
+            login_from(&sys, &address, &format!("v{n}@ates.test"), "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&sys, "2001:db8:7:7::ff", "w@ates.test", "guess").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    sys.finish().await;
+}
