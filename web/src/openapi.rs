@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
 use crate::ProblemBody;
@@ -23,9 +23,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Gives every error response (4xx and 5xx) that has no content of its own the one error format:
-/// `application/problem+json` with a [`ProblemBody`]. Handlers only say which statuses they
-/// answer and why.
+/// Gives every operation the error answers any of them may give (400, 503, and 401 when it needs
+/// a token, 413, 415 and 422 when it takes a body), and every error response (4xx and 5xx) that
+/// has no content of its own the one error format: `application/problem+json` with a
+/// [`ProblemBody`]. Handlers only say which other statuses they answer and why.
 pub struct ProblemResponses;
 
 impl Modify for ProblemResponses {
@@ -46,7 +47,25 @@ impl Modify for ProblemResponses {
                 &mut item.trace,
             ];
             for operation in operations.into_iter().flatten() {
-                for (status, response) in &mut operation.responses.responses {
+                let answers = &mut operation.responses.responses;
+                let mut generic = vec![
+                    ("400", "A parameter or the body cannot be read"),
+                    ("503", "Something it depends on is down; try again"),
+                ];
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    generic.push(("401", "Not signed in, or the access token is not valid"));
+                }
+                if operation.request_body.is_some() {
+                    generic.extend([
+                        ("413", "The body is larger than 64 KiB"),
+                        ("415", "The body is not JSON"),
+                        ("422", "A field breaks a rule"),
+                    ]);
+                }
+                for (status, description) in generic {
+                    answers.entry(status.to_owned()).or_insert_with(|| RefOr::T(Response::new(description)));
+                }
+                for (status, response) in answers {
                     let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
                     if let (true, RefOr::T(response)) = (is_error, response)
                         && response.content.is_empty()
