@@ -73,7 +73,6 @@ impl Bus {
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
                 format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
-                format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                 format!("$JS.ACK.{stream}.{consumer}.>"),
             ]);

@@ -39,9 +39,6 @@ enum Ended {
     Resume,
 }
 
-/// How often a consumer checks that its stream has not lost what it was given.
-const AHEAD_CHECK: Duration = Duration::from_secs(5);
-
 impl<H: Handler> Consumer<H> {
     /// A consumer that applies `spec`'s messages with `handler` in `pool`'s schema.
     pub fn new(js: jetstream::Context, pool: PgPool, spec: ConsumerSpec, handler: Arc<H>) -> Self {
@@ -49,45 +46,12 @@ impl<H: Handler> Consumer<H> {
         Consumer { js, pool, spec, handler, dlq }
     }
 
-    /// Creates the durable consumer, or updates it to this spec. A consumer that was given
-    /// messages beyond the stream's last one (the stream lost its tail after delivering it, as
-    /// after a power loss before fsync) would skip the messages that take those sequences
-    /// next: it is made again, starting after what it has certainly acknowledged.
+    /// Creates the durable consumer, or updates it to this spec. (When its stream loses a tail
+    /// it had delivered, the producer's relay waits for its auditor to put the lost events back
+    /// into those sequences before anything new takes them: see `outbox::audit`.)
     pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, crate::BoxError> {
         let stream = self.js.get_stream(&self.spec.stream).await?;
-        let existing: Option<jetstream::consumer::PullConsumer> =
-            stream.get_consumer(&self.spec.name).await.ok();
-        let deliver_policy = existing
-            .as_ref()
-            .map_or(DeliverPolicy::All, |consumer| consumer.cached_info().config.deliver_policy);
-        let consumer = stream.create_consumer(self.config(deliver_policy)).await?;
-        let last = stream.cached_info().state.last_sequence;
-        let info = consumer.cached_info();
-        if info.delivered.stream_sequence <= last {
-            return Ok(consumer);
-        }
-        let start_sequence = info.ack_floor.stream_sequence.min(last) + 1;
-        tracing::warn!(
-            consumer = %self.spec.name,
-            stream = %self.spec.stream,
-            delivered = info.delivered.stream_sequence,
-            last,
-            "the stream lost messages it had delivered; the consumer starts again at {start_sequence} \
-             (events it already applied are skipped)"
-        );
-        stream.delete_consumer(&self.spec.name).await?;
-        Ok(stream.create_consumer(self.config(DeliverPolicy::ByStartSequence { start_sequence })).await?)
-    }
-
-    /// Whether the durable consumer was given messages beyond the stream's last one. Errors
-    /// (NATS away) count as no: the session notices those itself.
-    async fn ahead_of_stream(&self) -> bool {
-        let Ok(mut stream) = self.js.get_stream(&self.spec.stream).await else { return false };
-        let Ok(mut consumer) = stream.get_consumer::<pull::Config>(&self.spec.name).await else {
-            return false;
-        };
-        let (Ok(stream), Ok(consumer)) = (stream.info().await, consumer.info().await) else { return false };
-        consumer.delivered.stream_sequence > stream.state.last_sequence
+        Ok(stream.create_consumer(self.config(DeliverPolicy::All)).await?)
     }
 
     fn config(&self, deliver_policy: DeliverPolicy) -> pull::Config {
@@ -142,18 +106,10 @@ impl<H: Handler> Consumer<H> {
             .messages()
             .await?;
         tracing::info!(consumer = %self.spec.name, stream = %self.spec.stream, "consuming");
-        // Now and then: has the stream lost messages this consumer was given (see `ensure`)?
-        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + AHEAD_CHECK, AHEAD_CHECK);
         loop {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(Ended::Shutdown),
-                _ = check.tick() => {
-                    if self.ahead_of_stream().await {
-                        return Err("the stream lost messages this consumer was given; starting it again".into());
-                    }
-                    continue;
-                }
                 first = messages.next() => first,
             };
             let Some(first) = first else { return Err("the message stream ended".into()) };

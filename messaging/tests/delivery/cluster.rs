@@ -20,10 +20,10 @@ async fn with_replicated_streams_killing_a_node_loses_and_doubles_nothing() {
 
     cluster.nodes()[0].kill();
     env.commit_events(200).await;
-    env.expect_effects_exactly_once(400).await;
+    env.expect_effects_exactly_once_within(400, std::time::Duration::from_secs(90)).await;
     cluster.nodes()[0].restart().await.unwrap();
     env.commit_events(100).await;
 
-    env.expect_effects_exactly_once(500).await;
+    env.expect_effects_exactly_once_within(500, std::time::Duration::from_secs(90)).await;
     assert_eq!(env.unpublished().await, 0);
 }

@@ -10,7 +10,7 @@ use ates_messaging::streams::{self, StreamSettings};
 use ates_messaging::{Consumer, ConsumerSpec, Handler, HandlerError, Outbox, Relay, RelaySettings, db, nats};
 use ates_schemas::events::TaskCompletedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
-use ates_testkit::{TestDb, TestNats, eventually};
+use ates_testkit::{TestDb, TestNats, eventually_with};
 use futures::StreamExt;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
@@ -115,7 +115,13 @@ impl Env {
 
     /// Waits until `count` distinct events have had their effect, then checks none had two.
     pub async fn expect_effects_exactly_once(&self, count: i64) {
-        let (rows, distinct) = eventually(&format!("{count} effects"), || async {
+        self.expect_effects_exactly_once_within(count, Duration::from_secs(30)).await;
+    }
+
+    /// [`Env::expect_effects_exactly_once`], waiting up to `wait` (a cluster electing new leaders
+    /// on a busy machine takes a while).
+    pub async fn expect_effects_exactly_once_within(&self, count: i64, wait: Duration) {
+        let (rows, distinct) = eventually_with(&format!("{count} effects"), wait, || async {
             let (rows, distinct) = self.effects_in("effects").await;
             (distinct >= count).then_some((rows, distinct))
         })
