@@ -53,6 +53,7 @@ async fn expect_stream_holds(env: &Env, ids: &[uuid::Uuid]) {
 
 #[tokio::test]
 async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
+    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let mut env = Env::start().await;
     env.spawn_relay();
     let effects = Effects::new("effects");
@@ -93,6 +94,7 @@ async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
 
 #[tokio::test]
 async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own() {
+    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let mut env = Env::start().await;
     tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
     let effects = Effects::new("effects");
@@ -124,6 +126,7 @@ async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own()
 
 #[tokio::test]
 async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
+    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let mut env = Env::start().await;
     tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
     let effects = Effects::new("effects");
@@ -149,6 +152,7 @@ async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
 
 #[tokio::test]
 async fn a_consumer_that_was_given_the_lost_tail_starts_again_and_misses_nothing() {
+    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let mut env = Env::start().await;
     tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
     let effects = Effects::new("effects");

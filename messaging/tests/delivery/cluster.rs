@@ -7,6 +7,7 @@ use crate::support::{Effects, Env};
 
 #[tokio::test]
 async fn with_replicated_streams_killing_a_node_loses_and_doubles_nothing() {
+    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let mut cluster = NatsCluster::temporary(3, Vec::new()).await.unwrap();
     let env = Env::on_nats(&cluster.urls()).await;
     let settings = StreamSettings { replicas: 3, ..StreamSettings::default() };

@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const SCHEMA: &str = "svc";
+
+/// Held by the tests that stop, kill or damage NATS servers, so that at most one of them runs at
+/// a time: on a 2-core machine several at once slow leader elections and restarts past their waits.
+pub static SERVER_FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub const OUTBOX: Outbox = Outbox::new("test");
 
 /// NATS, a migrated schema, and the background tasks a test starts; stopped on drop.
