@@ -92,6 +92,16 @@ impl Credentials {
         NatsUser { name: user.to_owned(), password: password.as_str().into() }
     }
 
+    /// How to reach the NATS servers at `url` as `user`.
+    pub fn nats_connection(&self, url: &str, user: &str) -> ates_messaging::NatsConnection {
+        let user = self.nats_user(user);
+        ates_messaging::NatsConnection {
+            nats_url: Some(url.to_owned()),
+            nats_user: Some(user.name),
+            nats_password: Some(user.password),
+        }
+    }
+
     /// The users a nats-server must accept: each service with exactly its permissions, and the
     /// operator with all.
     pub fn nats_server_users(&self) -> Vec<NatsUserConfig> {

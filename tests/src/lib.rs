@@ -292,22 +292,12 @@ impl TestSystem {
 
     /// NATS as the operator (the command line's identity).
     pub fn operator(&self) -> NatsConnection {
-        let user = self.credentials().nats_user(OPERATOR);
-        NatsConnection {
-            nats_url: Some(self.nats.url()),
-            nats_user: Some(user.name),
-            nats_password: Some(user.password),
-        }
+        self.credentials().nats_connection(&self.nats.url(), OPERATOR)
     }
 
     /// NATS as the service whose bus is `bus`.
     pub fn nats_as(&self, bus: &ates_messaging::permissions::Bus) -> NatsConnection {
-        let user = self.credentials().nats_user(bus.user);
-        NatsConnection {
-            nats_url: Some(self.nats.url()),
-            nats_user: Some(user.name),
-            nats_password: Some(user.password),
-        }
+        self.credentials().nats_connection(&self.nats.url(), bus.user)
     }
 
     /// Waits until a session of the test's database waits for a lock while running a statement

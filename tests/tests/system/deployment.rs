@@ -256,12 +256,7 @@ impl Deployment {
 
     /// The operator's JetStream.
     async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let operator = self.credentials.nats_user(OPERATOR);
-        let connection = ates_messaging::NatsConnection {
-            nats_url: Some(self.nats.urls()),
-            nats_user: Some(operator.name),
-            nats_password: Some(operator.password),
-        };
+        let connection = self.credentials.nats_connection(&self.nats.urls(), OPERATOR);
         ates_messaging::nats::jetstream(connection.connect("test").await.unwrap(), Duration::from_secs(5))
     }
 
