@@ -177,6 +177,11 @@ impl NatsServer {
         self.port
     }
 
+    /// Its server name in a cluster (`ates-<index>`); `None` when it runs alone.
+    pub fn name(&self) -> Option<&str> {
+        self.options.cluster.as_ref().map(|c| c.server_name.as_str())
+    }
+
     /// Whether the server process is up.
     pub fn is_running(&self) -> bool {
         self.process.is_some()
@@ -209,7 +214,6 @@ fn quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Writes `text` into a file only its owner can read: it may hold passwords.
 /// Three (or more) nats-server processes routed to each other: a JetStream cluster in which
 /// every node can be stopped, killed and restarted on its own.
 pub struct NatsCluster {

@@ -10,7 +10,7 @@ use ates_messaging::streams::{self, StreamSettings};
 use ates_messaging::{Consumer, ConsumerSpec, Handler, HandlerError, Outbox, Relay, RelaySettings, db, nats};
 use ates_schemas::events::TaskCompletedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
-use ates_testkit::{TestDb, TestNats, eventually_with};
+use ates_testkit::{TestDb, TestNats};
 use futures::StreamExt;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
@@ -23,6 +23,17 @@ pub const SCHEMA: &str = "svc";
 /// a time: on a 2-core machine several at once slow leader elections and restarts past their waits.
 pub static SERVER_FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub const OUTBOX: Outbox = Outbox::new("test");
+
+/// Sends the logs of everything this test's thread runs to the test's output, which the
+/// harness shows when the test fails.
+pub fn log_to_test_output() -> tracing::subscriber::DefaultGuard {
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("info,ates_messaging=debug")
+        .with_test_writer()
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_default(subscriber)
+}
 
 /// NATS, a migrated schema, and the background tasks a test starts; stopped on drop.
 pub struct Env {
@@ -46,12 +57,17 @@ impl Env {
         env
     }
 
-    /// A fresh database, on the NATS servers at `urls` (comma-separated).
-    pub async fn on_nats(urls: &str) -> Self {
-        Self::with(ates_testkit::database().await, urls).await
+    /// A fresh database, on the NATS servers at `urls` (comma-separated), with streams made
+    /// to `settings`.
+    pub async fn on_nats(urls: &str, settings: &StreamSettings) -> Self {
+        Self::with_streams(ates_testkit::database().await, urls, settings).await
     }
 
     async fn with(db: TestDb, nats_urls: &str) -> Self {
+        Self::with_streams(db, nats_urls, &StreamSettings::default()).await
+    }
+
+    async fn with_streams(db: TestDb, nats_urls: &str, settings: &StreamSettings) -> Self {
         let pool = db::connect(&db.url, SCHEMA, 10).unwrap();
         db::migrate(&pool, SCHEMA, std::iter::empty()).await.unwrap();
         for table in ["effects", "replayed"] {
@@ -63,7 +79,7 @@ impl Env {
             .unwrap();
         }
         let js = Self::connect(nats_urls).await;
-        streams::ensure(&js, &StreamSettings::default(), &streams::ALL).await.unwrap();
+        streams::ensure(&js, settings, &streams::ALL).await.unwrap();
         Env { nats: None, pool, js, shutdown: CancellationToken::new() }
     }
 
@@ -125,12 +141,83 @@ impl Env {
     /// [`Env::expect_effects_exactly_once`], waiting up to `wait` (a cluster electing new leaders
     /// on a busy machine takes a while).
     pub async fn expect_effects_exactly_once_within(&self, count: i64, wait: Duration) {
-        let (rows, distinct) = eventually_with(&format!("{count} effects"), wait, || async {
+        let until = tokio::time::Instant::now() + wait;
+        let (rows, distinct) = loop {
             let (rows, distinct) = self.effects_in("effects").await;
-            (distinct >= count).then_some((rows, distinct))
-        })
-        .await;
+            if distinct >= count {
+                break (rows, distinct);
+            }
+            if tokio::time::Instant::now() >= until {
+                panic!("timed out after {wait:?} waiting for {count} effects; {}", self.state().await);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!((rows, distinct), (count, count), "every event has exactly one effect");
+    }
+
+    /// Waits until every stream and the durable consumer have a leader and all their
+    /// replicas are current (a node killed before that may take the only copy with it), then
+    /// returns the server that leads TASKS.
+    pub async fn wait_until_replicated(&self) -> String {
+        let replicated = |cluster: Option<&jetstream::stream::ClusterInfo>| {
+            cluster.and_then(|c| {
+                let current = c.replicas.iter().filter(|r| r.current && !r.offline).count();
+                c.leader.clone().filter(|_| current == c.replicas.len() && !c.replicas.is_empty())
+            })
+        };
+        ates_testkit::eventually_with("replicated streams", Duration::from_secs(60), || async {
+            let mut task_leader = None;
+            for name in streams::ALL {
+                let mut stream = self.js.get_stream(name).await.ok()?;
+                let leader = replicated(stream.info().await.ok()?.cluster.as_ref())?;
+                if name == "TASKS" {
+                    task_leader = Some(leader);
+                }
+            }
+            let stream = self.js.get_stream("TASKS").await.ok()?;
+            let mut consumer = stream.get_consumer::<pull::Config>(CONSUMER).await.ok()?;
+            replicated(consumer.info().await.ok()?.cluster.as_ref())?;
+            task_leader
+        })
+        .await
+    }
+
+    /// Where the events are: effects, unpublished rows, the stream and the durable consumer.
+    pub async fn state(&self) -> String {
+        let (rows, distinct) = self.effects_in("effects").await;
+        let unpublished = self.unpublished().await;
+        let stream = match self.js.get_stream("TASKS").await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => format!(
+                    "{:?}, leader {:?}",
+                    info.state,
+                    info.cluster.as_ref().and_then(|c| c.leader.clone())
+                ),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        let consumer = match self.js.get_stream("TASKS").await {
+            Ok(stream) => match stream.get_consumer::<pull::Config>(CONSUMER).await {
+                Ok(mut consumer) => match consumer.info().await {
+                    Ok(i) => format!(
+                        "delivered {:?}, ack floor {:?}, ack pending {}, pending {}, waiting {}, leader {:?}",
+                        i.delivered,
+                        i.ack_floor,
+                        i.num_ack_pending,
+                        i.num_pending,
+                        i.num_waiting,
+                        i.cluster.as_ref().and_then(|c| c.leader.clone())
+                    ),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        format!(
+            "effects {rows} ({distinct} distinct), unpublished {unpublished}; stream: {stream}; consumer: {consumer}"
+        )
     }
 
     pub async fn unpublished(&self) -> i64 {
