@@ -47,6 +47,11 @@ pub const BUS: Bus = Bus {
 /// Accounting's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/accounting");
 
+/// Accounting's OpenAPI document, as its HTTP routes describe themselves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::router().split_for_parts().1
+}
+
 /// Accounting, connected and migrated.
 pub struct AccountingService {
     /// The API routes with their state.

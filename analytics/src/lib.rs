@@ -49,6 +49,11 @@ pub const BUS: Bus = Bus {
 /// Analytics' own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/analytics");
 
+/// Analytics's OpenAPI document, as its HTTP routes describe themselves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::router().split_for_parts().1
+}
+
 /// The streams the dashboards are built from, with the name of each live consumer.
 pub const SOURCES: [(&str, &str); 2] =
     [(streams::TASKS, consumers::tasks::NAME), (streams::ACCOUNTING, consumers::accounting::NAME)];

@@ -15,6 +15,20 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 
 use crate::credentials::{self, Credentials};
 
+/// One OpenAPI document for the whole system from the services' own (auth, task tracker,
+/// accounting, analytics).
+pub fn openapi(services: [OpenApi; 4]) -> OpenApi {
+    let info = InfoBuilder::new()
+        .title("aTES")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "The task tracker and payroll of UberPopug Inc.: auth, task tracker, accounting and analytics.",
+        ))
+        .build();
+    ates_web::openapi::merge(OpenApi::new(info, utoipa::openapi::Paths::new()), services)
+        .expect("the services' OpenAPI documents fit together (see the test below)")
+}
+
 /// What the whole system needs to start: the settings every service declares, each once, in
 /// its own `config` module.
 #[derive(Debug, Clone, clap::Args)]
@@ -130,17 +144,12 @@ impl System {
 
     /// [`System::app`] with `extra` routes behind the same layers.
     pub fn app_with(&self, extra: Router) -> Router {
-        let mut openapi = OpenApi::new(
-            InfoBuilder::new().title("aTES").version(env!("CARGO_PKG_VERSION")).description(Some(
-                "The task tracker and payroll of UberPopug Inc.: auth, task tracker, accounting and analytics.",
-            ))
-            .build(),
-            utoipa::openapi::Paths::new(),
-        );
-        openapi.merge(self.auth.openapi.clone());
-        openapi.merge(self.task_tracker.openapi.clone());
-        openapi.merge(self.accounting.openapi.clone());
-        openapi.merge(self.analytics.openapi.clone());
+        let openapi = openapi([
+            self.auth.openapi.clone(),
+            self.task_tracker.openapi.clone(),
+            self.accounting.openapi.clone(),
+            self.analytics.openapi.clone(),
+        ]);
         let routes = self
             .auth
             .router
@@ -159,5 +168,43 @@ impl System {
         self.task_tracker.spawn_workers(shutdown, workers);
         self.accounting.spawn_workers(shutdown, workers);
         self.analytics.spawn_workers(shutdown, workers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ates_web::openapi::{dangling_references, finish};
+
+    fn services() -> [utoipa::openapi::OpenApi; 4] {
+        [
+            ates_auth::openapi(),
+            ates_task_tracker::openapi(),
+            ates_accounting::openapi(),
+            ates_analytics::openapi(),
+        ]
+    }
+
+    #[test]
+    fn every_document_served_resolves_every_reference() {
+        for doc in services() {
+            let title = doc.info.title.clone();
+            assert_eq!(dangling_references(&finish(doc)), Vec::<String>::new(), "{title}");
+        }
+        assert_eq!(dangling_references(&finish(super::openapi(services()))), Vec::<String>::new(), "merged");
+    }
+
+    #[test]
+    fn two_services_cannot_describe_different_shapes_under_one_name() {
+        let [auth, tracker, ..] = services();
+        let mut clash = tracker;
+        let name = auth.components.as_ref().unwrap().schemas.keys().next().unwrap().clone();
+        clash
+            .components
+            .as_mut()
+            .unwrap()
+            .schemas
+            .insert(name.clone(), <ates_web::ProblemBody as utoipa::PartialSchema>::schema());
+        let Err(refused) = ates_web::openapi::merge(auth, [clash]) else { panic!("merged a clash") };
+        assert!(refused.contains(&name), "{refused}");
     }
 }

@@ -41,6 +41,11 @@ pub const BUS: Bus = Bus { user: "auth", produces: Some(streams::ACCOUNTS), cons
 /// Auth's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/auth");
 
+/// Auth's OpenAPI document, as its HTTP routes describe themselves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::router().split_for_parts().1
+}
+
 /// The auth service, connected and migrated.
 pub struct AuthService {
     /// The API routes and the JWKS, with their state.

@@ -41,6 +41,11 @@ pub const BUS: Bus = Bus {
 /// The task tracker's own tables.
 pub static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/task_tracker");
 
+/// The task tracker's OpenAPI document, as its HTTP routes describe themselves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    http::router().split_for_parts().1
+}
+
 /// The task tracker, connected and migrated.
 pub struct TaskTrackerService {
     /// The API routes with their state.

@@ -14,7 +14,7 @@ mod extract;
 mod health;
 mod layers;
 mod metrics;
-mod openapi;
+pub mod openapi;
 mod problem;
 mod serve;
 mod standalone;

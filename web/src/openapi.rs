@@ -78,10 +78,61 @@ impl Modify for ProblemResponses {
     }
 }
 
-/// `GET /api/openapi.json` serving `doc`.
-pub fn openapi_route(mut doc: OpenApi) -> Router {
+/// Merges the documents of several services into `into`. Two different definitions under one
+/// component name are refused: the document would describe one service's answers with the
+/// other's shape.
+pub fn merge(mut into: OpenApi, docs: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
+    for doc in docs {
+        if let (Some(have), Some(new)) = (&into.components, &doc.components) {
+            for (name, schema) in &new.schemas {
+                if have.schemas.get(name).is_some_and(|existing| as_json(existing) != as_json(schema)) {
+                    return Err(format!("two services define the schema {name:?} differently"));
+                }
+            }
+        }
+        into.merge(doc);
+    }
+    Ok(into)
+}
+
+/// `doc` as it is served: with the bearer scheme and the error answers every operation may give.
+pub fn finish(mut doc: OpenApi) -> OpenApi {
     BearerAuth.modify(&mut doc);
     ProblemResponses.modify(&mut doc);
+    doc
+}
+
+/// The references in `doc` to components it does not define: a client generator or a fuzzer
+/// cannot resolve them.
+pub fn dangling_references(doc: &OpenApi) -> Vec<String> {
+    fn walk(value: &serde_json::Value, root: &serde_json::Value, dangling: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                if let Some(serde_json::Value::String(target)) = fields.get("$ref") {
+                    let pointer = target.strip_prefix('#').unwrap_or(target);
+                    if root.pointer(pointer).is_none() && !dangling.contains(target) {
+                        dangling.push(target.clone());
+                    }
+                }
+                fields.values().for_each(|v| walk(v, root, dangling));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, root, dangling)),
+            _ => {}
+        }
+    }
+    let root = as_json(doc);
+    let mut dangling = Vec::new();
+    walk(&root, &root, &mut dangling);
+    dangling
+}
+
+fn as_json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).expect("OpenAPI parts serialize")
+}
+
+/// `GET /api/openapi.json` serving `doc`.
+pub fn openapi_route(doc: OpenApi) -> Router {
+    let doc = finish(doc);
     let json = doc.to_json().expect("an OpenAPI document serializes");
     Router::new().route(
         "/api/openapi.json",

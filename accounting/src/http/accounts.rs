@@ -37,20 +37,20 @@ pub async fn me(
 
 /// Every account with its balance.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AccountList {
+pub struct BalanceList {
     items: Vec<AccountBalance>,
 }
 
 /// Every account and its balance (admins and accountants).
 #[utoipa::path(get, path = "/api/accounting/accounts", tag = "accounting", security(("bearer" = [])),
     responses(
-        (status = 200, description = "Accounts and balances", body = AccountList),
+        (status = 200, description = "Accounts and balances", body = BalanceList),
         (status = 403, description = "Not an admin or accountant"),
     ))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountList>> {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<BalanceList>> {
     caller.require(&[Role::Admin, Role::Accountant])?;
     let mut conn = state.pool.acquire().await?;
-    Ok(Json(AccountList { items: statements::accounts(&mut conn).await? }))
+    Ok(Json(BalanceList { items: statements::accounts(&mut conn).await? }))
 }
 
 /// One account's balance and audit log of a day: admins and accountants see any, others only

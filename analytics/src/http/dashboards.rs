@@ -49,6 +49,7 @@ pub struct PeriodQuery {
     /// Last day, `YYYY-MM-DD`.
     to: Option<NaiveDate>,
     /// Instead of `from`/`to`: the `day`, the `week` (Monday to Sunday) or the `month` of `date`.
+    #[param(inline)]
     period: Option<Period>,
     /// The day the period is around; today by default.
     date: Option<NaiveDate>,

@@ -1,7 +1,9 @@
 //! `ates dev` as a user runs it: its own servers, one port, and nothing left behind.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod fuzz;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ates_testkit::eventually_with;
@@ -26,42 +28,98 @@ fn processes_using(dir: &Path) -> Vec<String> {
     found
 }
 
+/// A running `ates dev` with its own data directory, stopped (SIGTERM) on drop.
+pub struct Dev {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Dev {
+    /// Starts `ates dev` with `args` on a free port and waits until it is ready.
+    pub async fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = ates_devservers::free_port().unwrap();
+        let log = std::fs::File::create(dir.path().join("ates-dev.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ates"))
+            .arg("dev")
+            .args(args)
+            .args(["--http", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data)
+            .env_remove("NATS_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("SMTP_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let dev = Dev {
+            child: Some(child),
+            dir,
+            data,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        eventually_with("ates dev to be ready", Duration::from_secs(180), || async {
+            let response = dev.http.get(format!("{}/readyz", dev.base)).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        dev
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ates-dev.log")).unwrap_or_default()
+    }
+
+    /// Signs in as the admin it created, with the password it wrote into the data directory.
+    pub async fn admin_token(&self) -> String {
+        let password = std::fs::read_to_string(self.data.join("admin-password")).unwrap();
+        let login = self
+            .http
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&serde_json::json!({ "email": "admin@ates.local", "password": password.trim() }))
+            .send()
+            .await
+            .unwrap();
+        assert!(login.status().is_success(), "the printed admin can sign in: {}", login.status());
+        let body: serde_json::Value = login.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            sigterm(child);
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm(&child);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let _ = kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM);
+}
+
 #[tokio::test]
 async fn ates_dev_starts_a_locked_down_cluster_from_an_empty_data_dir_and_leaves_nothing_behind_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let port = ates_devservers::free_port().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("ates-dev.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ates"))
-        .args(["dev", "--nats-nodes", "3", "--http", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(&data)
-        .env_remove("NATS_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("SMTP_URL")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-
-    eventually_with("ates dev to be ready", Duration::from_secs(180), || async {
-        let response = http.get(format!("{base}/readyz")).send().await.ok()?;
-        response.status().is_success().then_some(())
-    })
-    .await;
+    let mut dev = Dev::start(&["--nats-nodes", "3"]).await;
+    let (base, data, http) = (dev.base.clone(), dev.data.clone(), dev.http.clone());
     let page = http.get(&base).send().await.unwrap();
     assert!(page.status().is_success(), "the UI is served at /");
     assert!(page.text().await.unwrap().contains("<html"), "and it is HTML");
-    let password = std::fs::read_to_string(data.join("admin-password")).unwrap();
-    let login = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&serde_json::json!({ "email": "admin@ates.local", "password": password.trim() }))
-        .send()
-        .await
-        .unwrap();
-    assert!(login.status().is_success(), "the printed admin can sign in");
-    let token = login.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = dev.admin_token().await;
     let mail = http.get(format!("{base}/api/dev/mail")).bearer_auth(&token).send().await.unwrap();
     assert!(mail.status().is_success(), "the dev mail list is served: {}", mail.status());
     assert_eq!(mail.json::<serde_json::Value>().await.unwrap(), serde_json::json!([]), "no payout mail yet");
@@ -71,19 +129,15 @@ async fn ates_dev_starts_a_locked_down_cluster_from_an_empty_data_dir_and_leaves
     assert!(servers.iter().any(|p| p.contains("postgres")), "its own PostgreSQL: {servers:?}");
     locked_down(&data).await;
 
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
-    let child = std::sync::Mutex::new(child);
+    dev.terminate();
+    let child = std::sync::Mutex::new(dev.child.take().unwrap());
     let status = eventually_with("ates dev to exit", Duration::from_secs(60), || {
         let exited = child.lock().unwrap().try_wait().unwrap();
         async move { exited }
     })
     .await;
 
-    assert!(
-        status.success(),
-        "a clean exit: {status}; log: {}",
-        std::fs::read_to_string(dir.path().join("ates-dev.log")).unwrap()
-    );
+    assert!(status.success(), "a clean exit: {status}; log: {}", dev.log());
     let left = eventually_with("its servers to stop", Duration::from_secs(30), || async {
         let left = processes_using(&data);
         left.is_empty().then_some(left)

@@ -51,11 +51,16 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     /// Unique whatever its case.
-    #[schema(example = "popug@example.com")]
+    #[schema(example = "popug@example.com", format = Email, max_length = 254)]
     email: String,
-    /// The person's name.
+    /// The person's name: one line, not blank, at most 200 characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     full_name: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     /// What the person may do.
     role: Role,
@@ -92,8 +97,13 @@ pub async fn create(
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
     /// A new password (8 to 256 characters): every session of the account ends.
+    #[schema(min_length = 8, max_length = 256)]
     password: Option<String>,
-    /// A new name.
+    /// A new name: one line, not blank, at most 200 characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*[^\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]*$"
+    )]
     full_name: Option<String>,
     /// A new role.
     role: Option<Role>,

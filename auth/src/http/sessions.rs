@@ -17,7 +17,7 @@ use ates_web::Result;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     /// The account's email, in any case.
-    #[schema(example = "popug@example.com")]
+    #[schema(example = "popug@example.com", format = Email, max_length = 254)]
     email: String,
     /// The password.
     password: String,
@@ -158,6 +158,7 @@ pub struct ChangePassword {
     /// The password in use now.
     current_password: String,
     /// The new one: 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     new_password: String,
 }
 

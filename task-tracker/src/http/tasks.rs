@@ -20,19 +20,26 @@ use ates_web::Result;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
-    /// What to do; no `[` or `]`.
-    #[schema(example = "Feed the birds")]
+    /// What to do: one line, not blank, no `[` or `]`, at most 300 characters.
+    #[schema(
+        example = "Feed the birds",
+        max_length = 300,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\[\]]*[^\s\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\[\]][^\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\[\]]*$"
+    )]
     title: String,
     /// The Jira issue key, e.g. `POP-12`.
+    #[schema(max_length = 32, pattern = r"^([A-Z][A-Z0-9_]*-[0-9]+)?$")]
     jira_id: Option<String>,
-    /// Details.
+    /// Details: tabs and line breaks allowed, no other control characters.
+    #[schema(max_length = 10000, pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$")]
     description: Option<String>,
 }
 
 /// Creates a task assigned to a random worker or accountant. With an `Idempotency-Key`
 /// header, repeating the request returns the same task instead of creating another.
 #[utoipa::path(post, path = "/api/tasks", tag = "tasks", security(("bearer" = [])), request_body = CreateTask,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same task")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same task",
+        pattern = r"^[\u0021-\u007e]{1,255}$")),
     responses(
         (status = 201, description = "Created and assigned", body = Task),
         (status = 409, description = "Nobody can be assigned"),
