@@ -41,7 +41,9 @@ pub fn earliest_closable(today: NaiveDate) -> NaiveDate {
 /// Returns what closing `date` did; a day closed before returns its result unchanged, and a day
 /// before the ledger's first activity returns that nothing was paid, without closing anything.
 /// A day not begun yet is [`Error::NotBegun`], one more than a year back [`Error::TooOld`].
-pub async fn close_through(pool: &PgPool, date: NaiveDate, zone: Tz) -> Result<Closed> {
+/// Every event of the close (payouts, their emails, `billing_day_closed`) carries `correlation`:
+/// the request's id, or the scheduled run's own.
+pub async fn close_through(pool: &PgPool, date: NaiveDate, zone: Tz, correlation: Uuid) -> Result<Closed> {
     let today = calendar::business_date(Utc::now(), zone);
     if date > today {
         return Err(Error::NotBegun(date));
@@ -66,9 +68,9 @@ pub async fn close_through(pool: &PgPool, date: NaiveDate, zone: Tz) -> Result<C
                 _ => return Ok(never_active(date)),
             },
         };
-        let closed = close_one(&mut tx, next, zone).await?;
+        let closed = close_one(&mut tx, next, zone, correlation).await?;
         tx.commit().await?;
-        tracing::info!(billing_date = %next, accounts_paid = closed.accounts_paid, total_paid = closed.total_paid, "closed a billing day");
+        tracing::info!(correlation_id = %correlation, billing_date = %next, accounts_paid = closed.accounts_paid, total_paid = closed.total_paid, "closed a billing day");
         if next == date {
             return Ok(closed);
         }
@@ -133,7 +135,7 @@ async fn day_activity(tx: &mut PgConnection, day: NaiveDate) -> Result<Vec<DayAc
 
 /// Pays out every positive closing balance of `day`, queues one email per payout, records the
 /// close and writes `accounting.billing_day_closed`.
-async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Closed> {
+async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz, correlation: Uuid) -> Result<Closed> {
     let now = Utc::now();
     let payouts: Vec<Posting> = day_activity(tx, day)
         .await?
@@ -148,6 +150,7 @@ async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Cl
                 task_id: None,
                 business_time: now,
                 cause_event_id: transaction_id(TransactionKind::Payout, &format!("close:{day}")),
+                correlation_id: Some(correlation),
             })
         })
         .collect();
@@ -165,13 +168,14 @@ async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Cl
     .execute(&mut *tx)
     .await?;
     sqlx::query!(
-        "INSERT INTO payout_emails (transaction_id, account_id, billing_date, amount, message_id)
-         SELECT id, account, $4, -amount, '<payout-' || id || '@ates>'
+        "INSERT INTO payout_emails (transaction_id, account_id, billing_date, amount, message_id, correlation_id)
+         SELECT id, account, $4, -amount, '<payout-' || id || '@ates>', $5
          FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS p(id, account, amount)",
         &posted.iter().map(|p| p.posting.transaction_id).collect::<Vec<_>>(),
         &posted.iter().map(|p| p.posting.account_id).collect::<Vec<_>>(),
         &posted.iter().map(|p| p.posting.amount).collect::<Vec<_>>(),
         day,
+        correlation,
     )
     .execute(&mut *tx)
     .await?;
@@ -201,27 +205,36 @@ async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz) -> Result<Cl
         total_paid: closed.total_paid,
         management_earnings: closed.management_earnings,
     };
-    OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), event)]).await?;
+    OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), event).correlated(Some(correlation))]).await?;
     Ok(closed)
 }
 
 /// Closes every day that has ended in `zone`: the scheduled job, and the catch-up at start-up.
 /// Does nothing while the ledger is empty.
+/// The run has a correlation id of its own, in its log lines and on its events.
 pub async fn close_ended_days(pool: &PgPool, zone: Tz) -> Result<Option<Closed>> {
     let yesterday = calendar::business_date(Utc::now(), zone).pred_opt().expect("dates go back");
+    let due = closed_through_day(pool).await?.is_some_and(|closed| closed < yesterday);
+    if !due {
+        return Ok(None);
+    }
+    close_through(pool, yesterday, zone, Uuid::now_v7()).await.map(Some)
+}
+
+/// The last day that counts as closed ([`calendar::closed_through`]).
+pub async fn closed_through_day(pool: &PgPool) -> Result<Option<NaiveDate>> {
     let ledger = sqlx::query!(
         "SELECT (SELECT last_closed FROM billing_state) AS last_closed,
                 (SELECT min(billing_date) FROM transactions) AS first_active",
     )
     .fetch_one(pool)
     .await?;
-    let due = match (ledger.last_closed, ledger.first_active) {
-        (Some(closed), _) => closed < yesterday,
-        (None, Some(first)) => first <= yesterday,
-        (None, None) => false,
-    };
-    if !due {
-        return Ok(None);
-    }
-    close_through(pool, yesterday, zone).await.map(Some)
+    Ok(calendar::closed_through(ledger.last_closed, ledger.first_active))
+}
+
+/// Days from the last closed day to today in `zone`: the `ates_billing_last_closed_day_age_days`
+/// gauge.
+pub async fn last_closed_day_age(pool: &PgPool, zone: Tz) -> Result<i64> {
+    let today = calendar::business_date(Utc::now(), zone);
+    Ok(calendar::days_since_close(today, closed_through_day(pool).await?))
 }

@@ -111,3 +111,21 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
         sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM transactions"#).fetch_one(pool).await?;
     Ok(Report { ok: problems.is_empty(), problems, transactions })
 }
+
+/// How many transactions of `kind` each of the events `causes` caused (events that caused none
+/// are absent): a fee per `tasks.assigned`, a reward per `tasks.completed`, exactly one each.
+pub async fn postings_caused_by(
+    pool: &PgPool,
+    kind: ates_schemas::events::TransactionKind,
+    causes: &[uuid::Uuid],
+) -> Result<std::collections::HashMap<uuid::Uuid, i64>> {
+    let counts = sqlx::query!(
+        r#"SELECT cause_event_id, count(*) AS "count!" FROM transactions
+           WHERE kind = $1 AND cause_event_id = ANY($2) GROUP BY cause_event_id"#,
+        kind.as_str(),
+        causes,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(counts.into_iter().map(|row| (row.cause_event_id, row.count)).collect())
+}

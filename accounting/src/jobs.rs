@@ -129,3 +129,17 @@ impl DailyClose {
         }
     }
 }
+
+/// Sets `ates_billing_last_closed_day_age_days` every `interval` until `shutdown`.
+pub async fn report_last_closed_day(pool: PgPool, zone: Tz, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        match closing::last_closed_day_age(&pool, zone).await {
+            Ok(age) => metrics::gauge!("ates_billing_last_closed_day_age_days").set(age as f64),
+            Err(e) => tracing::debug!("last closed day: {e}"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -103,6 +103,13 @@ impl AccountingService {
         workers.spawn(self.task_consumer().run(shutdown.child_token()));
         workers.spawn(self.daily_close().run(shutdown.child_token()));
         workers.spawn(self.mailer.clone().run(shutdown.child_token()));
+        workers.spawn(self.backbone.clone().report_waiting(shutdown.child_token()));
+        workers.spawn(jobs::report_last_closed_day(
+            self.backbone.pool.clone(),
+            self.config.calendar.timezone,
+            self.backbone.config.gauges_interval,
+            shutdown.child_token(),
+        ));
     }
 
     /// The daily close, as configured.
@@ -118,9 +125,11 @@ impl AccountingService {
         }
     }
 
-    /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.
+    /// The service on its own: its routes, health, metrics, OpenAPI and its part of the AsyncAPI
+    /// document, with the standard layers.
     pub fn app(&self) -> Router {
-        ates_web::app(self.router.clone(), self.openapi.clone(), self.readiness())
+        let asyncapi = ates_schemas::asyncapi::of_service(BUS.user);
+        ates_web::app(self.router.clone(), self.openapi.clone(), &asyncapi, self.readiness())
     }
 
     /// What `/readyz` checks.

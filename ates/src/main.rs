@@ -30,6 +30,8 @@ enum Command {
     Dlq(operate::DlqCommand),
     /// Rebuild a read model from the streams.
     Replay(ates::replay::ReplayArgs),
+    /// Check that every event reached every consumer and every fee and reward is there once.
+    Audit(Box<ates::audit::AuditArgs>),
     /// Measure throughput against real local servers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dlq(command) => runtime.block_on(operate::dlq(command)),
         Command::Bench(command) => runtime.block_on(bench::run(command)),
         Command::Replay(args) => runtime.block_on(ates::replay::run(args)).map(|_| ()),
+        Command::Audit(args) => runtime.block_on(ates::audit::run(*args)),
     }
 }
 

@@ -3,11 +3,11 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ates_messaging::dlq::Dlq;
 use ates_messaging::outbox::republish as republish_range;
 use ates_messaging::streams::{self, StreamSettings};
-use ates_messaging::{NatsConnection, db, nats};
+use ates_messaging::{NatsConnection, db};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
@@ -20,13 +20,7 @@ pub struct NatsArgs {
 
 impl NatsArgs {
     pub async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
-        let client = self
-            .connection
-            .connect("ates-cli")
-            .await
-            .map_err(anyhow::Error::from_boxed)
-            .with_context(|| format!("cannot reach NATS at {}", self.connection.url()))?;
-        Ok(nats::jetstream(client, Duration::from_secs(10)))
+        ates::operator_jetstream(&self.connection, "ates-cli", Duration::from_secs(10)).await
     }
 }
 

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ates_accounts_replica::AccountsReplica;
 use ates_analytics::dashboards::Dashboards;
 use ates_messaging::projection::{self, Source};
 use ates_messaging::replay::{ReplayProgress, ReplaySpec, StartAt, replay};
-use ates_messaging::{db, nats, streams};
+use ates_messaging::{db, streams};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -88,13 +88,7 @@ pub struct Outcome {
 /// Runs `ates replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
     let target = target(&args.consumer)?;
-    let client = args
-        .nats
-        .connect("ates-replay")
-        .await
-        .map_err(anyhow::Error::from_boxed)
-        .with_context(|| format!("cannot reach NATS at {}", args.nats.url()))?;
-    let js = nats::jetstream(client, Duration::from_secs(30));
+    let js = crate::operator_jetstream(&args.nats, "ates-replay", Duration::from_secs(30)).await?;
     let bars = Bars::default();
     let outcome = match target {
         Target::Dashboards => {

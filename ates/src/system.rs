@@ -137,7 +137,8 @@ impl System {
         Ok(System { auth, task_tracker, accounting, analytics })
     }
 
-    /// The web UI, every service's routes, health, metrics and one merged OpenAPI document.
+    /// The web UI, every service's routes, health, metrics, one merged OpenAPI document and the
+    /// whole AsyncAPI document.
     pub fn app(&self) -> Router {
         self.app_with(Router::new())
     }
@@ -159,7 +160,7 @@ impl System {
             .merge(self.analytics.router.clone())
             .merge(ates_ui::router())
             .merge(extra);
-        ates_web::app(routes, openapi, self.auth.readiness())
+        ates_web::app(routes, openapi, &ates_schemas::asyncapi::document(), self.auth.readiness())
     }
 
     /// Starts every service's background work.

@@ -83,8 +83,9 @@ pub struct AccountChanges {
     pub active: Option<bool>,
 }
 
-/// Creates an account and writes `accounts.created`. A taken email is [`Error::EmailTaken`].
-pub async fn create(tx: &mut PgConnection, new: NewAccount) -> Result<Account> {
+/// Creates an account and writes `accounts.created`, carrying the `correlation` id of the request
+/// that caused it (none at start-up). A taken email is [`Error::EmailTaken`].
+pub async fn create(tx: &mut PgConnection, new: NewAccount, correlation: Option<Uuid>) -> Result<Account> {
     let row = sqlx::query_as!(
         AccountRow,
         "INSERT INTO accounts (account_id, email, full_name, role, password_hash)
@@ -107,7 +108,7 @@ pub async fn create(tx: &mut PgConnection, new: NewAccount) -> Result<Account> {
         role: account.role,
         active: account.active,
     };
-    OUTBOX.add(tx, data).await?;
+    OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), data).correlated(correlation)]).await?;
     Ok(account)
 }
 
@@ -146,7 +147,12 @@ pub async fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Optio
 
 /// Applies `changes`, refusing to leave no active admin, and writes `accounts.updated` (and
 /// `accounts.role_changed` when the role changed). Deactivation signs the account out.
-pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) -> Result<Account> {
+pub async fn update(
+    tx: &mut PgConnection,
+    id: Uuid,
+    changes: AccountChanges,
+    correlation: Option<Uuid>,
+) -> Result<Account> {
     // Lock the active admins first, so two concurrent demotions cannot both pass the check.
     let admins = sqlx::query_scalar!(
         "SELECT account_id FROM accounts WHERE role = 'admin' AND active ORDER BY account_id FOR UPDATE",
@@ -204,11 +210,13 @@ pub async fn update(tx: &mut PgConnection, id: Uuid, changes: AccountChanges) ->
             role: after.role,
             active: after.active,
         },
-    );
+    )
+    .correlated(correlation);
     OUTBOX.add_all(tx, std::slice::from_ref(&updated)).await?;
     if role != before.role {
         let changed = AccountRoleChangedV1 { account_id: id, old_role: before.role, new_role: role };
-        OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), updated.event_time, changed)]).await?;
+        let changed = Envelope::at(OUTBOX.producer(), updated.event_time, changed).correlated(correlation);
+        OUTBOX.add_all(tx, &[changed]).await?;
     }
     Ok(after)
 }

@@ -31,7 +31,7 @@ pub async fn first_admin(
         Some(id) => {
             let changes =
                 AccountChanges { role: Some(Role::Admin), active: Some(true), ..Default::default() };
-            accounts::update(&mut tx, id, changes).await?;
+            accounts::update(&mut tx, id, changes, None).await?;
             tracing::info!(%email, "made the existing account the first admin");
         }
         None => {
@@ -42,7 +42,7 @@ pub async fn first_admin(
                 role: Role::Admin,
                 password_hash,
             };
-            accounts::create(&mut tx, new).await?;
+            accounts::create(&mut tx, new, None).await?;
             tracing::info!(%email, "created the first admin");
         }
     }

@@ -104,11 +104,14 @@ impl AuthService {
     /// Starts the background work: the outbox relay.
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
+        workers.spawn(self.backbone.clone().report_waiting(shutdown.child_token()));
     }
 
-    /// The service on its own: its routes, health, metrics and OpenAPI, with the standard layers.
+    /// The service on its own: its routes, health, metrics, OpenAPI and its part of the AsyncAPI
+    /// document, with the standard layers.
     pub fn app(&self) -> Router {
-        ates_web::app(self.router.clone(), self.openapi.clone(), self.readiness())
+        let asyncapi = ates_schemas::asyncapi::of_service(BUS.user);
+        ates_web::app(self.router.clone(), self.openapi.clone(), &asyncapi, self.readiness())
     }
 
     /// What `/readyz` checks.

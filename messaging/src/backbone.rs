@@ -33,6 +33,10 @@ pub struct BackboneConfig {
     /// published within the last minutes, and re-publishes from the outbox what it lost.
     #[arg(long, env = "ATES_OUTBOX_AUDIT_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     pub outbox_audit_interval: Duration,
+    /// How often each service reads where its work waits (outbox backlog, consumer lag, parked
+    /// messages, stream sizes) into its gauges.
+    #[arg(long, env = "ATES_GAUGES_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub gauges_interval: Duration,
 }
 
 impl BackboneConfig {

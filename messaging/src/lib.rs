@@ -13,12 +13,14 @@ mod batch;
 pub mod consumer;
 pub mod db;
 pub mod dlq;
+pub mod event_log;
 pub mod nats;
 pub mod outbox;
 pub mod permissions;
 pub mod projection;
 pub mod replay;
 pub mod streams;
+pub mod waiting;
 
 pub use backbone::{Backbone, BackboneConfig, NatsConnection};
 pub use consumer::{BoxError, Consumer, ConsumerSpec, Handler, HandlerError};

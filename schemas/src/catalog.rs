@@ -14,6 +14,9 @@ pub struct Entry {
     pub name: &'static str,
     /// The data version.
     pub version: u32,
+    /// A legacy version: consumers still accept it (upcast to the current one), no service
+    /// produces it any more.
+    pub legacy: bool,
     generate: fn() -> Value,
 }
 
@@ -45,7 +48,7 @@ macro_rules! catalog {
 
         /// The whole catalog: every version of every event, legacy versions first.
         pub static CATALOG: &[Entry] = &[$(
-            $($(Entry::of::<$legacy>(),)+)?
+            $($(Entry::legacy::<$legacy>(),)+)?
             Entry::of::<$current>(),
         )*];
 
@@ -92,7 +95,11 @@ catalog![
 
 impl Entry {
     const fn of<E: Event>() -> Self {
-        Entry { name: E::NAME, version: E::VERSION, generate: schema_of::<E> }
+        Entry { name: E::NAME, version: E::VERSION, legacy: false, generate: schema_of::<E> }
+    }
+
+    const fn legacy<E: Event>() -> Self {
+        Entry { legacy: true, ..Self::of::<E>() }
     }
 }
 

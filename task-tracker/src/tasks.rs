@@ -53,8 +53,14 @@ pub struct Task {
 
 /// Creates the task with id `task_id`, assigned to a random assignable account (active, a
 /// worker or an accountant), and writes `tasks.added` and `tasks.assigned`. With nobody to
-/// assign it to nothing is stored.
-pub async fn create(tx: &mut PgConnection, task_id: Uuid, creator: Uuid, new: &NewTask) -> Result<Task> {
+/// assign it to nothing is stored. The events carry `correlation`, the request's id.
+pub async fn create(
+    tx: &mut PgConnection,
+    task_id: Uuid,
+    creator: Uuid,
+    new: &NewTask,
+    correlation: Uuid,
+) -> Result<Task> {
     let assignee = sqlx::query_scalar!(
         "SELECT account_id FROM accounts
          WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
@@ -91,13 +97,19 @@ pub async fn create(tx: &mut PgConnection, task_id: Uuid, creator: Uuid, new: &N
         previous_assignee_id: None,
         reason: AssignReason::Created,
     };
-    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, added)]).await?;
-    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, assigned)]).await?;
+    let correlation = Some(correlation);
+    OUTBOX
+        .add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, added).correlated(correlation)])
+        .await?;
+    OUTBOX
+        .add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, assigned).correlated(correlation)])
+        .await?;
     Ok(task)
 }
 
-/// Marks the task done if `caller` is its assignee and it is open, and writes `tasks.completed`.
-pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid) -> Result<Task> {
+/// Marks the task done if `caller` is its assignee and it is open, and writes `tasks.completed`
+/// carrying `correlation`.
+pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid, correlation: Uuid) -> Result<Task> {
     let done = sqlx::query_as!(
         Task,
         r#"UPDATE tasks SET status = 'done', completed_at = now()
@@ -115,19 +127,22 @@ pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid) -> Res
     };
     let completed = TaskCompletedV1 { task_id, assignee_id: caller };
     let when = task.completed_at.unwrap_or_else(Utc::now);
-    OUTBOX.add_all(tx, &[Envelope::at(OUTBOX.producer(), when, completed)]).await?;
+    OUTBOX
+        .add_all(tx, &[Envelope::at(OUTBOX.producer(), when, completed).correlated(Some(correlation))])
+        .await?;
     Ok(task)
 }
 
 /// Reassigns every open task to a random assignable account (the same one may be drawn again),
-/// in one set-based statement, and writes one `tasks.assigned` per task. Returns how many.
+/// in one set-based statement, and writes one `tasks.assigned` per task, each carrying
+/// `correlation`. Returns how many.
 ///
 /// Who can be drawn and which tasks are open are read in the statement's one snapshot, so an
 /// account deactivated meanwhile is either drawn from or, if it was the last, makes it a
 /// conflict; never a task without an assignee. Open tasks are locked in id order: a completion
 /// waits for the shuffle and is then refused if its caller is no longer the assignee; a task
 /// completed first is no longer open here.
-pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
+pub async fn shuffle(tx: &mut PgConnection, correlation: Uuid) -> Result<usize> {
     let shuffled = sqlx::query!(
         r#"WITH pool AS (
                SELECT array_agg(account_id) AS ids FROM accounts
@@ -168,7 +183,7 @@ pub async fn shuffle(tx: &mut PgConnection) -> Result<usize> {
                 previous_assignee_id: Some(previous),
                 reason: AssignReason::Shuffle,
             };
-            Envelope::at(OUTBOX.producer(), now, data)
+            Envelope::at(OUTBOX.producer(), now, data).correlated(Some(correlation))
         })
         .collect();
     for chunk in events.chunks(10_000) {

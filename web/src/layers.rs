@@ -8,10 +8,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tower_http::LatencyUnit;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::Problem;
+use crate::correlation::CorrelationId;
 use crate::problem::InternalCause;
 
 /// The largest request body accepted, in bytes.
@@ -24,7 +27,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 
 /// Wraps `router` with the body limit, problem+json for every error (unknown routes and
 /// methods included), the security headers, per-route request metrics, the log line of every
-/// server error with its cause, and request tracing (method and path; never bodies or headers).
+/// server error with its cause, the correlation id ([`CorrelationId`]) and request tracing (an
+/// info line per response with method, path, status, latency and correlation id; never bodies
+/// or headers).
 pub fn layers(router: Router) -> Router {
     // Install the recorder now: counters bumped before it exists would be lost.
     crate::prometheus();
@@ -40,7 +45,23 @@ pub fn layers(router: Router) -> Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)),
+        )
+        .layer(middleware::from_fn(crate::correlation::correlate))
+}
+
+/// The span of a request: its method, path and correlation id, on every line logged while it
+/// is handled (so one grep of the id finds them).
+fn request_span(request: &Request) -> tracing::Span {
+    let correlation = request
+        .extensions()
+        .get::<CorrelationId>()
+        .copied()
+        .unwrap_or_else(|| CorrelationId::from_header(None));
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), correlation_id = %correlation)
 }
 
 async fn unknown_route(request: Request) -> Problem {

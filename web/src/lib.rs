@@ -5,21 +5,25 @@
 //! - `/healthz`, `/readyz` (database and NATS reachable) and `/metrics` (Prometheus)
 //!   ([`ops_routes`]);
 //! - request logging, size limits and metrics ([`layers`]);
-//! - `/api/openapi.json` ([`openapi_route`]);
+//! - `/api/openapi.json` ([`openapi_route`]) and `/api/asyncapi.json` ([`asyncapi_route`]);
 //! - serving until SIGTERM or Ctrl-C, finishing requests in flight ([`serve`]).
 
+mod asyncapi;
+pub mod correlation;
 mod dates;
 mod error;
 mod extract;
 mod health;
 mod layers;
-mod metrics;
+pub mod metrics;
 pub mod openapi;
 mod problem;
 mod serve;
 mod standalone;
 pub mod text;
 
+pub use asyncapi::asyncapi_route;
+pub use correlation::CorrelationId;
 pub use dates::{Calendar, check_date, date_range, parse_time_zone};
 pub use error::{Error, Result};
 pub use extract::{Json, Path, Query};

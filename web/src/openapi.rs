@@ -105,6 +105,12 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
 /// The references in `doc` to components it does not define: a client generator or a fuzzer
 /// cannot resolve them.
 pub fn dangling_references(doc: &OpenApi) -> Vec<String> {
+    unresolved_references(&as_json(doc))
+}
+
+/// The local `$ref`s (`#/…`) anywhere in the JSON document `root` (OpenAPI or AsyncAPI) that
+/// point at nothing in it.
+pub fn unresolved_references(root: &serde_json::Value) -> Vec<String> {
     fn walk(value: &serde_json::Value, root: &serde_json::Value, dangling: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(fields) => {
@@ -120,9 +126,8 @@ pub fn dangling_references(doc: &OpenApi) -> Vec<String> {
             _ => {}
         }
     }
-    let root = as_json(doc);
     let mut dangling = Vec::new();
-    walk(&root, &root, &mut dangling);
+    walk(root, root, &mut dangling);
     dangling
 }
 
@@ -133,9 +138,13 @@ fn as_json(value: &impl serde::Serialize) -> serde_json::Value {
 /// `GET /api/openapi.json` serving `doc`.
 pub fn openapi_route(doc: OpenApi) -> Router {
     let doc = finish(doc);
-    let json = doc.to_json().expect("an OpenAPI document serializes");
+    json_route("/api/openapi.json", doc.to_json().expect("an OpenAPI document serializes"))
+}
+
+/// `GET path` answering `json` as `application/json`.
+pub(crate) fn json_route(path: &str, json: String) -> Router {
     Router::new().route(
-        "/api/openapi.json",
+        path,
         get(move || {
             let json = json.clone();
             async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], json) }

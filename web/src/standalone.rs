@@ -6,11 +6,17 @@ use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Readiness, layers, openapi_route, ops_routes};
+use crate::{Readiness, asyncapi_route, layers, openapi_route, ops_routes};
 
-/// A service's routes with health, metrics, its OpenAPI document and the standard layers.
-pub fn app(routes: Router, openapi: utoipa::openapi::OpenApi, readiness: Readiness) -> Router {
-    layers(routes.merge(ops_routes(readiness)).merge(openapi_route(openapi)))
+/// A service's routes with health, metrics, its OpenAPI and AsyncAPI documents and the standard
+/// layers.
+pub fn app(
+    routes: Router,
+    openapi: utoipa::openapi::OpenApi,
+    asyncapi: &serde_json::Value,
+    readiness: Readiness,
+) -> Router {
+    layers(routes.merge(ops_routes(readiness)).merge(openapi_route(openapi)).merge(asyncapi_route(asyncapi)))
 }
 
 /// Serves `app` on `address` and runs the workers `start` spawns, until SIGTERM or Ctrl-C;

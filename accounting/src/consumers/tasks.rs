@@ -41,7 +41,7 @@ impl Handler for TaskEvents {
         if tasks.is_empty() {
             return Ok(());
         }
-        let prices = price(tx, &tasks).await?;
+        let prices = price(tx, &tasks, events).await?;
         record_titles(tx, events).await?;
         let postings = events.iter().filter_map(|e| posting_for(e, prices[&task_of(e)?])).collect();
         post(tx, postings, self.zone, None).await?;
@@ -56,9 +56,14 @@ struct PricedTask {
     completion_reward: i64,
 }
 
-/// Gives every task not priced yet its price (and queues `accounting.task_priced`), then
-/// returns the price of every task in `tasks`. A later event never re-prices a task.
-async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Price>> {
+/// Gives every task not priced yet its price (and queues `accounting.task_priced`, carrying the
+/// correlation id of the first of `events` about the task), then returns the price of every task
+/// in `tasks`. A later event never re-prices a task.
+async fn price(
+    tx: &mut PgConnection,
+    tasks: &[Uuid],
+    events: &[ReceivedEvent],
+) -> Result<HashMap<Uuid, Price>> {
     let drawn: Vec<Price> = {
         let mut rng = rand::rng();
         tasks.iter().map(|_| Price::draw(&mut rng)).collect()
@@ -74,13 +79,20 @@ async fn price(tx: &mut PgConnection, tasks: &[Uuid]) -> Result<HashMap<Uuid, Pr
     )
     .fetch_all(&mut *tx)
     .await?;
-    let events: Vec<Envelope<TaskPricedV1>> = priced
+    let mut correlation: HashMap<Uuid, Option<Uuid>> = HashMap::new();
+    for event in events {
+        if let Some(task) = task_of(event) {
+            correlation.entry(task).or_insert(event.meta.correlation_id);
+        }
+    }
+    let priced: Vec<Envelope<TaskPricedV1>> = priced
         .into_iter()
         .map(|PricedTask { task_id, assign_fee, completion_reward }| {
             Envelope::new(OUTBOX.producer(), TaskPricedV1 { task_id, assign_fee, completion_reward })
+                .correlated(correlation.get(&task_id).copied().flatten())
         })
         .collect();
-    OUTBOX.add_all(tx, &events).await?;
+    OUTBOX.add_all(tx, &priced).await?;
     let prices = sqlx::query_as!(
         PricedTask,
         "SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)",

@@ -17,9 +17,31 @@ pub fn billing_date(business: NaiveDate, last_closed: Option<NaiveDate>) -> Naiv
     }
 }
 
+/// The last day that counts as closed: the last closed one, or, before the first close, the day
+/// before the ledger's first activity (nothing before it needs closing); `None` while the ledger
+/// is empty.
+pub fn closed_through(last_closed: Option<NaiveDate>, first_active: Option<NaiveDate>) -> Option<NaiveDate> {
+    last_closed.or_else(|| first_active.and_then(|first| first.pred_opt()))
+}
+
+/// How many days `today` is past the last closed day: 1 once yesterday is closed, more while a
+/// close is overdue; 1 for an empty ledger, which has nothing to close.
+pub fn days_since_close(today: NaiveDate, closed_through: Option<NaiveDate>) -> i64 {
+    closed_through.map_or(1, |closed| (today - closed).num_days())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_close_is_overdue_once_yesterday_is_open() {
+        assert_eq!(days_since_close(day(22), closed_through(Some(day(21)), Some(day(1)))), 1);
+        assert_eq!(days_since_close(day(22), closed_through(Some(day(20)), Some(day(1)))), 2);
+        assert_eq!(days_since_close(day(22), closed_through(None, Some(day(22)))), 1, "active since today");
+        assert_eq!(days_since_close(day(22), closed_through(None, Some(day(21)))), 2, "yesterday unclosed");
+        assert_eq!(days_since_close(day(22), closed_through(None, None)), 1, "nothing to close");
+    }
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, d).unwrap()

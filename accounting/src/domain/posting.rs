@@ -30,6 +30,8 @@ pub struct Posting {
     pub business_time: DateTime<Utc>,
     /// The event that caused it.
     pub cause_event_id: Uuid,
+    /// The correlation id its `accounting.transaction_applied` carries: its cause's.
+    pub correlation_id: Option<Uuid>,
 }
 
 /// The deterministic id of the transaction of `kind` caused by `cause`.
@@ -67,6 +69,7 @@ pub fn posting_for(event: &ReceivedEvent, price: Price) -> Option<Posting> {
         task_id: Some(task_id),
         business_time: event.meta.event_time,
         cause_event_id: event.meta.event_id,
+        correlation_id: event.meta.correlation_id,
     })
 }
 
@@ -97,6 +100,7 @@ mod tests {
             task_id: None,
             business_time: Utc::now(),
             cause_event_id: Uuid::new_v4(),
+            correlation_id: None,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Result};
+use ates_web::{CorrelationId, Json, Path, Result};
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -25,11 +25,12 @@ use crate::state::AppState;
 pub async fn close(
     State(state): State<AppState>,
     caller: Caller,
+    correlation: CorrelationId,
     Path(date): Path<NaiveDate>,
 ) -> Result<Json<Closed>> {
     caller.require(&[Role::Admin])?;
     let date = ates_web::check_date("date", date)?;
-    Ok(Json(closing::close_through(&state.pool, date, state.zone).await?))
+    Ok(Json(closing::close_through(&state.pool, date, state.zone, correlation.0).await?))
 }
 
 /// A payout email, queued or sent.

@@ -104,6 +104,7 @@ async fn write(tx: &mut PgConnection, posted: &[Posted], balances: &HashMap<Uuid
                     billing_date: p.billing_date,
                 },
             )
+            .correlated(p.posting.correlation_id)
         })
         .collect();
     let column = |f: fn(&Posted) -> Uuid| posted.iter().map(f).collect::<Vec<Uuid>>();

@@ -76,6 +76,8 @@ struct Queued {
     amount: i64,
     message_id: String,
     attempts: i32,
+    /// The close's, carried onto `payout_sent`.
+    correlation_id: Option<Uuid>,
     email: Option<String>,
     full_name: Option<String>,
 }
@@ -137,7 +139,7 @@ impl Mailer {
             let mut tx = self.pool.begin().await?;
             let queued = sqlx::query_as!(
                 Queued,
-                r#"SELECT p.transaction_id, p.account_id, p.billing_date, p.amount, p.message_id, p.attempts,
+                r#"SELECT p.transaction_id, p.account_id, p.billing_date, p.amount, p.message_id, p.attempts, p.correlation_id,
                         a.email AS "email?", a.full_name AS "full_name?"
                  FROM payout_emails p LEFT JOIN accounts a USING (account_id)
                  WHERE p.sent_at IS NULL AND p.next_attempt_at <= now()
@@ -210,7 +212,10 @@ impl Mailer {
             amount: queued.amount,
             email: email.to_owned(),
         };
-        OUTBOX.add_all(tx, &[Envelope::new(OUTBOX.producer(), event)]).await?;
+        OUTBOX
+            .add_all(tx, &[Envelope::new(OUTBOX.producer(), event).correlated(queued.correlation_id)])
+            .await?;
+        tracing::info!(correlation_id = ?queued.correlation_id, transaction_id = %queued.transaction_id, "payout email sent");
         Ok(())
     }
 }

@@ -45,6 +45,7 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let app = ates_web::app(
         auth.router.clone().merge(analytics.router.clone()),
         analytics.openapi.clone(),
+        &ates_schemas::asyncapi::of_service(ates_analytics::BUS.user),
         analytics.readiness(),
     );
     let shutdown = CancellationToken::new();

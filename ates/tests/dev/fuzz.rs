@@ -38,7 +38,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
     let token = dev.admin_token().await;
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dev/schemathesis.toml");
     let mut command = Command::new(schemathesis());
+    // Its cache of crashes goes into the working directory: the test's own.
     command
+        .current_dir(dev.dir.path())
         .arg("--config-file")
         .arg(config)
         .args(["--no-color", "run", &format!("{}/api/openapi.json", dev.base)])

@@ -28,6 +28,10 @@ fn processes_using(dir: &Path) -> Vec<String> {
     found
 }
 
+/// Held while an `ates dev` runs: one at a time, so two never race for the same free ports and
+/// each starts on a machine not busy starting the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running `ates dev` with its own data directory, stopped (SIGTERM) on drop.
 pub struct Dev {
     pub child: Option<Child>,
@@ -35,11 +39,13 @@ pub struct Dev {
     pub data: PathBuf,
     pub base: String,
     pub http: reqwest::Client,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Dev {
     /// Starts `ates dev` with `args` on a free port and waits until it is ready.
     pub async fn start(args: &[&str]) -> Self {
+        let one_at_a_time = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let port = ates_devservers::free_port().unwrap();
@@ -56,19 +62,27 @@ impl Dev {
             .stderr(log)
             .spawn()
             .unwrap();
-        let dev = Dev {
+        let mut dev = Dev {
             child: Some(child),
             dir,
             data,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            _one_at_a_time: one_at_a_time,
         };
-        eventually_with("ates dev to be ready", Duration::from_secs(180), || async {
-            let response = dev.http.get(format!("{}/readyz", dev.base)).send().await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
-        dev
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let ready = dev.http.get(format!("{}/readyz", dev.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return dev;
+            }
+            if let Some(status) = dev.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("ates dev exited with {status} before it was ready; its log:\n{}", dev.log());
+            }
+            let waited_too_long = tokio::time::Instant::now() > deadline;
+            assert!(!waited_too_long, "ates dev is not ready after 180 s; its log:\n{}", dev.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// What it logged so far.

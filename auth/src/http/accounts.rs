@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path};
+use ates_web::{CorrelationId, Json, Path};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,7 @@ pub struct CreateAccount {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    correlation: CorrelationId,
     Json(request): Json<CreateAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     caller.require(&[Role::Admin])?;
@@ -86,8 +87,8 @@ pub async fn create(
     rules::check_password(&request.password)?;
     let password_hash = password::hash(request.password).await?;
     let mut tx = state.pool.begin().await?;
-    let account =
-        accounts::create(&mut tx, NewAccount { email, full_name, role: request.role, password_hash }).await?;
+    let new = NewAccount { email, full_name, role: request.role, password_hash };
+    let account = accounts::create(&mut tx, new, Some(correlation.0)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
@@ -125,6 +126,7 @@ pub struct UpdateAccount {
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    correlation: CorrelationId,
     Path(account_id): Path<Uuid>,
     Json(request): Json<UpdateAccount>,
 ) -> Result<Json<Account>> {
@@ -139,7 +141,7 @@ pub async fn update(
     };
     let changes = AccountChanges { full_name, role: request.role, active: request.active };
     let mut tx = state.pool.begin().await?;
-    let account = accounts::update(&mut tx, account_id, changes).await?;
+    let account = accounts::update(&mut tx, account_id, changes, Some(correlation.0)).await?;
     if let Some(hash) = password_hash {
         accounts::set_password(&mut tx, account_id, &hash).await?;
     }

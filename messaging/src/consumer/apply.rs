@@ -44,6 +44,10 @@ pub(crate) async fn apply<H: Handler>(
         handler.handle(&mut tx, &new).await?;
     }
     tx.commit().await?;
+    for event in &new {
+        let meta = &event.meta;
+        tracing::debug!(consumer, event_id = %meta.event_id, event_name = %meta.event_name, correlation_id = ?meta.correlation_id, "applied");
+    }
     Ok(new.len())
 }
 
@@ -53,15 +57,7 @@ pub(crate) async fn applied(
     consumer: &str,
     ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, HandlerError> {
-    Ok(sqlx::query_scalar!(
-        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
-        consumer,
-        ids,
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .collect())
+    Ok(crate::event_log::recorded(pool, consumer, ids).await?)
 }
 
 /// The events whose ids are in `fresh`, each once: the first copy takes its id out of the set.

@@ -48,14 +48,6 @@ impl Outbox {
         self.producer
     }
 
-    /// Wraps `data` in an envelope stamped now and writes it; returns the event id.
-    pub async fn add<E: Event>(&self, conn: &mut PgConnection, data: E) -> Result<Uuid, OutboxError> {
-        let envelope = Envelope::new(self.producer, data);
-        let event_id = envelope.event_id;
-        self.add_all(conn, std::slice::from_ref(&envelope)).await?;
-        Ok(event_id)
-    }
-
     /// Validates every envelope against its committed schema, then writes them all in one
     /// statement. Nothing is written if any is invalid.
     pub async fn add_all<E: Event>(
@@ -64,6 +56,9 @@ impl Outbox {
         envelopes: &[Envelope<E>],
     ) -> Result<(), OutboxError> {
         let rows = envelopes.iter().map(validated).collect::<Result<Vec<Row>, _>>()?;
+        for envelope in envelopes {
+            tracing::debug!(event_id = %envelope.event_id, event_name = %envelope.event_name, correlation_id = ?envelope.correlation_id, "event recorded");
+        }
         let (ids, subjects, payloads) = rows.into_iter().fold(
             (Vec::new(), Vec::new(), Vec::new()),
             |(mut ids, mut subjects, mut payloads), row| {

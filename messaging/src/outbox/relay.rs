@@ -68,14 +68,14 @@ pub(crate) async fn publish_and_confirm(
     js: &jetstream::Context,
     rows: Vec<OutboxRow>,
 ) -> Vec<(i64, Result<Stored, String>)> {
-    let mut pending: Vec<(i64, Result<PublishAckFuture, String>)> = Vec::with_capacity(rows.len());
+    let mut pending: Vec<(i64, Uuid, Result<PublishAckFuture, String>)> = Vec::with_capacity(rows.len());
     for row in rows {
         let message =
             PublishMessage::build().payload(row.payload.into()).message_id(row.event_id.to_string());
         let sent = js.send_publish(row.subject, message).await.map_err(|e| e.to_string());
-        pending.push((row.id, sent));
+        pending.push((row.id, row.event_id, sent));
     }
-    join_all(pending.into_iter().map(|(id, sent)| async move {
+    join_all(pending.into_iter().map(|(id, event_id, sent)| async move {
         let acked = match sent {
             Ok(ack) => ack
                 .await
@@ -83,6 +83,9 @@ pub(crate) async fn publish_and_confirm(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        if let Ok(stored) = &acked {
+            tracing::debug!(%event_id, sequence = stored.sequence, duplicate = stored.duplicate, "event published");
+        }
         (id, acked)
     }))
     .await

@@ -2,7 +2,7 @@
 
 use ates_schemas::events::Role;
 use ates_tokens::Caller;
-use ates_web::{Json, Path, Problem, Query};
+use ates_web::{CorrelationId, Json, Path, Problem, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,7 @@ pub struct CreateTask {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    correlation: CorrelationId,
     headers: HeaderMap,
     Json(request): Json<CreateTask>,
 ) -> Result<(StatusCode, Json<Task>)> {
@@ -63,7 +64,7 @@ pub async fn create(
         drop(tx);
         return replay(&state, caller.account_id, key, &new).await;
     }
-    let task = tasks::create(&mut tx, task_id, caller.account_id, &new).await?;
+    let task = tasks::create(&mut tx, task_id, caller.account_id, &new, correlation.0).await?;
     tx.commit().await?;
     metrics::counter!("ates_tasks_created_total").increment(1);
     Ok((StatusCode::CREATED, Json(task)))
@@ -197,10 +198,11 @@ pub async fn get(
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
+    correlation: CorrelationId,
     Path(task_id): Path<Uuid>,
 ) -> Result<Json<Task>> {
     let mut tx = state.pool.begin().await?;
-    let task = tasks::complete(&mut tx, task_id, caller.account_id).await?;
+    let task = tasks::complete(&mut tx, task_id, caller.account_id, correlation.0).await?;
     tx.commit().await?;
     metrics::counter!("ates_tasks_completed_total").increment(1);
     Ok(Json(task))
@@ -220,10 +222,14 @@ pub struct Shuffled {
         (status = 409, description = "Nobody can be assigned"),
     ))]
 #[tracing::instrument(skip_all, fields(caller = %caller.account_id))]
-pub async fn shuffle(State(state): State<AppState>, caller: Caller) -> Result<Json<Shuffled>> {
+pub async fn shuffle(
+    State(state): State<AppState>,
+    caller: Caller,
+    correlation: CorrelationId,
+) -> Result<Json<Shuffled>> {
     caller.require(&[Role::Admin, Role::Manager])?;
     let mut tx = state.pool.begin().await?;
-    let reassigned = tasks::shuffle(&mut tx).await?;
+    let reassigned = tasks::shuffle(&mut tx, correlation.0).await?;
     tx.commit().await?;
     metrics::counter!("ates_tasks_reassigned_total").increment(reassigned as u64);
     Ok(Json(Shuffled { reassigned }))

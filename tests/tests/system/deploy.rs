@@ -8,6 +8,7 @@
 //! exactly the environment compose gives it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,11 +23,11 @@ type Env = BTreeMap<String, String>;
 /// The overlay that turns the single-node default into the cluster.
 const CLUSTER_ENV: &str = "deploy/cluster.env";
 
-fn repo_path(file: &str) -> PathBuf {
+pub(crate) fn repo_path(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(file)
 }
 
-fn repo(file: &str) -> String {
+pub(crate) fn repo(file: &str) -> String {
     let path = repo_path(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -631,6 +632,8 @@ fn compose_yaml_parses_and_has_every_service_the_readme_names() {
         "accounting-2",
         "analytics",
         "gateway",
+        "prometheus",
+        "grafana",
     ] {
         assert!(names.contains(expected), "{expected} is missing");
     }
@@ -715,10 +718,16 @@ fn every_published_port_listens_on_127_0_0_1_only() {
             assert_eq!(host, "127.0.0.1", "{name} publishes {port:?} beyond this machine");
         }
     }
+    let expected = [
+        "gateway 127.0.0.1:8080:8080",
+        "mailpit 127.0.0.1:8025:8025",
+        "prometheus 127.0.0.1:9090:9090",
+        "grafana 127.0.0.1:3000:3000",
+    ];
     assert_eq!(
         published,
-        BTreeSet::from(["gateway 127.0.0.1:8080:8080".to_owned(), "mailpit 127.0.0.1:8025:8025".to_owned()]),
-        "the UI and the mail inbox, nothing else"
+        expected.map(str::to_owned).into(),
+        "the UI, the mail inbox, Prometheus and Grafana, nothing else"
     );
 }
 
@@ -972,6 +981,213 @@ fn the_gateway_fills_its_template_with_every_instance() {
             let profiled = deployment.service(name).get("profiles").is_some();
             assert_eq!(optional, profiled, "{name}: only a profile's services are optional to the gateway");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mounted files exist, Prometheus scrapes what runs, Grafana reads that Prometheus
+
+#[test]
+fn every_file_compose_mounts_is_in_the_checkout_and_mounted_read_only() {
+    let compose = compose();
+    let declared: BTreeSet<String> = compose["volumes"]
+        .as_mapping()
+        .expect("named volumes")
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    for (mode, deployment) in modes() {
+        for (name, service) in &deployment.services {
+            for volume in service.get("volumes").and_then(Value::as_sequence).into_iter().flatten() {
+                let volume = volume.as_str().expect("volumes in the short syntax");
+                let parts: Vec<&str> = volume.split(':').collect();
+                match parts[0].strip_prefix("./") {
+                    Some(file) => {
+                        assert!(
+                            repo_path(file).exists(),
+                            "{mode}: {name} mounts {file}, which is not in the checkout (Docker would mount \
+                             an empty directory there)"
+                        );
+                        assert_eq!(parts.get(2), Some(&"ro"), "{mode}: {name} mounts {file} read-only");
+                    }
+                    None => {
+                        assert!(declared.contains(parts[0]), "{mode}: {name}'s volume {volume} is declared")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The names the containers of `deployment` answer to on its network (their service's, and its
+/// aliases), each with the services that answer to it.
+fn network_names(deployment: &Deployment) -> BTreeMap<String, Vec<String>> {
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, service) in &deployment.services {
+        names.entry(name.clone()).or_default().push(name.clone());
+        let networks = service.get("networks").and_then(Value::as_mapping);
+        for network in networks.into_iter().flat_map(|n| n.values()) {
+            for alias in network.get("aliases").and_then(Value::as_sequence).into_iter().flatten() {
+                names.entry(scalar(alias)).or_default().push(name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The port a service listens on inside its container, from the first port it publishes.
+fn published_port(deployment: &Deployment, name: &str) -> String {
+    let ports =
+        deployment.service(name)["ports"].as_sequence().unwrap_or_else(|| panic!("{name} publishes a port"));
+    ports[0].as_str().unwrap().rsplit(':').next().unwrap().to_owned()
+}
+
+#[test]
+fn prometheus_scrapes_every_instance_by_a_name_only_it_answers_to_and_promtool_accepts_its_mounts() {
+    let prometheus: Value = serde_norway::from_str(&repo("deploy/prometheus/prometheus.yml")).unwrap();
+    for (mode, deployment) in modes() {
+        let command = deployment.command("prometheus");
+        let config =
+            command.iter().find_map(|a| a.strip_prefix("--config.file=")).expect("its configuration");
+        assert_eq!(deployment.host_file("prometheus", config), "deploy/prometheus/prometheus.yml");
+        assert!(!command.iter().any(|a| a.starts_with("--web.listen-address")), "it listens on :9090");
+        assert_eq!(published_port(&deployment, "prometheus"), "9090");
+        // Prometheus reads the files its configuration names relative to it.
+        let beside = |file: &Value| {
+            let path = Path::new(config).parent().unwrap().join(file.as_str().expect("a file name"));
+            deployment.host_file("prometheus", path.to_str().unwrap())
+        };
+        let rules: Vec<String> =
+            prometheus["rule_files"].as_sequence().expect("rule files").iter().map(beside).collect();
+        assert_eq!(
+            rules,
+            ["deploy/prometheus/rules.yml"],
+            "{mode}: the rules are mounted where it reads them"
+        );
+
+        let jobs = prometheus["scrape_configs"].as_sequence().expect("scrape configs");
+        let ates =
+            jobs.iter().find(|j| j["job_name"].as_str() == Some("ates")).expect("a scrape job for aTES");
+        let names = network_names(&deployment);
+        let instances = deployment.instances();
+        let mut scraped = BTreeMap::new();
+        for discovery in ates["file_sd_configs"].as_sequence().expect("targets from files") {
+            for file in discovery["files"].as_sequence().expect("files") {
+                let file = beside(file);
+                let groups: Value =
+                    serde_norway::from_str(&repo(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+                for group in groups.as_sequence().unwrap_or_else(|| panic!("{file}: a list of target groups"))
+                {
+                    let [target] = group["targets"].as_sequence().map(Vec::as_slice).unwrap_or_default()
+                    else {
+                        panic!("{file}: one target per group, each with its own instance label: {group:?}");
+                    };
+                    let target = target.as_str().unwrap();
+                    let label = |name: &str| {
+                        group["labels"][name]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("{file}: {target}'s {name} label"))
+                    };
+                    let (host, port) = target.rsplit_once(':').expect("host:port");
+                    let containers = names.get(host).cloned().unwrap_or_default();
+                    assert_eq!(
+                        containers.len(),
+                        1,
+                        "{mode} ({file}): {target} reaches one container, not {containers:?}"
+                    );
+                    let instance = containers[0].as_str();
+                    assert_eq!(
+                        label("instance"),
+                        instance,
+                        "{mode} ({file}): {target} is labelled with its compose service"
+                    );
+                    let runs = instances.iter().find(|(name, _)| *name == instance).map(|(_, s)| s.bus.user);
+                    assert_eq!(
+                        runs,
+                        Some(label("job")),
+                        "{mode} ({file}): {target} is labelled with its service"
+                    );
+                    let listens =
+                        deployment.env_of(instance)["ATES_HTTP"].rsplit(':').next().unwrap().to_owned();
+                    assert_eq!(port, listens, "{mode} ({file}): {target} is where {instance} listens");
+                    let again = scraped.insert(instance.to_owned(), target.to_owned());
+                    assert!(again.is_none(), "{mode} ({file}): {instance} is scraped once");
+                }
+            }
+        }
+        let running: BTreeSet<&str> = instances.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            scraped.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            running,
+            "{mode}: every instance"
+        );
+
+        // What the container sees, as promtool checks it: the configuration, its rules and this
+        // mode's targets.
+        let root = tempfile::tempdir().unwrap();
+        for (source, target) in deployment.volumes("prometheus") {
+            let Some(source) = source.strip_prefix("./") else { continue };
+            let to = root.path().join(target.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(repo_path(source), &to).unwrap_or_else(|e| panic!("{source}: {e}"));
+        }
+        let config = root.path().join(config.trim_start_matches('/'));
+        super::monitoring::promtool([OsStr::new("check"), "config".as_ref(), config.as_os_str()]);
+    }
+}
+
+/// The provisioning files (`*.yml`, `*.yaml`) in a directory of this checkout.
+fn provisioning_files(dir: &str) -> Vec<(String, Value)> {
+    let mut files: Vec<(String, Value)> = std::fs::read_dir(repo_path(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .map(|path| {
+            let file = format!("{dir}/{}", path.file_name().unwrap().to_str().unwrap());
+            let value = serde_norway::from_str(&repo(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            (file, value)
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!files.is_empty(), "{dir} provisions something");
+    files
+}
+
+#[test]
+fn grafana_is_provisioned_with_the_prometheus_compose_runs_and_the_dashboards() {
+    for (mode, deployment) in modes() {
+        let env = deployment.env_of("grafana");
+        assert_eq!(
+            env["GF_SECURITY_ADMIN_PASSWORD"], deployment.env["ATES_GRAFANA_ADMIN_PASSWORD"],
+            "{mode}"
+        );
+        let depends = deployment.service("grafana")["depends_on"].as_mapping().expect("depends_on as a map");
+        assert!(depends.contains_key("prometheus"), "Grafana starts after Prometheus");
+
+        let datasources = deployment.host_file("grafana", "/etc/grafana/provisioning/datasources");
+        for (file, provisioned) in provisioning_files(&datasources) {
+            for source in provisioned["datasources"].as_sequence().expect("datasources") {
+                let url = reqwest::Url::parse(source["url"].as_str().expect("a url")).expect("a URL");
+                let host = url.host_str().unwrap();
+                assert_eq!(host, "prometheus", "{file}: the Prometheus of compose.yaml");
+                assert!(deployment.services.contains_key(host), "{mode}: {host} runs");
+                let port = url.port().map(|p| p.to_string());
+                assert_eq!(port, Some(published_port(&deployment, host)), "{file}: where it listens");
+            }
+        }
+
+        let providers = deployment.host_file("grafana", "/etc/grafana/provisioning/dashboards");
+        for (file, provisioned) in provisioning_files(&providers) {
+            for provider in provisioned["providers"].as_sequence().expect("providers") {
+                let path = provider["options"]["path"].as_str().expect("a path");
+                let dir = deployment.host_file("grafana", path);
+                assert_eq!(dir, "deploy/grafana/dashboards", "{file}: {path} is the dashboards' mount");
+                assert!(repo_path(&dir).join("ates.json").is_file(), "{dir} holds the aTES dashboard");
+            }
+        }
+        let home = deployment.host_file("grafana", &env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]);
+        assert_eq!(home, "deploy/grafana/dashboards/ates.json", "the home dashboard is aTES'");
     }
 }
 

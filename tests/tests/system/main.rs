@@ -3,10 +3,13 @@
 
 mod accounting;
 mod analytics;
+mod asyncapi;
 mod auth;
 mod deploy;
 mod deployment;
 mod hardening;
 mod isolation;
+mod monitoring;
+mod observability;
 mod tracker;
 mod ui;

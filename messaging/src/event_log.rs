@@ -1,0 +1,42 @@
+//! A producer's event log (its published outbox rows) and what a consumer recorded of it: what
+//! `ates audit` compares to prove that every event reached every consumer.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// One event of a producer's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub event_id: Uuid,
+    pub subject: String,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The events of the outbox in `pool`'s schema committed since `since` and acknowledged by
+/// JetStream, oldest first.
+pub async fn published_since(pool: &PgPool, since: DateTime<Utc>) -> Result<Vec<Published>, sqlx::Error> {
+    sqlx::query_as!(
+        Published,
+        "SELECT event_id, subject, created_at FROM outbox
+         WHERE created_at >= $1 AND published_at IS NOT NULL ORDER BY id",
+        since,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Which of `ids` the consumer `consumer` has recorded as applied (in `pool`'s schema).
+pub async fn recorded(pool: &PgPool, consumer: &str, ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)",
+        consumer,
+        ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
+}
