@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::closing;
 use crate::config::CloseSchedule;
+use crate::domain::calendar;
 
 /// What the daily close needs.
 #[derive(Clone)]
@@ -130,12 +131,20 @@ impl DailyClose {
     }
 }
 
-/// Sets `ates_billing_last_closed_day_age_days` every `interval` until `shutdown`.
+/// Sets `ates_billing_last_closed_day_age_days` every `interval` until `shutdown`. While the
+/// database cannot say, the age still grows from the last closed day it did say: a close that
+/// cannot run because the database is down must still raise the alert.
 pub async fn report_last_closed_day(pool: PgPool, zone: Tz, interval: Duration, shutdown: CancellationToken) {
+    let mut known = None;
     loop {
-        match closing::last_closed_day_age(&pool, zone).await {
-            Ok(age) => metrics::gauge!("ates_billing_last_closed_day_age_days").set(age as f64),
+        match closing::closed_through_day(&pool).await {
+            Ok(closed) => known = Some(closed),
             Err(e) => tracing::debug!("last closed day: {e}"),
+        }
+        if let Some(closed) = known {
+            let today = calendar::business_date(chrono::Utc::now(), zone);
+            let age = calendar::days_since_close(today, closed);
+            metrics::gauge!("ates_billing_last_closed_day_age_days").set(age as f64);
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

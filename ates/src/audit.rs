@@ -76,6 +76,8 @@ pub struct Reconciliation {
 pub struct Report {
     pub deliveries: Vec<Delivery>,
     pub money: Vec<Reconciliation>,
+    /// Per producer, events older than the grace period still not acknowledged by JetStream.
+    pub unpublished: Vec<(&'static str, i64)>,
 }
 
 impl Report {
@@ -83,6 +85,7 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.deliveries.iter().all(|d| d.missing.is_empty())
             && self.money.iter().all(|m| m.missing.is_empty() && m.doubled.is_empty())
+            && self.unpublished.iter().all(|(_, count)| *count == 0)
     }
 
     /// The tables an operator reads, and the ids of what is missing or doubled (the first 20
@@ -127,6 +130,12 @@ impl Report {
                 out.push_str(&format!("\n{what}: {}{more}\n", shown.join(", ")));
             }
         };
+        for (producer, count) in self.unpublished.iter().filter(|(_, count)| *count > 0) {
+            out.push_str(&format!(
+                "\n{producer}: {count} event(s) older than the grace period are not published yet; its relay \
+                 cannot reach JetStream (see AtesOutboxStuck)\n"
+            ));
+        }
         for d in &self.deliveries {
             list(format!("missing at {} (events of {})", d.consumer, d.producer), &d.missing, &mut out);
         }
@@ -177,8 +186,11 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     {
         print!("{}", report.render());
     }
-    anyhow::ensure!(report.ok(), "events are missing or doubled (see above)");
-    eprintln!("every event since {} reached every consumer; every fee and reward is there once", args.since);
+    anyhow::ensure!(report.ok(), "events are missing, doubled or not published (see above)");
+    eprintln!(
+        "every event since {} was published and applied or parked by every consumer; every fee and reward is there once",
+        args.since
+    );
     Ok(())
 }
 
@@ -199,9 +211,15 @@ pub async fn audit(
         let pool = db::connect(database_url, producer.schema, 2)?;
         progress(&format!("reading the event log of {}", producer.schema));
         let log = event_log::published_since(&pool, since).await?;
+        report
+            .unpublished
+            .push((producer.schema, event_log::unpublished(&pool, since, settled_before).await?));
+        let stream = producer.bus.produces.expect("a producer");
         for (schema, consumer) in consumers_of(producer) {
             let pool = db::connect(database_url, schema, 2)?;
             let parked = parked_events(&dlq, consumer).await?;
+            let settled =
+                Settled { before: settled_before, ack_floor: ack_floor(js, stream, consumer).await };
             let mut applied = HashSet::new();
             for (done, chunk) in log.chunks(CHUNK).enumerate() {
                 let ids: Vec<Uuid> = chunk.iter().map(|e| e.event_id).collect();
@@ -209,14 +227,7 @@ pub async fn audit(
                 let checked = (done * CHUNK + chunk.len()).min(log.len());
                 progress(&format!("{consumer}: {checked} of {} events of {}", log.len(), producer.schema));
             }
-            report.deliveries.push(delivery(
-                producer.schema,
-                consumer,
-                &log,
-                &applied,
-                &parked,
-                settled_before,
-            ));
+            report.deliveries.push(delivery(producer.schema, consumer, &log, &applied, &parked, settled));
         }
         logs.push((producer.schema, log));
     }
@@ -257,6 +268,32 @@ async fn parked_events(dlq: &Dlq, consumer: &str) -> anyhow::Result<HashSet<Uuid
         .collect())
 }
 
+/// The stream sequence up to which `consumer` has acknowledged everything, while it still has
+/// messages to work through (`None` when it has none, or NATS cannot say: then an event beyond
+/// it is not on its way but lost).
+async fn ack_floor(js: &jetstream::Context, stream: &str, consumer: &str) -> Option<i64> {
+    let stream = js.get_stream_no_info(stream).await.ok()?;
+    let info = stream.consumer_info(consumer).await.ok()?;
+    let working = info.num_pending > 0 || info.num_ack_pending > 0;
+    working.then(|| i64::try_from(info.ack_floor.stream_sequence).ok()).flatten()
+}
+
+/// When an event not applied yet is still on its way rather than missing.
+#[derive(Debug, Clone, Copy)]
+struct Settled {
+    /// Published after this: within the grace period.
+    before: DateTime<Utc>,
+    /// Beyond this stream sequence the consumer has not got to yet.
+    ack_floor: Option<i64>,
+}
+
+impl Settled {
+    fn in_flight(&self, event: &Published) -> bool {
+        event.published_at > self.before
+            || matches!((event.stream_seq, self.ack_floor), (Some(seq), Some(floor)) if seq > floor)
+    }
+}
+
 /// `tasks.assigned` of the subject `tasks.assigned.v1`.
 fn event_name(subject: &str) -> &str {
     subject.rsplit_once('.').map_or(subject, |(name, _version)| name)
@@ -268,7 +305,7 @@ fn delivery(
     log: &[Published],
     applied: &HashSet<Uuid>,
     parked: &HashSet<Uuid>,
-    settled_before: DateTime<Utc>,
+    settled: Settled,
 ) -> Delivery {
     let mut delivery = Delivery { producer, consumer, events: log.len(), ..Delivery::default() };
     for event in log {
@@ -276,7 +313,7 @@ fn delivery(
             delivery.applied += 1;
         } else if parked.contains(&event.event_id) {
             delivery.parked += 1;
-        } else if event.created_at > settled_before {
+        } else if settled.in_flight(event) {
             delivery.in_flight += 1;
         } else {
             delivery.missing.push(event.event_id);
@@ -300,7 +337,7 @@ async fn reconcile(
         for cause in chunk {
             match counts.get(&cause.event_id).copied().unwrap_or(0) {
                 1 => rule.matched += 1,
-                0 if cause.created_at > settled_before => rule.in_flight += 1,
+                0 if cause.published_at > settled_before => rule.in_flight += 1,
                 0 => rule.missing.push(cause.event_id),
                 _ => rule.doubled.push(cause.event_id),
             }
@@ -313,26 +350,35 @@ async fn reconcile(
 mod tests {
     use super::*;
 
-    fn event(age_secs: i64) -> Published {
+    fn event(age_secs: i64, stream_seq: i64) -> Published {
+        let at = Utc::now() - chrono::Duration::seconds(age_secs);
         Published {
             event_id: Uuid::now_v7(),
             subject: "tasks.assigned.v1".into(),
-            created_at: Utc::now() - chrono::Duration::seconds(age_secs),
+            created_at: at,
+            published_at: at,
+            stream_seq: Some(stream_seq),
         }
     }
 
     #[test]
     fn an_event_is_applied_parked_in_flight_or_missing() {
-        let log = [event(600), event(600), event(600), event(1)];
+        let log = [event(600, 1), event(600, 2), event(600, 3), event(1, 4), event(600, 5)];
         let applied = HashSet::from([log[0].event_id]);
         let parked = HashSet::from([log[1].event_id]);
-        let settled_before = Utc::now() - chrono::Duration::seconds(60);
-        let found = delivery("task_tracker", "accounting-tasks", &log, &applied, &parked, settled_before);
-        assert_eq!((found.events, found.applied, found.parked, found.in_flight), (4, 1, 1, 1));
+        let settled = Settled { before: Utc::now() - chrono::Duration::seconds(60), ack_floor: Some(4) };
+        let found = delivery("task_tracker", "accounting-tasks", &log, &applied, &parked, settled);
+        assert_eq!((found.events, found.applied, found.parked), (5, 1, 1));
+        assert_eq!(
+            found.in_flight, 2,
+            "published within the grace period, or beyond the consumer's ack floor"
+        );
         assert_eq!(found.missing, [log[2].event_id]);
-        let report = Report { deliveries: vec![found], money: Vec::new() };
+        let report = Report { deliveries: vec![found], ..Report::default() };
         assert!(!report.ok());
         assert!(report.render().contains(&log[2].event_id.to_string()), "{}", report.render());
+        let stuck = Report { unpublished: vec![("task_tracker", 3)], ..Report::default() };
+        assert!(!stuck.ok() && stuck.render().contains("3 event(s)"), "{}", stuck.render());
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub struct Published {
     pub subject: String,
     /// When it was committed.
     pub created_at: DateTime<Utc>,
+    /// When JetStream acknowledged it (last).
+    pub published_at: DateTime<Utc>,
+    /// Where the stream keeps it, if the relay recorded that.
+    pub stream_seq: Option<i64>,
 }
 
 /// The events of the outbox in `pool`'s schema committed since `since` and acknowledged by
@@ -21,11 +25,28 @@ pub struct Published {
 pub async fn published_since(pool: &PgPool, since: DateTime<Utc>) -> Result<Vec<Published>, sqlx::Error> {
     sqlx::query_as!(
         Published,
-        "SELECT event_id, subject, created_at FROM outbox
-         WHERE created_at >= $1 AND published_at IS NOT NULL ORDER BY id",
+        r#"SELECT event_id, subject, created_at, published_at AS "published_at!", stream_seq FROM outbox
+           WHERE created_at >= $1 AND published_at IS NOT NULL ORDER BY id"#,
         since,
     )
     .fetch_all(pool)
+    .await
+}
+
+/// How many events committed since `since` and before `before` JetStream has not acknowledged:
+/// events that reach no consumer while they wait.
+pub async fn unpublished(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    before: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM outbox
+           WHERE published_at IS NULL AND created_at >= $1 AND created_at < $2"#,
+        since,
+        before,
+    )
+    .fetch_one(pool)
     .await
 }
 

@@ -2,7 +2,10 @@
 //! what they parked, and the size of the streams it provisions. Read every few seconds into
 //! Prometheus gauges, and on demand for the operations view.
 
+use std::time::Duration;
+
 use futures::TryStreamExt as _;
+use futures::future::join_all;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -53,31 +56,37 @@ pub struct StreamSize {
     pub messages: Option<u64>,
 }
 
+/// The longest each NATS read of a snapshot may take: while NATS is down the snapshot (and the
+/// outbox gauges, which matter most then) must not wait for the client's own timeouts.
+const NATS_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `read`'s answer, or `None` when it fails or takes longer than [`NATS_READ_TIMEOUT`].
+async fn bounded<T, E>(read: impl Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(NATS_READ_TIMEOUT, read).await.ok()?.ok()
+}
+
 impl Backbone {
     /// Where this service's work waits now. What the database or NATS cannot answer is left out
-    /// (`None`) rather than failing the whole snapshot.
+    /// (`None`) rather than failing the whole snapshot; the NATS reads run at once.
     pub async fn waiting(&self) -> Waiting {
         let outbox = match self.bus.produces {
             Some(_) => self.outbox_backlog().await.map_err(|e| tracing::debug!("outbox backlog: {e}")).ok(),
             None => None,
         };
-        let mut consumers = Vec::with_capacity(self.bus.consumes.len());
-        for (stream, consumer) in self.bus.consumes {
-            consumers.push(ConsumerLag {
-                consumer: (*consumer).to_owned(),
-                stream: (*stream).to_owned(),
-                pending: self.consumer_pending(stream, consumer).await,
-                parked: self.parked(consumer).await,
-            });
-        }
-        let mut streams = Vec::new();
-        for stream in self.bus.provisions() {
-            let messages = match self.js.get_stream(stream).await {
-                Ok(mut handle) => handle.info().await.ok().map(|info| info.state.messages),
-                Err(_) => None,
-            };
-            streams.push(StreamSize { stream: stream.to_owned(), messages });
-        }
+        let consumers = join_all(self.bus.consumes.iter().map(|(stream, consumer)| async move {
+            let (pending, parked) =
+                tokio::join!(self.consumer_pending(stream, consumer), self.parked(consumer));
+            ConsumerLag { consumer: (*consumer).to_owned(), stream: (*stream).to_owned(), pending, parked }
+        }));
+        let streams = join_all(self.bus.provisions().into_iter().map(|stream| async move {
+            let messages = bounded(async {
+                let handle = self.js.get_stream_no_info(stream).await?;
+                Ok::<_, crate::BoxError>(handle.get_info().await?.state.messages)
+            })
+            .await;
+            StreamSize { stream: stream.to_owned(), messages }
+        }));
+        let (consumers, streams) = tokio::join!(consumers, streams);
         Waiting { service: self.schema.to_owned(), outbox, consumers, streams }
     }
 
@@ -94,22 +103,28 @@ impl Backbone {
     }
 
     async fn consumer_pending(&self, stream: &str, consumer: &str) -> Option<u64> {
-        let stream = self.js.get_stream(stream).await.ok()?;
-        let info = stream.consumer_info(consumer).await.ok()?;
-        Some(info.num_pending + info.num_ack_pending as u64)
+        bounded(async {
+            let stream = self.js.get_stream_no_info(stream).await?;
+            let info = stream.consumer_info(consumer).await?;
+            Ok::<_, crate::BoxError>(info.num_pending + info.num_ack_pending as u64)
+        })
+        .await
     }
 
     async fn parked(&self, consumer: &str) -> Option<u64> {
-        let dlq = self.js.get_stream(DLQ).await.ok()?;
         let subject = format!("dlq.{consumer}");
-        let mut subjects = dlq.info_with_subjects(&subject).await.ok()?;
-        let mut parked = 0;
-        while let Some((name, count)) = subjects.try_next().await.ok()? {
-            if name == subject {
-                parked += count as u64;
+        bounded(async {
+            let dlq = self.js.get_stream_no_info(DLQ).await?;
+            let mut subjects = dlq.info_with_subjects(&subject).await?;
+            let mut parked = 0;
+            while let Some((name, count)) = subjects.try_next().await? {
+                if name == subject {
+                    parked += count as u64;
+                }
             }
-        }
-        Some(parked)
+            Ok::<_, crate::BoxError>(parked)
+        })
+        .await
     }
 
     /// Refreshes this service's gauges every `ATES_GAUGES_INTERVAL` until `shutdown`:

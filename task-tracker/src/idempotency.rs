@@ -13,24 +13,33 @@ pub async fn claim(
     key: &str,
     hash: &[u8],
     task_id: Uuid,
+    correlation: Uuid,
 ) -> Result<bool> {
     let claimed = sqlx::query_scalar!(
-        "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id) VALUES ($1, $2, $3, $4)
+        "INSERT INTO idempotency_keys (account_id, key, request_hash, task_id, correlation_id)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT DO NOTHING RETURNING task_id",
         account,
         key,
         hash,
         task_id,
+        correlation,
     )
     .fetch_optional(tx)
     .await?;
     Ok(claimed.is_some())
 }
 
-/// The task an earlier request with `key` made, if that request had the same `hash`.
-pub async fn earlier_task(conn: &mut PgConnection, account: Uuid, key: &str, hash: &[u8]) -> Result<Uuid> {
+/// The task an earlier request with `key` made, and that request's correlation id, if it had
+/// the same `hash`.
+pub async fn earlier_task(
+    conn: &mut PgConnection,
+    account: Uuid,
+    key: &str,
+    hash: &[u8],
+) -> Result<(Uuid, Option<Uuid>)> {
     let earlier = sqlx::query!(
-        "SELECT request_hash, task_id FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+        "SELECT request_hash, task_id, correlation_id FROM idempotency_keys WHERE account_id = $1 AND key = $2",
         account,
         key,
     )
@@ -39,7 +48,7 @@ pub async fn earlier_task(conn: &mut PgConnection, account: Uuid, key: &str, has
     if earlier.request_hash != hash {
         return Err(Error::KeyReused);
     }
-    Ok(earlier.task_id)
+    Ok((earlier.task_id, earlier.correlation_id))
 }
 
 /// Forgets keys claimed before `horizon`; returns how many.

@@ -30,13 +30,17 @@ impl std::fmt::Display for CorrelationId {
     }
 }
 
-/// Gives the request its correlation id (in its extensions) and the response the header.
+/// Gives the request its correlation id (in its extensions) and the response the header, unless
+/// the handler set one.
 pub(crate) async fn correlate(mut request: Request, next: Next) -> Response {
     let id = CorrelationId::from_header(request.headers().get(&HEADER));
     request.extensions_mut().insert(id);
     let mut response = next.run(request).await;
-    let value = HeaderValue::from_str(&id.0.to_string()).expect("a UUID is a header value");
-    response.headers_mut().insert(HEADER, value);
+    // A handler may answer with another id: the one an earlier request's events carry.
+    if !response.headers().contains_key(&HEADER) {
+        let value = HeaderValue::from_str(&id.0.to_string()).expect("a UUID is a header value");
+        response.headers_mut().insert(HEADER, value);
+    }
     response
 }
 

@@ -13,6 +13,7 @@ use crate::statements::{self, AccountBalance, Statement};
 
 /// Which day's transactions to show.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DayQuery {
     /// A billing day, `YYYY-MM-DD`; today (in the company's time zone) by default.

@@ -16,6 +16,7 @@ const MAX_DAYS: i64 = 366;
 
 /// Which days to show.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     /// First day, `YYYY-MM-DD`; 29 days before `to` by default.

@@ -17,6 +17,7 @@ const MAX_DAYS: i64 = 366;
 
 /// Which day.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DateQuery {
     /// `YYYY-MM-DD`; today by default.
@@ -42,6 +43,7 @@ pub async fn summary(
 
 /// A period: `from`–`to`, or a `period` around `date`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodQuery {
     /// First day, `YYYY-MM-DD`.

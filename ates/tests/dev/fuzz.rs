@@ -36,13 +36,21 @@ fn figure(summary: &str, label: &str) -> Option<u32> {
 async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_describe() {
     let dev = Dev::start(&[]).await;
     let token = dev.admin_token().await;
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dev/schemathesis.toml");
+    // Someone tasks can be assigned to, so creating one gets past "nobody to assign".
+    let worker = serde_json::json!({
+        "email": "worker@example.com", "full_name": "Fuzzy Popug", "password": "popug-fuzz-1", "role": "worker"
+    });
+    let created =
+        dev.http.post(format!("{}/api/accounts", dev.base)).bearer_auth(&token).json(&worker).send();
+    assert_eq!(created.await.unwrap().status(), reqwest::StatusCode::CREATED, "a worker to assign tasks to");
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dev");
     let mut command = Command::new(schemathesis());
+    command.env("SCHEMATHESIS_HOOKS", here.join("schemathesis_hooks.py"));
     // Its cache of crashes goes into the working directory: the test's own.
     command
         .current_dir(dev.dir.path())
         .arg("--config-file")
-        .arg(config)
+        .arg(here.join("schemathesis.toml"))
         .args(["--no-color", "run", &format!("{}/api/openapi.json", dev.base)])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", CHECKS, "--max-examples", MAX_EXAMPLES, "--seed", "1"]);

@@ -114,10 +114,19 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// SIGTERM, and SIGKILL if it has not exited within a minute: a hung `ates dev` must not
+    /// hold the next test forever.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            sigterm(&child);
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else { return };
+        sigterm(&child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -5,6 +5,7 @@ use ates_tokens::Caller;
 use ates_web::{CorrelationId, Json, Path, Problem, Query};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -52,14 +53,15 @@ pub async fn create(
     correlation: CorrelationId,
     headers: HeaderMap,
     Json(request): Json<CreateTask>,
-) -> Result<(StatusCode, Json<Task>)> {
+) -> Result<Response> {
     let new = NewTask::parse(&request.title, request.jira_id.as_deref(), request.description.as_deref())
         .map_err(Problem::unprocessable)?;
     let key = idempotency_key(&headers)?;
     let task_id = Uuid::now_v7();
     let mut tx = state.pool.begin().await?;
     if let Some(key) = &key
-        && !idempotency::claim(&mut tx, caller.account_id, key, &new.request_hash(), task_id).await?
+        && !idempotency::claim(&mut tx, caller.account_id, key, &new.request_hash(), task_id, correlation.0)
+            .await?
     {
         drop(tx);
         return replay(&state, caller.account_id, key, &new).await;
@@ -67,20 +69,24 @@ pub async fn create(
     let task = tasks::create(&mut tx, task_id, caller.account_id, &new, correlation.0).await?;
     tx.commit().await?;
     metrics::counter!("ates_tasks_created_total").increment(1);
-    Ok((StatusCode::CREATED, Json(task)))
+    Ok((StatusCode::CREATED, Json(task)).into_response())
 }
 
 /// The answer to a repeated `Idempotency-Key`: the same task, or 422 for another request.
-async fn replay(
-    state: &AppState,
-    account_id: Uuid,
-    key: &str,
-    new: &NewTask,
-) -> Result<(StatusCode, Json<Task>)> {
+async fn replay(state: &AppState, account_id: Uuid, key: &str, new: &NewTask) -> Result<Response> {
     let mut conn = state.pool.acquire().await?;
-    let task_id = idempotency::earlier_task(&mut conn, account_id, key, &new.request_hash()).await?;
+    let (task_id, earlier) =
+        idempotency::earlier_task(&mut conn, account_id, key, &new.request_hash()).await?;
     let task = tasks::find(&mut conn, task_id).await?.ok_or(Error::NoSuchTask(task_id))?;
-    Ok((StatusCode::CREATED, Json(task)))
+    // The task's events carry the first request's id: answer with it, so it is the one to follow.
+    tracing::info!(%task_id, earlier_correlation_id = ?earlier, "a repeated create is answered with the earlier task");
+    let mut response = (StatusCode::CREATED, Json(task)).into_response();
+    if let Some(earlier) = earlier {
+        response
+            .headers_mut()
+            .insert(ates_web::correlation::HEADER, earlier.to_string().parse().expect("a UUID"));
+    }
+    Ok(response)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
@@ -94,6 +100,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 
 /// Filters of the task list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only open or only done tasks.
@@ -101,6 +108,7 @@ pub struct ListQuery {
     /// Only this account's tasks.
     assignee_id: Option<Uuid>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -130,11 +138,13 @@ pub async fn list(
 
 /// Filters of the caller's own tasks.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MineQuery {
     /// Only open or only done tasks.
     status: Option<TaskStatus>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -277,3 +277,30 @@ async fn the_audit_passes_when_every_event_arrived_fails_when_one_went_missing_a
     assert!(repaired.ok(), "{}", repaired.render());
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn a_retried_create_is_answered_with_the_correlation_id_its_events_carry() {
+    use uuid::Uuid;
+
+    let sys = TestSystem::start().await;
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
+    sys.known_to_task_tracker(&[&worker, &manager]).await;
+    let keyed = |id: Uuid| {
+        let request = sys.http.post(format!("{}/api/tasks", sys.url)).bearer_auth(&manager.token);
+        let request =
+            request.header("Idempotency-Key", "feed-once").header("X-Correlation-Id", id.to_string());
+        request.json(&json!({ "title": "Feed the birds once" })).send()
+    };
+    let echoed = |response: reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.headers()["x-correlation-id"].to_str().unwrap().parse::<Uuid>().unwrap()
+    };
+    let (first, retry) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(echoed(keyed(first).await.unwrap()), first);
+    assert_eq!(echoed(keyed(retry).await.unwrap()), first, "the retry points at the first request");
+    let events = outbox_events(&sys.system.task_tracker.backbone.pool).await;
+    let created: Vec<_> = events.iter().filter(|e| e.meta.event_name == "tasks.added").collect();
+    assert_eq!(created.len(), 1, "one task");
+    assert_eq!(created[0].meta.correlation_id, Some(first));
+    sys.finish().await;
+}
