@@ -223,7 +223,7 @@ pub async fn audit(
             let mut applied = HashSet::new();
             for (done, chunk) in log.chunks(CHUNK).enumerate() {
                 let ids: Vec<Uuid> = chunk.iter().map(|e| e.event_id).collect();
-                applied.extend(event_log::recorded(&pool, consumer, &ids).await?);
+                applied.extend(applied_by(&pool, consumer, &ids).await?);
                 let checked = (done * CHUNK + chunk.len()).min(log.len());
                 progress(&format!("{consumer}: {checked} of {} events of {}", log.len(), producer.schema));
             }
@@ -256,6 +256,17 @@ fn consumers_of(producer: &Service) -> Vec<(&'static str, &'static str)> {
         }
     }
     consumers
+}
+
+/// Which of `ids` `consumer` has applied: for the consumers of analytics' dashboards, what the
+/// current generation of the read model holds (a rebuild replaces what the live consumer
+/// recorded); for every other consumer, its record of processed events.
+async fn applied_by(pool: &sqlx::PgPool, consumer: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
+    if ates_analytics::SOURCES.iter().any(|(_, source)| *source == consumer) {
+        event_log::projected(pool, ids).await
+    } else {
+        event_log::recorded(pool, consumer, ids).await
+    }
 }
 
 /// The ids of the events parked on `dlq.<consumer>`.

@@ -61,3 +61,16 @@ pub async fn recorded(pool: &PgPool, consumer: &str, ids: &[Uuid]) -> Result<Has
     .await?;
     Ok(found.into_iter().collect())
 }
+
+/// Which of `ids` the current generation of the read model in `pool`'s schema has applied (see
+/// `projection`): what a rebuilt read model holds, whatever its live consumer recorded before.
+pub async fn projected(pool: &PgPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        "SELECT event_id FROM projection_applied
+         WHERE generation = (SELECT generation FROM projection_state) AND event_id = ANY($1)",
+        ids,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
+}
