@@ -295,7 +295,8 @@ impl<H: Handler> Consumer<H> {
         match error {
             HandlerError::Transient(e) if delivered < self.spec.max_deliveries => {
                 let delay = redelivery_delay(delivered, self.spec.retry_initial, self.spec.retry_max);
-                tracing::warn!(consumer = %self.spec.name, subject = %message.subject, "delivery {delivered} failed, retrying in {delay:?}: {e}");
+                let (event_id, correlation_id) = envelope_ids(message);
+                tracing::warn!(consumer = %self.spec.name, subject = %message.subject, %event_id, %correlation_id, "delivery {delivered} failed, retrying in {delay:?}: {e}");
                 metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => "retried").increment(1);
                 let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
@@ -314,7 +315,8 @@ impl<H: Handler> Consumer<H> {
     async fn park(&self, message: &Message, reason: ParkReason) {
         match self.dlq.park(&self.spec.name, message, &reason).await {
             Ok(()) => {
-                tracing::warn!(consumer = %self.spec.name, subject = %message.subject, reason = reason.kind, "parked on the DLQ: {}", reason.detail);
+                let (event_id, correlation_id) = envelope_ids(message);
+                tracing::warn!(consumer = %self.spec.name, subject = %message.subject, %event_id, %correlation_id, reason = reason.kind, "parked on the DLQ: {}", reason.detail);
                 metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => "parked").increment(1);
                 let _ = message.ack_with(AckKind::Term).await;
             }
@@ -328,6 +330,14 @@ impl<H: Handler> Consumer<H> {
 
 fn owned(items: impl IntoIterator<Item = (Message, ReceivedEvent)>) -> Vec<Message> {
     items.into_iter().map(|(message, _)| message).collect()
+}
+
+/// The event and correlation ids a message's payload names, for the log lines of messages that
+/// failed ("" where it names none, or cannot be read).
+fn envelope_ids(message: &Message) -> (String, String) {
+    let payload: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+    let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    (field("event_id"), field("correlation_id"))
 }
 
 fn deliveries(message: &Message) -> i64 {
