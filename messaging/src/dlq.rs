@@ -84,6 +84,9 @@ fn header_value(text: &str) -> String {
     flat.chars().take(1000).collect()
 }
 
+/// How long a listing waits for the next parked message before it takes the list as complete.
+const LIST_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Dlq {
     /// The DLQ reached through `js`.
     pub fn new(js: jetstream::Context) -> Self {
@@ -124,7 +127,9 @@ impl Dlq {
             return Ok(parked);
         }
         let mut messages = ordered.messages().await?;
-        while let Some(message) = messages.next().await {
+        // A message deleted while it is listed (a re-drive at the same time) never comes: stop
+        // when nothing has come for a while instead of waiting for it.
+        while let Ok(Some(message)) = tokio::time::timeout(LIST_IDLE, messages.next()).await {
             let message = message?;
             let info = message.info()?;
             let pending = info.pending;
