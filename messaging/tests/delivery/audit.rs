@@ -89,7 +89,7 @@ async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
     env.expect_effects_exactly_once(500).await;
     let again = auditor.audit().await.unwrap();
     assert_eq!(again.lost, 0, "once published again, nothing is missing: {again:?}");
-    assert_eq!(env.unpublished().await, 0);
+    env.expect_all_published().await;
 }
 
 #[tokio::test]
@@ -147,7 +147,7 @@ async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
 
     expect_stream_holds(&env, &ids).await;
     env.expect_effects_exactly_once(300).await;
-    assert_eq!(env.unpublished().await, 0);
+    env.expect_all_published().await;
 }
 
 #[tokio::test]

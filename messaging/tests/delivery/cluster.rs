@@ -30,5 +30,5 @@ async fn with_replicated_streams_killing_a_node_loses_and_doubles_nothing() {
     env.commit_events(100).await;
 
     env.expect_effects_exactly_once_within(500, std::time::Duration::from_secs(90)).await;
-    assert_eq!(env.unpublished().await, 0);
+    env.expect_all_published().await;
 }

@@ -220,6 +220,15 @@ impl Env {
         )
     }
 
+    /// Waits until the relay has marked every outbox row published: it marks them after the
+    /// stream has them, so a test that saw them in the stream may still find them unmarked.
+    pub async fn expect_all_published(&self) {
+        ates_testkit::eventually("every outbox row to be marked published", || async {
+            (self.unpublished().await == 0).then_some(())
+        })
+        .await;
+    }
+
     pub async fn unpublished(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             .fetch_one(&self.pool)
