@@ -76,6 +76,7 @@ impl AccountingService {
         let mailer = mail::Mailer::new(backbone.pool.clone(), &config.settings.mail)?;
         let state = state::AppState {
             pool: backbone.pool.clone(),
+            backbone: backbone.clone(),
             authenticator,
             zone: config.calendar.timezone,
             outbox_retention: config.backbone.outbox_retention,

@@ -18,11 +18,5 @@ pub fn consumer(
     backbone: &ates_messaging::Backbone,
     name: &str,
 ) -> ates_messaging::Consumer<AccountsReplica> {
-    let spec = ates_messaging::ConsumerSpec::new(name, ates_messaging::streams::ACCOUNTS, &[]);
-    ates_messaging::Consumer::new(
-        backbone.js.clone(),
-        backbone.pool.clone(),
-        spec,
-        std::sync::Arc::new(AccountsReplica),
-    )
+    backbone.consumer(name, ates_messaging::streams::ACCOUNTS, std::sync::Arc::new(AccountsReplica))
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use ates_accounts_replica::ReplicaFreshness;
 use ates_messaging::permissions::Bus;
 use ates_messaging::projection::{self, Live};
-use ates_messaging::{Backbone, Consumer, ConsumerSpec, streams};
+use ates_messaging::{Backbone, Consumer, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
@@ -80,8 +80,12 @@ impl AnalyticsService {
         projection::prepare::<Dashboards>(&backbone.pool).await?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
-        let state =
-            state::AppState { pool: backbone.pool.clone(), authenticator, zone: config.calendar.timezone };
+        let state = state::AppState {
+            pool: backbone.pool.clone(),
+            backbone: backbone.clone(),
+            authenticator,
+            zone: config.calendar.timezone,
+        };
         let (router, openapi) = http::router().split_for_parts();
         let dashboards = Dashboards { zone: config.calendar.timezone };
         Ok(AnalyticsService { dashboards, router: router.with_state(state), openapi, backbone })
@@ -90,13 +94,7 @@ impl AnalyticsService {
     /// The live consumers of the dashboards, one per source stream.
     pub fn dashboard_consumers(&self) -> Vec<Consumer<Live<Dashboards>>> {
         let handler = Arc::new(Live(Arc::new(self.dashboards)));
-        SOURCES
-            .iter()
-            .map(|(stream, name)| {
-                let spec = ConsumerSpec::new(name, stream, &[]);
-                Consumer::new(self.backbone.js.clone(), self.backbone.pool.clone(), spec, handler.clone())
-            })
-            .collect()
+        SOURCES.iter().map(|(stream, name)| self.backbone.consumer(name, stream, handler.clone())).collect()
     }
 
     /// Starts the background work: the accounts replica and the dashboards' consumers.

@@ -10,6 +10,8 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Its connections, for the operations view.
+    pub backbone: ates_messaging::Backbone,
     pub authenticator: Authenticator,
     pub zone: Tz,
 }
@@ -24,5 +26,11 @@ impl AppState {
 impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.authenticator.clone()
+    }
+}
+
+impl ates_messaging::ops::OpsState for AppState {
+    fn backbone(&self) -> &ates_messaging::Backbone {
+        &self.backbone
     }
 }

@@ -86,7 +86,8 @@ pub enum DlqCommand {
         #[arg(long)]
         consumer: Option<String>,
     },
-    /// Publish parked messages again on their original subject and remove them from the DLQ.
+    /// Publish parked messages again on their original subject and remove them from the DLQ
+    /// (each only if the stream it came from still holds the same message there).
     Redrive {
         #[command(flatten)]
         nats: NatsArgs,
@@ -139,8 +140,8 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 None => sequences,
             };
             for sequence in sequences {
-                let subject = dlq.redrive(sequence).await.map_err(anyhow::Error::from_boxed)?;
-                eprintln!("re-drove DLQ message {sequence} to {subject}");
+                let redriven = dlq.redrive(sequence, None).await?;
+                eprintln!("re-drove DLQ message {sequence} to {}", redriven.subject);
             }
             Ok(())
         }

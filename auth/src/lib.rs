@@ -87,6 +87,7 @@ impl AuthService {
         };
         let state = state::AppState {
             pool,
+            backbone: backbone.clone(),
             sessions: Arc::new(sessions),
             jwks,
             authenticator,

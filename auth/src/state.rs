@@ -14,6 +14,8 @@ use crate::sessions::Sessions;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Its connections, for the operations view.
+    pub backbone: ates_messaging::Backbone,
     pub sessions: Arc<Sessions>,
     pub jwks: DbKeySource,
     pub authenticator: Authenticator,
@@ -24,5 +26,11 @@ pub struct AppState {
 impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.authenticator.clone()
+    }
+}
+
+impl ates_messaging::ops::OpsState for AppState {
+    fn backbone(&self) -> &ates_messaging::Backbone {
+        &self.backbone
     }
 }

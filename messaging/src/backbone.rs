@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
+use crate::consumer::{ConsumerSpec, DeliverySettings, Handler};
 use crate::nats::NatsUser;
 use crate::permissions::Bus;
 use crate::streams::{self, StreamSettings};
@@ -26,6 +27,8 @@ pub struct BackboneConfig {
     pub nats: NatsConnection,
     #[command(flatten)]
     pub streams: StreamSettings,
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
     /// How long published events stay in a service's outbox, for `ates republish`.
     #[arg(long, env = "ATES_OUTBOX_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub outbox_retention: Duration,
@@ -138,5 +141,17 @@ impl Backbone {
             reader: self.bus.audit_reader(),
         });
         crate::Relay::new(self.pool.clone(), self.js.clone(), self.schema, settings)
+    }
+
+    /// The durable consumer `name` of `stream` (every subject), applying `handler` to this
+    /// service's schema with the configured delivery settings.
+    pub fn consumer<H: Handler>(
+        &self,
+        name: &str,
+        stream: &str,
+        handler: std::sync::Arc<H>,
+    ) -> crate::Consumer<H> {
+        let spec = ConsumerSpec::new(name, stream, &[]).with_delivery(self.config.delivery);
+        crate::Consumer::new(self.js.clone(), self.pool.clone(), spec, handler)
     }
 }

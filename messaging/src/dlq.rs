@@ -2,10 +2,13 @@
 //! why, where from and who gave up, until someone re-drives them.
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::stream::{DeleteMessageErrorKind, RawMessageError, RawMessageErrorKind};
 use async_nats::jetstream::{self, Message, consumer::pull, message::PublishMessage};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use uuid::Uuid;
 
 use crate::BoxError;
 use crate::streams::DLQ;
@@ -47,6 +50,13 @@ impl ParkReason {
     }
 }
 
+/// The envelope fields a parked event is shown with.
+#[derive(serde::Deserialize)]
+struct ParkedEvent {
+    event_id: Uuid,
+    event_name: String,
+}
+
 /// A message on the DLQ.
 #[derive(Debug, Clone)]
 pub struct Parked {
@@ -82,6 +92,15 @@ pub struct Dlq {
 fn header_value(text: &str) -> String {
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     flat.chars().take(1000).collect()
+}
+
+/// Whether a read failed because there is no such message (or no such stream).
+fn absent(error: &RawMessageError) -> bool {
+    match error.kind() {
+        RawMessageErrorKind::NoMessageFound => true,
+        RawMessageErrorKind::JetStream(e) => e.error_code() == ErrorCode::STREAM_NOT_FOUND,
+        _ => false,
+    }
 }
 
 /// How long a listing waits for the next parked message before it takes the list as complete.
@@ -146,27 +165,160 @@ impl Dlq {
         Ok(parked)
     }
 
-    /// Publishes parked message `sequence` again on its original subject, so the consumers of
-    /// that subject get another try (those that applied it already skip it), then removes it
-    /// from the DLQ. Returns the subject it went to.
-    pub async fn redrive(&self, sequence: u64) -> Result<String, BoxError> {
-        let stream = self.js.get_stream(DLQ).await?;
-        let raw = stream.get_raw_message(sequence).await?;
+    /// Re-drives parked message `sequence`: publishes the original message again on its subject,
+    /// so the consumers of that subject get another try (those that applied it already skip it),
+    /// then removes it from the DLQ. Only a message parked from `from` when given (a service
+    /// re-drives only what came from its own stream). What is published is the original as its
+    /// stream holds it at `Ates-Dlq-Stream`/`Ates-Dlq-Sequence`, and only when the parked copy is
+    /// the same bytes: a parked message cannot put anything on a subject its producer did not.
+    /// Re-driving one message twice (from the CLI and the UI at once, say) publishes it once.
+    pub async fn redrive(&self, sequence: u64, from: Option<&str>) -> Result<Redriven, RedriveError> {
+        if sequence == 0 {
+            return Err(RedriveError::NotFound(sequence));
+        }
+        let dlq = self.js.get_stream_no_info(DLQ).await.map_err(|e| RedriveError::Nats(e.into()))?;
+        let raw = match dlq.get_raw_message(sequence).await {
+            Ok(raw) => raw,
+            Err(e) if absent(&e) => return Err(RedriveError::NotFound(sequence)),
+            Err(e) => return Err(RedriveError::Nats(e.into())),
+        };
         let parked = Parked::read(sequence, raw.time, Some(&raw.headers), raw.payload);
-        if parked.subject.is_empty() {
-            return Err(format!("DLQ message {sequence} has no {} header", headers::SUBJECT).into());
+        if let Some(own) = from
+            && parked.stream != own
+        {
+            return Err(RedriveError::NotFromStream { sequence, stream: parked.stream, own: own.to_owned() });
+        }
+        let gone = || RedriveError::OriginalGone {
+            sequence,
+            stream: parked.stream.clone(),
+            at: parked.stream_sequence,
+        };
+        if parked.stream.is_empty() || parked.stream_sequence == 0 {
+            return Err(gone());
+        }
+        let origin =
+            self.js.get_stream_no_info(&parked.stream).await.map_err(|e| RedriveError::Nats(e.into()))?;
+        let original = match origin.get_raw_message(parked.stream_sequence).await {
+            Ok(original) => original,
+            Err(e) if absent(&e) => return Err(gone()),
+            Err(e) => return Err(RedriveError::Nats(e.into())),
+        };
+        if original.payload != parked.payload || original.subject.as_str() != parked.subject {
+            return Err(RedriveError::Differs {
+                sequence,
+                stream: parked.stream,
+                at: parked.stream_sequence,
+            });
         }
         let publish = PublishMessage::build()
-            .payload(parked.payload)
+            .payload(original.payload)
             .header(headers::REDRIVEN_FROM, sequence.to_string().as_str())
             .message_id(format!("redrive.{sequence}"));
-        self.js.send_publish(parked.subject.clone(), publish).await?.await?;
-        stream.delete_message(sequence).await?;
-        Ok(parked.subject)
+        let subject = original.subject.to_string();
+        let nats = |e: BoxError| RedriveError::Nats(e);
+        let ack = self.js.send_publish(subject.clone(), publish).await.map_err(|e| nats(e.into()))?;
+        ack.await.map_err(|e| nats(e.into()))?;
+        // Already gone means another re-drive of it got here first: the outcome is the same.
+        match dlq.delete_message(sequence).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED) =>
+                {}
+            Err(e) => return Err(nats(e.into())),
+        }
+        tracing::info!(sequence, %subject, event_id = ?parked.event_id(), "re-drove a parked message");
+        Ok(Redriven { sequence, subject, event_id: parked.event_id() })
+    }
+
+    /// The messages parked from `stream`, oldest first: at most `shown` of them, looking at no
+    /// more than `examined` DLQ messages; the flag says whether there may be more. Reads one
+    /// message at a time, so it needs no consumer on the DLQ, only `STREAM.MSG.GET`.
+    pub async fn parked_from(
+        &self,
+        stream: &str,
+        shown: usize,
+        examined: usize,
+    ) -> Result<(Vec<Parked>, bool), BoxError> {
+        let dlq = match self.js.get_stream_no_info(DLQ).await {
+            Ok(dlq) => dlq,
+            Err(_) => return Ok((Vec::new(), false)),
+        };
+        let (mut parked, mut next) = (Vec::new(), 1);
+        for _ in 0..examined {
+            let raw = match dlq.raw_message_builder().sequence(next).next_by_subject("dlq.>").send().await {
+                Ok(raw) => raw,
+                Err(e) if absent(&e) => return Ok((parked, false)),
+                Err(e) => return Err(e.into()),
+            };
+            next = raw.sequence + 1;
+            let message = Parked::read(raw.sequence, raw.time, Some(&raw.headers), raw.payload);
+            if message.stream == stream {
+                if parked.len() == shown {
+                    return Ok((parked, true));
+                }
+                parked.push(message);
+            }
+        }
+        Ok((parked, true))
+    }
+}
+
+/// What a re-drive published.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Redriven {
+    /// The DLQ sequence it came from (now removed from the DLQ).
+    pub sequence: u64,
+    /// The subject it was published on again.
+    pub subject: String,
+    /// Its event id, when it is an event.
+    pub event_id: Option<Uuid>,
+}
+
+/// Why a parked message was not re-driven.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("There is no message {0} on the DLQ: it may have been re-driven already. Reload the list.")]
+    NotFound(u64),
+    #[error(
+        "DLQ message {sequence} came from {stream}, not from {own}: re-drive it where {stream}'s producer runs."
+    )]
+    NotFromStream { sequence: u64, stream: String, own: String },
+    #[error(
+        "DLQ message {sequence} came from {stream} #{at}, which the stream no longer holds (past its retention), so it cannot be checked against the original: send it again from the producer's outbox with `ates republish`."
+    )]
+    OriginalGone { sequence: u64, stream: String, at: u64 },
+    #[error(
+        "DLQ message {sequence} is not the message {stream} #{at} holds, so it is not re-driven: remove it from the DLQ by hand if it is not needed."
+    )]
+    Differs { sequence: u64, stream: String, at: u64 },
+    #[error("NATS did not answer: {0}. Try again when it is back.")]
+    Nats(BoxError),
+}
+
+impl From<RedriveError> for ates_web::Problem {
+    fn from(error: RedriveError) -> Self {
+        let detail = error.to_string();
+        match error {
+            RedriveError::NotFound(_) => ates_web::Problem::not_found(detail),
+            RedriveError::NotFromStream { .. }
+            | RedriveError::OriginalGone { .. }
+            | RedriveError::Differs { .. } => ates_web::Problem::conflict(detail),
+            RedriveError::Nats(_) => ates_web::Problem::unavailable(detail),
+        }
     }
 }
 
 impl Parked {
+    /// The event id of the parked payload, when it is an event.
+    pub fn event_id(&self) -> Option<Uuid> {
+        self.event().map(|(id, _)| id)
+    }
+
+    /// The id and name of the parked event, read without validating the rest.
+    pub fn event(&self) -> Option<(Uuid, String)> {
+        let event: ParkedEvent = serde_json::from_slice(&self.payload).ok()?;
+        Some((event.event_id, event.event_name))
+    }
+
     fn read(sequence: u64, parked_at: DateTime<Utc>, headers: Option<&HeaderMap>, payload: Bytes) -> Self {
         let get =
             |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()).unwrap_or_default();

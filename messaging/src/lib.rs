@@ -15,6 +15,7 @@ pub mod db;
 pub mod dlq;
 pub mod event_log;
 pub mod nats;
+pub mod ops;
 pub mod outbox;
 pub mod permissions;
 pub mod projection;

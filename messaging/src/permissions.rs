@@ -56,6 +56,15 @@ impl Bus {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
             }
         }
+        // The producer re-drives what consumers parked from its stream: it reads the DLQ message
+        // and the original it must equal, publishes that again and removes the parked copy.
+        if let Some(stream) = self.produces {
+            publish.extend([
+                format!("$JS.API.STREAM.MSG.GET.{DLQ}"),
+                format!("$JS.API.STREAM.MSG.DELETE.{DLQ}"),
+                format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            ]);
+        }
         // The outbox auditor reads its own stream back with one ordered consumer of its own.
         if let Some(stream) = self.produces {
             let reader = self.audit_reader();
@@ -99,6 +108,30 @@ mod tests {
         );
         assert!(!permissions.publish.iter().any(|s| s == ">" || s == "$JS.API.>"), "no wildcard API access");
         assert_eq!(permissions.subscribe, ["_INBOX.task-tracker.>"]);
+    }
+
+    #[test]
+    fn only_a_producer_reads_and_removes_parked_messages_to_re_drive_them() {
+        let permissions = TRACKER.permissions();
+        for subject in
+            ["$JS.API.STREAM.MSG.GET.DLQ", "$JS.API.STREAM.MSG.DELETE.DLQ", "$JS.API.STREAM.MSG.GET.TASKS"]
+        {
+            assert!(permissions.publish.contains(&subject.to_owned()), "{subject}");
+        }
+        assert!(
+            !permissions
+                .publish
+                .iter()
+                .any(|s| s.contains("MSG.DELETE.TASKS") || s.contains("MSG.GET.ACCOUNTS"))
+        );
+        let reader = Bus { user: "analytics", produces: None, consumes: &[("TASKS", "analytics-tasks")] };
+        assert!(
+            !reader
+                .permissions()
+                .publish
+                .iter()
+                .any(|s| s.contains(".MSG.GET.") || s.contains(".MSG.DELETE."))
+        );
     }
 
     #[test]

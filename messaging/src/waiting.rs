@@ -13,7 +13,7 @@ use crate::backbone::Backbone;
 use crate::streams::DLQ;
 
 /// A snapshot of where a service's work waits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Waiting {
     /// The service (its schema).
     pub service: String,
@@ -26,7 +26,7 @@ pub struct Waiting {
 }
 
 /// Committed events not yet acknowledged by JetStream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutboxBacklog {
     /// Unpublished rows.
     pub pending: i64,
@@ -35,7 +35,7 @@ pub struct OutboxBacklog {
 }
 
 /// One durable consumer: how far behind it is and what it parked.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ConsumerLag {
     /// The consumer's name.
     pub consumer: String,
@@ -49,7 +49,7 @@ pub struct ConsumerLag {
 }
 
 /// How many messages a stream holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StreamSize {
     pub stream: String,
     /// `None` when the server could not tell.

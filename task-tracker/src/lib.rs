@@ -65,7 +65,8 @@ impl TaskTrackerService {
             .map_err(anyhow::Error::from_boxed)?;
         let authenticator = Authenticator::new(Arc::new(config.tokens.verifier()))
             .with_freshness(ReplicaFreshness::new(backbone.pool.clone()));
-        let state = state::AppState { pool: backbone.pool.clone(), authenticator };
+        let state =
+            state::AppState { pool: backbone.pool.clone(), backbone: backbone.clone(), authenticator };
         let (router, openapi) = http::router().split_for_parts();
         Ok(TaskTrackerService { router: router.with_state(state), openapi, backbone })
     }

@@ -5,6 +5,7 @@
 //   2. Error banner and action runner    6. Views: tasks, accounting, analytics, accounts, mail
 //   3. API client with token refresh     7. SVG chart
 //   4. Session: sign in/out, header      8. Start-up
+//   (6 also has operations: where work waits, parked messages and their re-drive)
 'use strict';
 
 // ===== 1. DOM and formatting helpers =====
@@ -340,6 +341,7 @@ function allowed(view) {
       return true;
     case 'analytics':
     case 'accounts':
+    case 'operations':
       return hasRole('admin');
     case 'mail':
       return state.canMail;
@@ -850,7 +852,101 @@ const accountsView = {
   },
 };
 
-// ===== 6e. Mail view (dev mode) =====
+// ===== 6e. Operations view (admin) =====
+
+// Every service serves its own part: where its work waits and what consumers parked from its
+// stream (the service that produced a message is the one that may publish it again).
+const OPS_SERVICES = ['auth', 'task-tracker', 'accounting', 'analytics'];
+
+/** "3 s", "2 min", "1 h 5 min": how long the oldest unpublished event has waited. */
+function formatAge(seconds) {
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/** A count cell: "unknown" when the server could not tell, red when it needs attention. */
+function countCell(value, attention = value > 0) {
+  if (value == null) return el('td', { class: 'count muted' }, 'unknown');
+  return el('td', { class: attention ? 'count attention' : 'count' }, String(value));
+}
+
+const operationsView = {
+  init() {
+    $('#operations-refresh').addEventListener('click', () => run($('#operations-refresh'), () => this.load()));
+    $('#ops-parked').addEventListener('click', (event) => {
+      const button = event.target.closest('button.redrive');
+      if (button) run(button, () => this.redrive(button.dataset.redrive, button.dataset.label));
+    });
+  },
+
+  show() {
+    $('#ops-notice').textContent = '';
+    return run(null, () => this.load());
+  },
+
+  poll() {
+    return this.load();
+  },
+
+  /** Each service's view; one that does not answer shows as unknown rather than failing all. */
+  async load() {
+    const answers = await Promise.allSettled(OPS_SERVICES.map((service) => api('GET', `/api/ops/${service}`)));
+    const views = answers.map((answer, i) => (answer.status === 'fulfilled'
+      ? answer.value
+      : { service: OPS_SERVICES[i], failed: messageOf(answer.reason), waiting: { consumers: [] }, parked: [] }));
+    if (!changed('operations', views)) return;
+    this.render(views);
+    const failed = views.filter((v) => v.failed);
+    if (failed.length === views.length) throw answers[0].reason;
+  },
+
+  render(views) {
+    const accounting = views.find((v) => v.service === 'accounting');
+    $('#ops-last-closed').textContent = accounting?.last_closed_day ?? (accounting?.failed ? 'unknown' : 'none yet');
+    const parked = views.flatMap((v) => v.parked);
+    const more = views.some((v) => v.parked_more);
+    $('#ops-parked-total').textContent = `${parked.length}${more ? '+' : ''}`;
+
+    $('#ops-outbox tbody').replaceChildren(...views.filter((v) => v.failed || v.waiting.outbox !== null).map((v) => {
+      if (v.failed) return el('tr', {}, el('td', {}, v.service), el('td', { colspan: 2, class: 'muted' }, v.failed));
+      const { pending, oldest_seconds: oldest } = v.waiting.outbox;
+      return el('tr', { dataset: { service: v.service } },
+        el('td', {}, v.service),
+        countCell(pending, oldest > 60),
+        el('td', { class: oldest > 60 ? 'count attention' : 'count' }, pending ? formatAge(oldest) : '–'));
+    }));
+
+    const consumers = views.flatMap((v) => v.waiting.consumers);
+    const consumerRows = consumers.map((c) => el('tr', { dataset: { consumer: c.consumer } },
+      el('td', {}, c.consumer), el('td', {}, c.stream), countCell(c.pending, false), countCell(c.parked)));
+    $('#ops-consumers tbody').replaceChildren(...(consumerRows.length ? consumerRows : [emptyRow(4, 'No consumer answered.')]));
+
+    const rows = parked.map((p) => {
+      const label = `DLQ message ${p.sequence}`;
+      return el('tr', { dataset: { sequence: p.sequence } },
+        el('td', { class: 'count' }, String(p.sequence)),
+        el('td', {}, formatTime(p.parked_at)),
+        el('td', {}, p.consumer),
+        el('td', {}, p.event_name ?? p.subject, el('div', { class: 'muted small' }, `${p.stream} #${p.stream_sequence}`)),
+        el('td', {}, el('strong', {}, p.reason), el('div', { class: 'muted small' }, p.detail)),
+        el('td', {}, el('button', { type: 'button', class: 'redrive', dataset: { redrive: p.redrive, label } }, 'Re-drive')));
+    });
+    const unreadable = views.filter((v) => v.parked_known === false).map((v) => v.service);
+    const empty = unreadable.length ? `Could not read the DLQ for ${unreadable.join(', ')}.` : 'Nothing is parked.';
+    $('#ops-parked tbody').replaceChildren(...(rows.length ? rows : [emptyRow(6, empty)]));
+  },
+
+  async redrive(path, label) {
+    const done = await api('POST', path);
+    $('#ops-notice').textContent = `${label} was published again on ${done.subject}.`;
+    lastRendered.delete('operations');
+    await this.load();
+  },
+};
+
+// ===== 6f. Mail view (dev mode) =====
 
 const mailView = {
   init() {
@@ -886,7 +982,7 @@ const mailView = {
   },
 };
 
-// ===== 6f. Password view (everyone) =====
+// ===== 6g. Password view (everyone) =====
 
 const passwordView = {
   init() {
@@ -910,8 +1006,8 @@ const passwordView = {
 };
 
 const views = {
-  tasks: tasksView, accounting: accountingView, analytics: analyticsView, accounts: accountsView, mail: mailView,
-  password: passwordView,
+  tasks: tasksView, accounting: accountingView, analytics: analyticsView, accounts: accountsView,
+  operations: operationsView, mail: mailView, password: passwordView,
 };
 
 // ===== 7. SVG chart =====

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use ates_messaging::{Backbone, Consumer, ConsumerSpec, Handler, HandlerError, streams};
+use ates_messaging::{Backbone, Consumer, Handler, HandlerError, streams};
 use ates_schemas::events::TaskPricedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
 use chrono_tz::Tz;
@@ -24,8 +24,7 @@ pub const NAME: &str = "accounting-tasks";
 /// The consumer that applies `backbone`'s `TASKS` stream to the ledger, with business dates
 /// reckoned in `zone`.
 pub fn consumer(backbone: &Backbone, zone: Tz) -> Consumer<TaskEvents> {
-    let spec = ConsumerSpec::new(NAME, streams::TASKS, &[]);
-    Consumer::new(backbone.js.clone(), backbone.pool.clone(), spec, Arc::new(TaskEvents { zone }))
+    backbone.consumer(NAME, streams::TASKS, Arc::new(TaskEvents { zone }))
 }
 
 /// Applies task events to the ledger, in any order and at most once each.

@@ -4,6 +4,7 @@ mod accounts;
 mod dashboard;
 mod days;
 mod error;
+mod ops;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,4 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboard::invariants))
         .routes(routes!(days::close))
         .routes(routes!(days::payout_emails))
+        .routes(routes!(ops::operations))
+        .routes(routes!(ops::redrive))
 }

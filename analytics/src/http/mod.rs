@@ -2,6 +2,7 @@
 
 mod dashboards;
 mod error;
+mod ops;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,4 +23,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dashboards::summary))
         .routes(routes!(dashboards::most_expensive_task))
         .routes(routes!(dashboards::days))
+        .routes(routes!(ops::operations))
 }

@@ -3,6 +3,7 @@
 mod accounts;
 mod error;
 mod keys;
+mod ops;
 mod sessions;
 
 use utoipa::OpenApi;
@@ -31,4 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::jwks))
         .routes(routes!(keys::rotate))
         .routes(routes!(keys::retire))
+        .routes(routes!(ops::operations))
+        .routes(routes!(ops::redrive))
 }

@@ -79,7 +79,30 @@ pub struct ConsumerSpec {
     pub pull_expiry: Duration,
 }
 
+/// When a consumer gives up on a message and how long it waits between tries; read from the
+/// environment by every service.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DeliverySettings {
+    /// After this many failed deliveries a consumer parks a message on the DLQ.
+    #[arg(id = "consumer_max_deliveries", long = "consumer-max-deliveries", env = "ATES_CONSUMER_MAX_DELIVERIES", default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub max_deliveries: i64,
+    /// The redelivery delay after a message's first failure; it doubles per failure.
+    #[arg(id = "consumer_retry_initial", long = "consumer-retry-initial", env = "ATES_CONSUMER_RETRY_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_initial: Duration,
+    /// The longest redelivery delay.
+    #[arg(id = "consumer_retry_max", long = "consumer-retry-max", env = "ATES_CONSUMER_RETRY_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub retry_max: Duration,
+}
+
 impl ConsumerSpec {
+    /// This spec with `delivery`'s give-up and retry settings.
+    pub fn with_delivery(mut self, delivery: DeliverySettings) -> Self {
+        self.max_deliveries = delivery.max_deliveries;
+        self.retry_initial = delivery.retry_initial;
+        self.retry_max = delivery.retry_max.max(delivery.retry_initial);
+        self
+    }
+
     /// A spec with the default settings.
     pub fn new(name: &str, stream: &str, subjects: &[&str]) -> Self {
         assert!(

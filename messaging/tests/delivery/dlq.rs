@@ -1,4 +1,4 @@
-use ates_messaging::dlq::Dlq;
+use ates_messaging::dlq::{Dlq, RedriveError};
 use ates_testkit::eventually;
 use serde_json::json;
 
@@ -61,10 +61,65 @@ async fn broken_messages_are_parked_with_their_reason_and_later_ones_are_process
 
     // The bug is fixed: re-driving the message applies it, once.
     handler.heal(doomed.data.task_id);
-    let subject = dlq.redrive(exhausted.sequence).await.unwrap();
-    assert_eq!(subject, "tasks.completed.v1");
+    let (from_tasks, more) = dlq.parked_from("TASKS", 10, 100).await.unwrap();
+    assert_eq!((from_tasks.len(), more), (4, false));
+    assert!(dlq.parked_from("TASKS", 2, 100).await.unwrap().1, "more than shown");
+    let redriven = dlq.redrive(exhausted.sequence, Some("TASKS")).await.unwrap();
+    assert_eq!(redriven.subject, "tasks.completed.v1");
+    assert_eq!(redriven.event_id, Some(doomed.event_id));
     env.expect_effects_exactly_once(11).await;
     assert_eq!(dlq.list(Some(CONSUMER)).await.unwrap().len(), 3, "the re-driven message left the DLQ");
+    assert!(
+        matches!(dlq.redrive(exhausted.sequence, None).await, Err(RedriveError::NotFound(_))),
+        "a second re-drive finds nothing to do"
+    );
+}
+
+/// A parked copy that is not what its stream holds (anyone who may park can write one) is
+/// never published; nor is one from another producer's stream, nor one the stream no longer has.
+#[tokio::test]
+async fn a_redrive_publishes_only_the_original_and_only_for_its_own_stream() {
+    use async_nats::HeaderMap;
+    use ates_messaging::dlq::headers;
+
+    let env = Env::start().await;
+    env.commit_events(1).await;
+    env.relay().publish_pending().await.unwrap();
+    let stream = env.js.get_stream("TASKS").await.unwrap();
+    let original = stream.get_raw_message(1).await.unwrap();
+    let forge = |payload: Vec<u8>, from: &str, at: u64| {
+        let mut parked = HeaderMap::new();
+        parked.insert(headers::CONSUMER, CONSUMER);
+        parked.insert(headers::STREAM, from);
+        parked.insert(headers::SUBJECT, original.subject.as_str());
+        parked.insert(headers::SEQUENCE, at.to_string().as_str());
+        let js = env.js.clone();
+        async move {
+            let ack =
+                js.publish_with_headers(format!("dlq.{CONSUMER}"), parked, payload.into()).await.unwrap();
+            ack.await.unwrap().sequence
+        }
+    };
+    let mut tampered: serde_json::Value = serde_json::from_slice(&original.payload).unwrap();
+    tampered["data"]["title"] = json!("Pay everyone twice");
+    let tampered = forge(serde_json::to_vec(&tampered).unwrap(), "TASKS", 1).await;
+    let elsewhere = forge(original.payload.to_vec(), "ACCOUNTS", 1).await;
+    let gone = forge(original.payload.to_vec(), "TASKS", 99).await;
+    let genuine = forge(original.payload.to_vec(), "TASKS", 1).await;
+
+    let dlq = Dlq::new(env.js.clone());
+    assert!(matches!(dlq.redrive(tampered, None).await, Err(RedriveError::Differs { .. })));
+    assert!(matches!(dlq.redrive(elsewhere, Some("TASKS")).await, Err(RedriveError::NotFromStream { .. })));
+    assert!(matches!(dlq.redrive(gone, None).await, Err(RedriveError::OriginalGone { .. })));
+    assert!(matches!(dlq.redrive(0, None).await, Err(RedriveError::NotFound(0))));
+    let messages = stream.get_info().await.unwrap().state.messages;
+    assert_eq!(messages, 1, "nothing refused reached the stream");
+
+    let redriven = dlq.redrive(genuine, Some("TASKS")).await.unwrap();
+    let again = stream.get_raw_message(2).await.unwrap();
+    assert_eq!((again.subject.as_str(), &again.payload), (redriven.subject.as_str(), &original.payload));
+    let left: Vec<u64> = dlq.list(None).await.unwrap().iter().map(|p| p.sequence).collect();
+    assert_eq!(left, [tampered, elsewhere, gone], "the refused stay parked, the re-driven one left");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The task tracker's HTTP API: the only place that knows HTTP.
 
 mod error;
+mod ops;
 mod tasks;
 
 use utoipa::OpenApi;
@@ -24,4 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::shuffle))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::complete))
+        .routes(routes!(ops::operations))
+        .routes(routes!(ops::redrive))
 }

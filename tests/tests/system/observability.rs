@@ -304,3 +304,54 @@ async fn a_retried_create_is_answered_with_the_correlation_id_its_events_carry()
     assert_eq!(created[0].meta.correlation_id, Some(first));
     sys.finish().await;
 }
+
+#[tokio::test]
+async fn the_operations_view_is_for_admins_and_each_producer_re_drives_only_its_own_stream() {
+    let sys = TestSystem::start().await;
+    let (worker, admin) = (sys.popug(Role::Worker).await, sys.admin_token().await);
+    for service in ["auth", "task-tracker", "accounting", "analytics"] {
+        let path = format!("/api/ops/{service}");
+        sys.get(&path, &worker.token).await.expect(StatusCode::FORBIDDEN);
+        let view = sys.get(&path, &admin).await.expect(StatusCode::OK);
+        assert_eq!(view["parked"], json!([]), "{view}");
+        assert_eq!(view["parked_known"], json!(true), "{view}");
+        let closed = view.get("last_closed_day").expect("every view says its last closed day");
+        assert!(service == "accounting" || closed.is_null(), "only accounting closes days: {view}");
+    }
+
+    // Something parked from TASKS: only the task tracker re-drives it, and only while its
+    // stream still holds the same message.
+    let impostor = sys.nats_as(&ates_task_tracker::BUS).connect("garbage").await.unwrap();
+    let js = ates_messaging::nats::jetstream(impostor, Duration::from_secs(5));
+    js.publish("tasks.completed.v1", "not an event".into()).await.unwrap().await.unwrap();
+    let parked = eventually("the garbage to be parked by every consumer of TASKS", || async {
+        let view = sys.get("/api/ops/task-tracker", &admin).await.expect(StatusCode::OK);
+        (view["parked"].as_array().unwrap().len() == 2).then_some(view)
+    })
+    .await;
+    let first = &parked["parked"][0];
+    assert_eq!((first["stream"].as_str(), first["reason"].as_str()), (Some("TASKS"), Some("undecodable")));
+    let sequence = first["sequence"].as_u64().unwrap();
+    assert_eq!(first["redrive"], json!(format!("/api/ops/task-tracker/parked/{sequence}/redrive")));
+    let accounting = sys.get("/api/ops/accounting", &admin).await.expect(StatusCode::OK);
+    assert_eq!(accounting["parked"], json!([]), "parked from TASKS, not from ACCOUNTING: {accounting}");
+
+    let system = &sys;
+    let redrive = |service: &str, sequence: u64, token: &str| {
+        let path = format!("/api/ops/{service}/parked/{sequence}/redrive");
+        let token = token.to_owned();
+        async move { system.call(reqwest::Method::POST, &path, Some(&token), None).await }
+    };
+    redrive("task-tracker", sequence, &worker.token).await.expect(StatusCode::FORBIDDEN);
+    let elsewhere = redrive("auth", sequence, &admin).await;
+    assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{:?}", elsewhere.body);
+    assert!(elsewhere.detail().contains("re-drive it where TASKS's producer runs"), "{}", elsewhere.detail());
+    redrive("task-tracker", 999_999, &admin).await.expect(StatusCode::NOT_FOUND);
+
+    let done = redrive("task-tracker", sequence, &admin).await.expect(StatusCode::OK);
+    assert_eq!(done["subject"], json!("tasks.completed.v1"));
+    let again = redrive("task-tracker", sequence, &admin).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "re-driven already: {:?}", again.body);
+    // Published again, it is still garbage: parked again, by each consumer.
+    sys.finish_with_parked(3).await;
+}

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestSystem};
+use ates_testkit::eventually;
+use ates_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, Role, TestSystem};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -218,5 +219,71 @@ async fn an_admin_a_worker_and_their_money_through_the_web_ui() {
     browser.sign_in(email, "chosen-by-the-worker-1").await;
     browser.shot("09-worker-changed-password").await;
     browser.close().await;
+    sys.finish().await;
+}
+
+/// An admin sees that a consumer parked a good event it could not apply (a broken trigger in
+/// analytics' database), fixes the cause and re-drives the event from the operations view.
+#[tokio::test]
+async fn an_admin_re_drives_a_parked_event_from_the_operations_view() {
+    let sys = TestSystem::start_configured(|config| {
+        config.backbone.delivery.max_deliveries = 2;
+        config.backbone.delivery.retry_initial = Duration::from_millis(100);
+    })
+    .await;
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
+    sys.known_to_task_tracker(&[&worker, &manager]).await;
+    sys.settled().await;
+    let analytics = &sys.system.analytics.backbone.pool;
+    sqlx::raw_sql(
+        "CREATE FUNCTION broken_dashboard() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'the dashboard is broken'; END $$;
+         CREATE TRIGGER broken_dashboard BEFORE INSERT OR UPDATE ON tasks
+         FOR EACH ROW EXECUTE FUNCTION broken_dashboard();",
+    )
+    .execute(analytics)
+    .await
+    .unwrap();
+    let body = json!({ "title": "Count the seeds" });
+    sys.post("/api/tasks", &manager.token, body).await.expect(reqwest::StatusCode::CREATED);
+    let tracker = &sys.system.task_tracker.backbone;
+    eventually("analytics to park tasks.added", || async {
+        (tracker.operations().await.parked.len() == 1).then_some(())
+    })
+    .await;
+
+    let browser = Browser::start().await;
+    browser.goto(&sys.url).await;
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.click("a[data-view=operations]").await;
+    browser.wait_for_text("#ops-parked-total", |t| t == "1").await;
+    let analytics_row = "#ops-consumers tr[data-consumer=analytics-tasks]";
+    browser.wait_for_text(analytics_row, |t| t.ends_with('1')).await;
+    let parked = browser.wait_for_text("#ops-parked", |t| t.contains("tasks.added")).await;
+    assert!(parked.contains("handler_failed") && parked.contains("the dashboard is broken"), "{parked}");
+    browser.wait_for_text("#ops-last-closed", |t| t != "–").await;
+    browser.wait_for_text("#ops-outbox", |t| t.contains("task_tracker")).await;
+    browser.shot("10-admin-operations-parked").await;
+
+    // The cause is fixed: the re-drive applies the event.
+    sqlx::raw_sql("DROP TRIGGER broken_dashboard ON tasks").execute(analytics).await.unwrap();
+    browser.click("#ops-parked button.redrive").await;
+    browser.wait_for_text("#ops-notice", |t| t.contains("was published again on tasks.added.v")).await;
+    browser.wait_for_text("#ops-parked-total", |t| t == "0").await;
+    browser.wait_for_text("#ops-parked", |t| t.contains("Nothing is parked.")).await;
+    browser.shot("11-admin-operations-redriven").await;
+    browser.sign_out().await;
+
+    browser.sign_in(&worker.email, PASSWORD).await;
+    let link = browser.client().find(Locator::Css("a[data-view=operations]")).await.unwrap();
+    assert!(!link.is_displayed().await.unwrap(), "only admins see the operations view");
+    browser.close().await;
+
+    let held = "SELECT count(*) FROM tasks WHERE title = 'Count the seeds'";
+    eventually("analytics to hold the task", || async {
+        let count: i64 = sqlx::query_scalar(held).fetch_one(analytics).await.unwrap();
+        (count == 1).then_some(())
+    })
+    .await;
     sys.finish().await;
 }
