@@ -17,7 +17,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ates_web::init_logging();
+    let _telemetry = ates_web::init_logging("ates-analytics")?;
     let cli = Cli::parse();
     let service = AnalyticsService::build(&cli.config).await?;
     ates_web::run_standalone(cli.http, service.app(), |shutdown, workers| {

@@ -17,7 +17,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    ates_web::init_logging();
+    let _telemetry = ates_web::init_logging("ates-task-tracker")?;
     let cli = Cli::parse();
     let service = TaskTrackerService::build(&cli.config).await?;
     ates_web::run_standalone(cli.http, service.app(), |shutdown, workers| {

@@ -61,7 +61,11 @@ fn request_span(request: &Request) -> tracing::Span {
         .get::<CorrelationId>()
         .copied()
         .unwrap_or_else(|| CorrelationId::from_header(None));
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), correlation_id = %correlation)
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), correlation_id = %correlation);
+    if let Some(parent) = request.headers().get(crate::telemetry::TRACEPARENT).and_then(|v| v.to_str().ok()) {
+        crate::telemetry::continue_trace(&span, parent);
+    }
+    span
 }
 
 async fn unknown_route(request: Request) -> Problem {

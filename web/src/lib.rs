@@ -20,6 +20,7 @@ pub mod openapi;
 mod problem;
 mod serve;
 mod standalone;
+pub mod telemetry;
 pub mod text;
 
 pub use asyncapi::asyncapi_route;

@@ -42,12 +42,9 @@ pub async fn run_standalone(
     Ok(())
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), and exports the spans of `service`
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see [`crate::telemetry`]). Keep what it returns
+/// until the process ends.
+pub fn init_logging(service: &str) -> anyhow::Result<crate::telemetry::Telemetry> {
+    crate::telemetry::init(service, "info")
 }

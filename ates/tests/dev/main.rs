@@ -1,6 +1,7 @@
 //! `ates dev` as a user runs it: its own servers, one port, and nothing left behind.
 
 mod fuzz;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +46,11 @@ pub struct Dev {
 impl Dev {
     /// Starts `ates dev` with `args` on a free port and waits until it is ready.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[]).await
+    }
+
+    /// Starts `ates dev` with `args` and the environment variables `env`.
+    pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let one_at_a_time = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -58,6 +64,7 @@ impl Dev {
             .env_remove("NATS_URL")
             .env_remove("DATABASE_URL")
             .env_remove("SMTP_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,5 +1,6 @@
 //! The loop of a durable pull consumer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -246,13 +247,39 @@ impl<H: Handler> Consumer<H> {
     /// Applies events in one transaction, telling the server meanwhile that they are in progress.
     async fn attempt(&self, batch: &[(&Message, &ReceivedEvent)]) -> Result<(), HandlerError> {
         let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
+        let (spans, causes) = self.traced(batch);
         let work = apply(&self.pool, Some(&self.spec.name), self.handler.as_ref(), &events);
+        let work = crate::outbox::continuing(causes, work);
         let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
-        let new = self.in_progress(&messages, work).await?;
+        let new = self.in_progress(&messages, work).await;
+        drop(spans);
+        let new = new?;
         let counter = |outcome: &'static str| metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => outcome);
         counter("applied").increment(new as u64);
         counter("duplicate").increment((events.len() - new) as u64);
         Ok(())
+    }
+
+    /// With traces exported: a span for each event of `batch` that carries a trace, continuing
+    /// it for as long as the batch is applied, and the trace context each event's consequences
+    /// continue (by the correlation id they inherit). Nothing otherwise.
+    fn traced(&self, batch: &[(&Message, &ReceivedEvent)]) -> (Vec<tracing::Span>, HashMap<Uuid, String>) {
+        use ates_web::telemetry::{TRACEPARENT, continue_trace, enabled, traceparent_of};
+        let (mut spans, mut causes) = (Vec::new(), HashMap::new());
+        if !enabled() {
+            return (spans, causes);
+        }
+        for (message, event) in batch {
+            let Some(parent) = message.headers.as_ref().and_then(|h| h.get(TRACEPARENT)) else { continue };
+            let meta = &event.meta;
+            let span = tracing::info_span!("apply", consumer = %self.spec.name, event_name = %meta.event_name, event_id = %meta.event_id, correlation_id = ?meta.correlation_id);
+            continue_trace(&span, parent.as_str());
+            if let (Some(correlation), Some(context)) = (meta.correlation_id, traceparent_of(&span)) {
+                causes.insert(correlation, context);
+            }
+            spans.push(span);
+        }
+        (spans, causes)
     }
 
     /// Runs `work` while telling the server, well within every ack wait, that `messages` are

@@ -35,6 +35,30 @@ struct Row {
     event_id: Uuid,
     subject: String,
     payload: Vec<u8>,
+    traceparent: Option<String>,
+}
+
+tokio::task_local! {
+    /// While a consumer applies events with traces exported: the trace context each event it
+    /// produces continues, by the correlation id it inherits from the event that caused it.
+    static CAUSES: std::collections::HashMap<Uuid, String>;
+}
+
+/// Runs `work` (a consumer applying events) so the events it records continue the traces in
+/// `causes` (correlation id → `traceparent`).
+pub(crate) async fn continuing<T>(
+    causes: std::collections::HashMap<Uuid, String>,
+    work: impl Future<Output = T>,
+) -> T {
+    CAUSES.scope(causes, work).await
+}
+
+/// The trace an event with `correlation_id` continues: the consumed event's that caused it,
+/// else the current span's (a request), when traces are exported.
+fn traceparent_for(correlation_id: Option<Uuid>) -> Option<String> {
+    let caused =
+        correlation_id.and_then(|id| CAUSES.try_with(|causes| causes.get(&id).cloned()).ok().flatten());
+    caused.or_else(ates_web::telemetry::current_traceparent)
 }
 
 impl Outbox {
@@ -59,21 +83,21 @@ impl Outbox {
         for envelope in envelopes {
             tracing::debug!(event_id = %envelope.event_id, event_name = %envelope.event_name, correlation_id = ?envelope.correlation_id, "event recorded");
         }
-        let (ids, subjects, payloads) = rows.into_iter().fold(
-            (Vec::new(), Vec::new(), Vec::new()),
-            |(mut ids, mut subjects, mut payloads), row| {
-                ids.push(row.event_id);
-                subjects.push(row.subject);
-                payloads.push(row.payload);
-                (ids, subjects, payloads)
-            },
-        );
+        let (mut ids, mut subjects, mut payloads, mut traces) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            ids.push(row.event_id);
+            subjects.push(row.subject);
+            payloads.push(row.payload);
+            traces.push(row.traceparent);
+        }
         sqlx::query!(
-            "INSERT INTO outbox (event_id, subject, payload)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+            "INSERT INTO outbox (event_id, subject, payload, traceparent)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[])",
             &ids,
             &subjects,
             &payloads,
+            &traces as &[Option<String>],
         )
         .execute(conn)
         .await?;
@@ -88,5 +112,6 @@ fn validated<E: Event>(envelope: &Envelope<E>) -> Result<Row, RegistryError> {
         event_id: envelope.event_id,
         subject: E::subject(),
         payload: serde_json::to_vec(&value).expect("a JSON value serializes"),
+        traceparent: traceparent_for(envelope.correlation_id),
     })
 }

@@ -51,6 +51,8 @@ pub(crate) struct OutboxRow {
     pub(crate) event_id: Uuid,
     pub(crate) subject: String,
     pub(crate) payload: Vec<u8>,
+    /// The trace context of what caused it, sent as the `traceparent` header.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// How JetStream acknowledged one publish.
@@ -70,8 +72,11 @@ pub(crate) async fn publish_and_confirm(
 ) -> Vec<(i64, Result<Stored, String>)> {
     let mut pending: Vec<(i64, Uuid, Result<PublishAckFuture, String>)> = Vec::with_capacity(rows.len());
     for row in rows {
-        let message =
+        let mut message =
             PublishMessage::build().payload(row.payload.into()).message_id(row.event_id.to_string());
+        if let Some(traceparent) = &row.traceparent {
+            message = message.header(ates_web::telemetry::TRACEPARENT, traceparent.as_str());
+        }
         let sent = js.send_publish(row.subject, message).await.map_err(|e| e.to_string());
         pending.push((row.id, row.event_id, sent));
     }
@@ -188,7 +193,7 @@ impl Relay {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<OutboxRow> = sqlx::query_as!(
             OutboxRow,
-            "SELECT id, event_id, subject, payload FROM outbox
+            "SELECT id, event_id, subject, payload, traceparent FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             self.settings.batch_size,
         )

@@ -30,7 +30,7 @@ pub async fn republish(
     loop {
         let rows: Vec<OutboxRow> = sqlx::query_as!(
             OutboxRow,
-            "SELECT id, event_id, subject, payload FROM outbox
+            "SELECT id, event_id, subject, payload, traceparent FROM outbox
              WHERE created_at >= $1 AND created_at < $2 AND id > $3 ORDER BY id LIMIT 1000",
             from,
             to,
