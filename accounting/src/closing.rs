@@ -179,13 +179,14 @@ async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz, correlation:
     )
     .execute(&mut *tx)
     .await?;
-    let (fees, rewards) = sqlx::query!(
-        "SELECT assign_fees, completion_rewards FROM daily_totals WHERE billing_date = $1",
+    let totals = sqlx::query!(
+        r#"SELECT coalesce(sum(assign_fees), 0)::bigint AS "fees!", coalesce(sum(completion_rewards), 0)::bigint AS "rewards!"
+         FROM daily_totals WHERE billing_date = $1"#,
         day,
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    .map_or((0, 0), |totals| (totals.assign_fees, totals.completion_rewards));
+    .fetch_one(&mut *tx)
+    .await?;
+    let (fees, rewards) = (totals.fees, totals.rewards);
     let closed = sqlx::query_as!(
         Closed,
         "INSERT INTO billing_days (billing_date, accounts_paid, total_paid, management_earnings)

@@ -20,7 +20,9 @@ pub struct Report {
 
 /// Checks that every balance is the sum of its entries, every closed balance the sum of its
 /// entries billed up to the last closed day and never positive (it was paid out), the entries
-/// of all accounts and of every transaction sum to zero, every balance_after is the running sum of its account,
+/// of all accounts and of every transaction sum to zero (the company's entry on the other side of
+/// each, so its balance, kept only as entries, is minus every popug's), every day's totals are
+/// the sum of its transactions, every balance_after is the running sum of its account,
 /// every fee and reward has its causing event recorded, and every transaction still in the
 /// outbox horizon has its `accounting.transaction_applied` event.
 pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> {
@@ -33,7 +35,8 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     .await?;
     let unbalanced_transactions = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM (SELECT transaction_id FROM entries GROUP BY transaction_id
-                                   HAVING sum(amount) <> 0 OR count(*) <> 2) unbalanced"#
+                                   HAVING sum(amount) <> 0 OR count(*) <> 2
+                                       OR count(*) FILTER (WHERE account_id = '00000000-0000-0000-0000-000000000000') <> 1) unbalanced"#
     )
     .fetch_one(pool)
     .await?;
@@ -72,9 +75,26 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     )
     .fetch_one(pool)
     .await?;
+    let mistotalled = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM (
+                 SELECT billing_date, sum(assign_fees) AS fees, sum(completion_rewards) AS rewards, sum(payouts) AS payouts
+                 FROM daily_totals GROUP BY billing_date) d
+             FULL JOIN (SELECT billing_date,
+                               coalesce(sum(amount) FILTER (WHERE kind = 'assign_fee'), 0) AS fees,
+                               coalesce(sum(amount) FILTER (WHERE kind = 'completion_reward'), 0) AS rewards,
+                               coalesce(sum(amount) FILTER (WHERE kind = 'payout'), 0) AS payouts
+                        FROM transactions GROUP BY billing_date) t USING (billing_date)
+             WHERE (d.fees, d.rewards, d.payouts) IS DISTINCT FROM (t.fees, t.rewards, t.payouts)"#
+    )
+    .fetch_one(pool)
+    .await?;
     let checks = [
         (unbalanced_accounts, "account balance(s) differ from the sum of their entries"),
-        (unbalanced_transactions, "transaction(s) do not have two entries summing to zero"),
+        (
+            unbalanced_transactions,
+            "transaction(s) do not have two entries, one the company's, summing to zero",
+        ),
+        (mistotalled, "billing day(s) have totals that differ from the sum of their transactions"),
         (without_entries, "transaction(s) have no entries"),
         (not_running, "transaction(s) have a balance_after that is not the running sum of their account"),
         (uncaused, "fee or reward transaction(s) have no recorded causing event"),

@@ -201,7 +201,10 @@ pub async fn dashboard(conn: &mut PgConnection, from: NaiveDate, to: NaiveDate) 
         r#"SELECT day::date AS "date!", coalesce(t.assign_fees, 0) AS "assign_fees!",
                 coalesce(t.completion_rewards, 0) AS "completion_rewards!", coalesce(t.payouts, 0) AS "payouts!"
          FROM generate_series($1::date, $2::date, interval '1 day') AS day
-         LEFT JOIN daily_totals t ON t.billing_date = day::date
+         LEFT JOIN (SELECT billing_date, sum(assign_fees)::bigint AS assign_fees,
+                           sum(completion_rewards)::bigint AS completion_rewards, sum(payouts)::bigint AS payouts
+                    FROM daily_totals WHERE billing_date BETWEEN $1 AND $2 GROUP BY billing_date) t
+                ON t.billing_date = day::date
          ORDER BY day"#,
         from,
         to,

@@ -73,13 +73,13 @@ pub fn posting_for(event: &ReceivedEvent, price: Price) -> Option<Posting> {
     })
 }
 
-/// Applies `postings` in order to `balances` (which must hold every account involved) and
-/// returns each one's balance afterwards. The company account takes the other side.
+/// Applies `postings` in order to `balances` (which must hold every popug involved) and
+/// returns each one's balance afterwards. (The company's side is an entry; its balance is not
+/// kept.)
 pub fn running_balances(postings: &[Posting], balances: &mut HashMap<Uuid, i64>) -> Vec<i64> {
     postings
         .iter()
         .map(|p| {
-            *balances.get_mut(&COMPANY).expect("the company balance is loaded") -= p.amount;
             let balance = balances.get_mut(&p.account_id).expect("every balance is loaded");
             *balance += p.amount;
             *balance
@@ -105,16 +105,15 @@ mod tests {
     }
 
     #[test]
-    fn balances_run_per_account_and_the_company_mirrors_them() {
+    fn balances_run_per_account() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let mut balances = HashMap::from([(a, 500), (b, 0), (COMPANY, -500)]);
+        let mut balances = HashMap::from([(a, 500), (b, 0)]);
         let postings = [posting(a, -1500), posting(b, 3000), posting(a, 2500)];
 
         let after = running_balances(&postings, &mut balances);
 
         assert_eq!(after, [-1000, 3000, 1500]);
-        assert_eq!(balances[&COMPANY], -4500);
-        assert_eq!(balances.values().sum::<i64>(), 0, "double entry sums to zero");
+        assert_eq!(balances, HashMap::from([(a, 1500), (b, 3000)]));
     }
 
     #[test]

@@ -24,9 +24,11 @@ pub struct Posted {
 
 /// Posts the `postings` that were not posted before, in order, and returns them.
 ///
-/// The balances of every account involved (and the company's) are locked first, in account
-/// order; only then is it checked which transaction ids exist, so two instances posting the
-/// same cause at once cannot both post it. Each posting is billed on its business date in
+/// The balances of every popug involved are locked first, in account order; only then is it
+/// checked which transaction ids exist, so two instances posting the same cause at once cannot
+/// both post it. Nothing every posting needs is locked: the company's side of each transaction
+/// is an entry (its balance is the sum of them), and the day's totals go to one of
+/// [`TOTAL_SHARDS`] rows. Each posting is billed on its business date in
 /// `zone`, or the earliest open day if that is closed, unless `billing_date` fixes the day.
 pub async fn post(
     tx: &mut PgConnection,
@@ -40,7 +42,7 @@ pub async fn post(
     let last_closed =
         sqlx::query_scalar!("SELECT last_closed FROM billing_state FOR SHARE").fetch_one(&mut *tx).await?;
     let accounts: Vec<Uuid> =
-        postings.iter().map(|p| p.account_id).chain([COMPANY]).collect::<BTreeSet<_>>().into_iter().collect();
+        postings.iter().map(|p| p.account_id).collect::<BTreeSet<_>>().into_iter().collect();
     sqlx::query!(
         "INSERT INTO balances (account_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
         &accounts
@@ -177,8 +179,14 @@ impl KindTotals {
     }
 }
 
-/// Adds the posted amounts to the per-day totals, one row per day.
+/// How many rows each day's totals are spread over, so concurrent postings rarely add to the
+/// same one.
+pub const TOTAL_SHARDS: u128 = 16;
+
+/// Adds the posted amounts to the per-day totals, one row per day in the shard of the batch's
+/// first popug.
 async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result<()> {
+    let shard = i16::try_from(posted[0].posting.account_id.as_u128() % TOTAL_SHARDS).expect("under 16");
     let mut days: BTreeMap<NaiveDate, KindTotals> = BTreeMap::new();
     for p in posted {
         days.entry(p.billing_date).or_default().add(p.posting.kind, p.posting.amount);
@@ -186,9 +194,10 @@ async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result
     let dates: Vec<NaiveDate> = days.keys().copied().collect();
     let total = |f: fn(&KindTotals) -> i64| days.values().map(f).collect::<Vec<i64>>();
     sqlx::query!(
-        "INSERT INTO daily_totals AS d (billing_date, assign_fees, completion_rewards, payouts)
-         SELECT * FROM unnest($1::date[], $2::bigint[], $3::bigint[], $4::bigint[])
-         ON CONFLICT (billing_date) DO UPDATE SET
+        "INSERT INTO daily_totals AS d (billing_date, shard, assign_fees, completion_rewards, payouts)
+         SELECT day, $5, fees, rewards, payouts
+         FROM unnest($1::date[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(day, fees, rewards, payouts)
+         ON CONFLICT (billing_date, shard) DO UPDATE SET
              assign_fees = d.assign_fees + EXCLUDED.assign_fees,
              completion_rewards = d.completion_rewards + EXCLUDED.completion_rewards,
              payouts = d.payouts + EXCLUDED.payouts",
@@ -196,6 +205,7 @@ async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result
         &total(|t| t.assign_fees),
         &total(|t| t.completion_rewards),
         &total(|t| t.payouts),
+        shard,
     )
     .execute(&mut *tx)
     .await?;

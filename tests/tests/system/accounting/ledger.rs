@@ -247,3 +247,49 @@ async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
     let _ = json!({});
     sys.finish().await;
 }
+
+/// A payout of one cent to `account`, caused by nothing else (payouts need no causing event).
+fn cent_payout(account: Uuid) -> ates_accounting::domain::posting::Posting {
+    ates_accounting::domain::posting::Posting {
+        transaction_id: Uuid::new_v4(),
+        account_id: account,
+        kind: ates_schemas::events::TransactionKind::Payout,
+        amount: -1,
+        task_id: None,
+        business_time: chrono::Utc::now(),
+        cause_event_id: Uuid::new_v4(),
+        correlation_id: None,
+    }
+}
+
+/// Postings for different popugs on the same day never wait for each other: no row that every
+/// posting locks (the company's balance, a day's totals). The second posting may not wait for a
+/// lock at all while the first is still open, and the ledger checks out after both.
+#[tokio::test]
+async fn postings_for_different_popugs_do_not_wait_for_each_other() {
+    let sys = TestSystem::start().await;
+    let zone = sys.config.accounting().unwrap().calendar.timezone;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut first = pool(&sys).begin().await.unwrap();
+    ates_accounting::ledger::post(&mut first, vec![cent_payout(a)], zone, None).await.unwrap();
+
+    let mut second = pool(&sys).begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *second).await.unwrap();
+    let posted = ates_accounting::ledger::post(&mut second, vec![cent_payout(b)], zone, None).await;
+    assert!(posted.is_ok(), "the second posting waited for the first: {posted:?}");
+    second.commit().await.unwrap();
+    first.commit().await.unwrap();
+
+    let company: i64 = sqlx::query_scalar("SELECT sum(amount)::bigint FROM entries WHERE account_id = $1")
+        .bind(Uuid::nil())
+        .fetch_one(pool(&sys))
+        .await
+        .unwrap();
+    assert_eq!(company, 2, "the company's side of both payouts");
+    let totals: i64 = sqlx::query_scalar("SELECT sum(payouts)::bigint FROM daily_totals")
+        .fetch_one(pool(&sys))
+        .await
+        .unwrap();
+    assert_eq!(totals, -2, "the day's totals have both, whichever shards they went to");
+    sys.finish().await;
+}
