@@ -97,6 +97,15 @@ pub enum DlqCommand {
         #[arg(long, conflicts_with = "sequences")]
         consumer: Option<String>,
     },
+    /// Remove parked messages from the DLQ without publishing them (ones that cannot or need
+    /// not be re-driven).
+    Discard {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// DLQ sequence numbers, as `ates dlq list` shows them.
+        #[arg(required = true)]
+        sequences: Vec<u64>,
+    },
 }
 
 pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
@@ -139,9 +148,27 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
                 None if sequences.is_empty() => bail!("name DLQ sequences to re-drive, or --consumer"),
                 None => sequences,
             };
+            // One refusal does not stop the others; the command fails if any was refused.
+            let mut refused = 0;
             for sequence in sequences {
-                let redriven = dlq.redrive(sequence, None).await?;
-                eprintln!("re-drove DLQ message {sequence} to {}", redriven.subject);
+                match dlq.redrive(sequence, None).await {
+                    Ok(redriven) => eprintln!("re-drove DLQ message {sequence} to {}", redriven.subject),
+                    Err(e) => {
+                        refused += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            if refused > 0 {
+                bail!("{refused} parked message(s) were not re-driven (see above)");
+            }
+            Ok(())
+        }
+        DlqCommand::Discard { nats, sequences } => {
+            let dlq = Dlq::new(nats.jetstream().await?);
+            for sequence in sequences {
+                dlq.discard(sequence).await.map_err(anyhow::Error::from_boxed)?;
+                eprintln!("removed DLQ message {sequence}");
             }
             Ok(())
         }

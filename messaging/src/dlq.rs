@@ -3,11 +3,11 @@
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::stream::{DeleteMessageErrorKind, RawMessageError, RawMessageErrorKind};
+use async_nats::jetstream::stream::{RawMessageError, RawMessageErrorKind};
 use async_nats::jetstream::{self, Message, consumer::pull, message::PublishMessage};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
 use crate::BoxError;
@@ -50,11 +50,12 @@ impl ParkReason {
     }
 }
 
-/// The envelope fields a parked event is shown with.
-#[derive(serde::Deserialize)]
-struct ParkedEvent {
-    event_id: Uuid,
-    event_name: String,
+/// What a parked message says of the event it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub id: Uuid,
+    pub name: String,
+    pub time: DateTime<Utc>,
 }
 
 /// A message on the DLQ.
@@ -188,14 +189,15 @@ impl Dlq {
         {
             return Err(RedriveError::NotFromStream { sequence, stream: parked.stream, own: own.to_owned() });
         }
+        if parked.stream.is_empty() || parked.stream_sequence == 0 {
+            return Err(RedriveError::NoOrigin(sequence));
+        }
         let gone = || RedriveError::OriginalGone {
             sequence,
             stream: parked.stream.clone(),
             at: parked.stream_sequence,
+            event: parked.event().map_or_else(String::new, |e| format!(" (event {} of {})", e.id, e.time)),
         };
-        if parked.stream.is_empty() || parked.stream_sequence == 0 {
-            return Err(gone());
-        }
         let origin =
             self.js.get_stream_no_info(&parked.stream).await.map_err(|e| RedriveError::Nats(e.into()))?;
         let original = match origin.get_raw_message(parked.stream_sequence).await {
@@ -210,55 +212,82 @@ impl Dlq {
                 at: parked.stream_sequence,
             });
         }
-        let publish = PublishMessage::build()
+        // The original's headers go with it (its trace context, say), but not JetStream's own.
+        let mut publish = PublishMessage::build()
             .payload(original.payload)
             .header(headers::REDRIVEN_FROM, sequence.to_string().as_str())
             .message_id(format!("redrive.{sequence}"));
+        for (name, values) in original.headers.iter() {
+            if !AsRef::<str>::as_ref(name).starts_with("Nats-") {
+                for value in values {
+                    publish = publish.header(name.clone(), value.clone());
+                }
+            }
+        }
         let subject = original.subject.to_string();
         let nats = |e: BoxError| RedriveError::Nats(e);
         let ack = self.js.send_publish(subject.clone(), publish).await.map_err(|e| nats(e.into()))?;
         ack.await.map_err(|e| nats(e.into()))?;
-        // Already gone means another re-drive of it got here first: the outcome is the same.
-        match dlq.delete_message(sequence).await {
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED) =>
-                {}
-            Err(e) => return Err(nats(e.into())),
-        }
+        self.discard(sequence).await.map_err(nats)?;
         tracing::info!(sequence, %subject, event_id = ?parked.event_id(), "re-drove a parked message");
         Ok(Redriven { sequence, subject, event_id: parked.event_id() })
     }
 
-    /// The messages parked from `stream`, oldest first: at most `shown` of them, looking at no
-    /// more than `examined` DLQ messages; the flag says whether there may be more. Reads one
-    /// message at a time, so it needs no consumer on the DLQ, only `STREAM.MSG.GET`.
-    pub async fn parked_from(
-        &self,
-        stream: &str,
-        shown: usize,
-        examined: usize,
-    ) -> Result<(Vec<Parked>, bool), BoxError> {
-        let dlq = match self.js.get_stream_no_info(DLQ).await {
-            Ok(dlq) => dlq,
-            Err(_) => return Ok((Vec::new(), false)),
-        };
-        let (mut parked, mut next) = (Vec::new(), 1);
-        for _ in 0..examined {
-            let raw = match dlq.raw_message_builder().sequence(next).next_by_subject("dlq.>").send().await {
-                Ok(raw) => raw,
-                Err(e) if absent(&e) => return Ok((parked, false)),
-                Err(e) => return Err(e.into()),
-            };
-            next = raw.sequence + 1;
-            let message = Parked::read(raw.sequence, raw.time, Some(&raw.headers), raw.payload);
-            if message.stream == stream {
-                if parked.len() == shown {
-                    return Ok((parked, true));
-                }
-                parked.push(message);
+    /// Removes parked message `sequence` from the DLQ (`ates dlq discard`). Already gone counts
+    /// as done: another re-drive or discard of it got there first.
+    pub async fn discard(&self, sequence: u64) -> Result<(), BoxError> {
+        let dlq = self.js.get_stream_no_info(DLQ).await?;
+        if let Err(e) = dlq.delete_message(sequence).await {
+            // The server answers a missing message and a failed delete alike: look again.
+            match dlq.get_raw_message(sequence).await {
+                Err(gone) if absent(&gone) => {}
+                _ => return Err(e.into()),
             }
         }
-        Ok((parked, true))
+        Ok(())
+    }
+
+    /// The messages parked from `stream`, oldest first: at most `shown` of them, and whether
+    /// there are more. Each consumer reads one stream, so its subject `dlq.<consumer>` holds
+    /// only that stream's messages: the walk reads the first message of each subject to tell
+    /// where it comes from, and then only the subjects of `stream`, one message at a time (no
+    /// consumer on the DLQ is needed, only `STREAM.INFO` and `STREAM.MSG.GET`).
+    pub async fn parked_from(&self, stream: &str, shown: usize) -> Result<(Vec<Parked>, bool), BoxError> {
+        let dlq = self.js.get_stream_no_info(DLQ).await?;
+        let mut subjects = match dlq.info_with_subjects("dlq.>").await {
+            Ok(subjects) => subjects,
+            Err(e) if e.to_string().contains("not found") => return Ok((Vec::new(), false)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = Vec::new();
+        while let Some((subject, _)) = subjects.try_next().await? {
+            names.push(subject);
+        }
+        let mut parked = Vec::new();
+        for subject in names {
+            let mut next = 1;
+            let mut first = true;
+            while parked.len() <= shown {
+                let read = dlq.raw_message_builder().sequence(next).next_by_subject(subject.clone()).send();
+                let raw = match read.await {
+                    Ok(raw) => raw,
+                    Err(e) if absent(&e) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                next = raw.sequence + 1;
+                let message = Parked::read(raw.sequence, raw.time, Some(&raw.headers), raw.payload);
+                if message.stream == stream {
+                    parked.push(message);
+                } else if std::mem::take(&mut first) {
+                    break; // another stream's consumer
+                }
+                first = false;
+            }
+        }
+        parked.sort_by_key(|p| p.sequence);
+        let more = parked.len() > shown;
+        parked.truncate(shown);
+        Ok((parked, more))
     }
 }
 
@@ -283,11 +312,15 @@ pub enum RedriveError {
     )]
     NotFromStream { sequence: u64, stream: String, own: String },
     #[error(
-        "DLQ message {sequence} came from {stream} #{at}, which the stream no longer holds (past its retention), so it cannot be checked against the original: send it again from the producer's outbox with `ates republish`."
+        "DLQ message {0} does not say where it came from (no Ates-Dlq-Stream and Ates-Dlq-Sequence), so it cannot be re-driven: `ates dlq discard {0}` removes it."
     )]
-    OriginalGone { sequence: u64, stream: String, at: u64 },
+    NoOrigin(u64),
     #[error(
-        "DLQ message {sequence} is not the message {stream} #{at} holds, so it is not re-driven: remove it from the DLQ by hand if it is not needed."
+        "DLQ message {sequence} came from {stream} #{at}{event}, which the stream no longer holds (past its retention), so it cannot be checked against the original: `ates republish` of the producer's outbox from just before that time sends it again, then `ates dlq discard {sequence}` removes the parked copy."
+    )]
+    OriginalGone { sequence: u64, stream: String, at: u64, event: String },
+    #[error(
+        "DLQ message {sequence} is not the message {stream} #{at} holds, so it is not re-driven: `ates dlq discard {sequence}` removes it if it is not needed."
     )]
     Differs { sequence: u64, stream: String, at: u64 },
     #[error("NATS did not answer: {0}. Try again when it is back.")]
@@ -299,7 +332,8 @@ impl From<RedriveError> for ates_web::Problem {
         let detail = error.to_string();
         match error {
             RedriveError::NotFound(_) => ates_web::Problem::not_found(detail),
-            RedriveError::NotFromStream { .. }
+            RedriveError::NoOrigin(_)
+            | RedriveError::NotFromStream { .. }
             | RedriveError::OriginalGone { .. }
             | RedriveError::Differs { .. } => ates_web::Problem::conflict(detail),
             RedriveError::Nats(_) => ates_web::Problem::unavailable(detail),
@@ -310,13 +344,19 @@ impl From<RedriveError> for ates_web::Problem {
 impl Parked {
     /// The event id of the parked payload, when it is an event.
     pub fn event_id(&self) -> Option<Uuid> {
-        self.event().map(|(id, _)| id)
+        self.event().map(|e| e.id)
     }
 
-    /// The id and name of the parked event, read without validating the rest.
-    pub fn event(&self) -> Option<(Uuid, String)> {
-        let event: ParkedEvent = serde_json::from_slice(&self.payload).ok()?;
-        Some((event.event_id, event.event_name))
+    /// The id, name and time of the parked event, read without validating the rest.
+    pub fn event(&self) -> Option<ParkedEvent> {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            event_id: Uuid,
+            event_name: String,
+            event_time: DateTime<Utc>,
+        }
+        let event: Envelope = serde_json::from_slice(&self.payload).ok()?;
+        Some(ParkedEvent { id: event.event_id, name: event.event_name, time: event.event_time })
     }
 
     fn read(sequence: u64, parked_at: DateTime<Utc>, headers: Option<&HeaderMap>, payload: Bytes) -> Self {

@@ -11,8 +11,6 @@ use crate::waiting::Waiting;
 
 /// The most parked messages one view lists.
 const PARKED_SHOWN: usize = 100;
-/// The most DLQ messages one view reads to find them (the DLQ holds every stream's).
-const PARKED_EXAMINED: usize = 1000;
 
 /// One service's operations view.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -86,7 +84,7 @@ impl Backbone {
     async fn parked_from_own_stream(&self) -> Result<(Vec<ParkedMessage>, bool), crate::BoxError> {
         let Some(stream) = self.bus.produces else { return Ok((Vec::new(), false)) };
         let dlq = Dlq::new(self.js.clone());
-        let read = dlq.parked_from(stream, PARKED_SHOWN, PARKED_EXAMINED);
+        let read = dlq.parked_from(stream, PARKED_SHOWN);
         let (parked, more) = tokio::time::timeout(std::time::Duration::from_secs(5), read)
             .await
             .map_err(|_| "the DLQ did not answer within 5 s")??;
@@ -107,8 +105,8 @@ impl Backbone {
             subject: parked.subject,
             stream_sequence: parked.stream_sequence,
             deliveries: parked.deliveries,
-            event_id: event.as_ref().map(|e| e.0),
-            event_name: event.map(|e| e.1),
+            event_id: event.as_ref().map(|e| e.id),
+            event_name: event.map(|e| e.name),
         }
     }
 

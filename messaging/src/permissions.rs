@@ -59,6 +59,10 @@ impl Bus {
         // The producer re-drives what consumers parked from its stream: it reads the DLQ message
         // and the original it must equal, publishes that again and removes the parked copy.
         if let Some(stream) = self.produces {
+            let info = format!("$JS.API.STREAM.INFO.{DLQ}");
+            if !publish.contains(&info) {
+                publish.push(info);
+            }
             publish.extend([
                 format!("$JS.API.STREAM.MSG.GET.{DLQ}"),
                 format!("$JS.API.STREAM.MSG.DELETE.{DLQ}"),

@@ -896,10 +896,10 @@ const operationsView = {
     const views = answers.map((answer, i) => (answer.status === 'fulfilled'
       ? answer.value
       : { service: OPS_SERVICES[i], failed: messageOf(answer.reason), waiting: { consumers: [] }, parked: [] }));
+    // Decided before the change check: an outage that goes on must keep its banner.
+    if (views.every((v) => v.failed)) throw answers[0].reason;
     if (!changed('operations', views)) return;
     this.render(views);
-    const failed = views.filter((v) => v.failed);
-    if (failed.length === views.length) throw answers[0].reason;
   },
 
   render(views) {
@@ -907,7 +907,8 @@ const operationsView = {
     $('#ops-last-closed').textContent = accounting?.last_closed_day ?? (accounting?.failed ? 'unknown' : 'none yet');
     const parked = views.flatMap((v) => v.parked);
     const more = views.some((v) => v.parked_more);
-    $('#ops-parked-total').textContent = `${parked.length}${more ? '+' : ''}`;
+    const unknown = views.some((v) => v.failed || v.parked_known === false);
+    $('#ops-parked-total').textContent = unknown && !parked.length ? 'unknown' : `${parked.length}${more || unknown ? '+' : ''}`;
 
     $('#ops-outbox tbody').replaceChildren(...views.filter((v) => v.failed || v.waiting.outbox !== null).map((v) => {
       if (v.failed) return el('tr', {}, el('td', {}, v.service), el('td', { colspan: 2, class: 'muted' }, v.failed));
@@ -933,8 +934,9 @@ const operationsView = {
         el('td', {}, el('strong', {}, p.reason), el('div', { class: 'muted small' }, p.detail)),
         el('td', {}, el('button', { type: 'button', class: 'redrive', dataset: { redrive: p.redrive, label } }, 'Re-drive')));
     });
-    const unreadable = views.filter((v) => v.parked_known === false).map((v) => v.service);
-    const empty = unreadable.length ? `Could not read the DLQ for ${unreadable.join(', ')}.` : 'Nothing is parked.';
+    // A service that did not answer, or could not read the DLQ, may have parked messages.
+    const unreadable = views.filter((v) => v.failed || v.parked_known === false).map((v) => v.service);
+    const empty = unreadable.length ? `Could not read the parked messages of ${unreadable.join(', ')}.` : 'Nothing is parked.';
     $('#ops-parked tbody').replaceChildren(...(rows.length ? rows : [emptyRow(6, empty)]));
   },
 

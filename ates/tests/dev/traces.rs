@@ -42,18 +42,32 @@ impl Collector {
         Collector { url, spans }
     }
 
-    /// The spans of trace `trace_id` so far, as (service, name, consumer attribute).
-    fn trace(&self, trace_id: &str) -> Vec<(String, String, Option<String>)> {
+    /// The spans of trace `trace_id` so far.
+    fn trace(&self, trace_id: &str) -> Vec<Span> {
         let spans = self.spans.lock().unwrap();
+        let text = |span: &Value, key: &str| span[key].as_str().unwrap_or_default().to_lowercase();
         spans
             .iter()
-            .filter(|span| span["traceId"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(trace_id)))
-            .map(|span| {
-                let name = span["name"].as_str().unwrap_or_default().to_owned();
-                (span["service"].as_str().unwrap_or_default().to_owned(), name, attribute(span, "consumer"))
+            .filter(|span| text(span, "traceId") == trace_id)
+            .map(|span| Span {
+                service: text(span, "service"),
+                name: text(span, "name"),
+                id: text(span, "spanId"),
+                parent: text(span, "parentSpanId"),
+                consumer: attribute(span, "consumer"),
             })
             .collect()
     }
+}
+
+/// What the test reads of a span.
+#[derive(Debug)]
+struct Span {
+    service: String,
+    name: String,
+    id: String,
+    parent: String,
+    consumer: Option<String>,
 }
 
 fn attribute(span: &Value, key: &str) -> Option<String> {
@@ -107,15 +121,27 @@ async fn with_an_otlp_endpoint_one_trace_follows_a_request_through_every_service
     let wanted = ["accounting-tasks", "analytics-tasks", "analytics-accounting"];
     let trace = ates_testkit::eventually("the whole trace at the collector", || async {
         let trace = collector.trace(trace_id);
-        let request = trace.iter().any(|(_, name, _)| name == "request");
-        let applied = wanted.iter().all(|c| {
-            trace.iter().any(|(_, name, consumer)| name == "apply" && consumer.as_deref() == Some(*c))
-        });
+        let request = trace.iter().any(|s| s.name == "request");
+        let applied = wanted
+            .iter()
+            .all(|c| trace.iter().any(|s| s.name == "apply" && s.consumer.as_deref() == Some(*c)));
         (request && applied).then_some(trace)
     })
     .await;
-    assert!(trace.iter().all(|(service, _, _)| service == "ates"), "ates dev names itself: {trace:?}");
-    let elsewhere = collector.trace("00000000000000000000000000000000");
-    assert!(elsewhere.is_empty(), "no span without a trace id: {elsewhere:?}");
+    assert!(trace.iter().all(|s| s.service == "ates"), "ates dev names itself: {trace:?}");
+    // A chain, not just a shared id: the request continues the caller's span, and every other
+    // span continues one of the trace (the fee's apply in analytics continues accounting's).
+    for span in &trace {
+        if span.name == "request" {
+            assert_eq!(span.parent, "00f067aa0ba902b7", "the caller's span: {trace:?}");
+        } else {
+            assert!(trace.iter().any(|s| s.id == span.parent), "{span:?} continues a span of {trace:?}");
+        }
+    }
+    let parent_of = |consumer: &str| {
+        let span = trace.iter().find(|s| s.consumer.as_deref() == Some(consumer)).unwrap();
+        trace.iter().find(|s| s.id == span.parent).unwrap()
+    };
+    assert_eq!(parent_of("analytics-accounting").consumer.as_deref(), Some("accounting-tasks"), "{trace:?}");
     eprintln!("one trace: {trace:?}");
 }

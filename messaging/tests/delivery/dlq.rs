@@ -61,9 +61,12 @@ async fn broken_messages_are_parked_with_their_reason_and_later_ones_are_process
 
     // The bug is fixed: re-driving the message applies it, once.
     handler.heal(doomed.data.task_id);
-    let (from_tasks, more) = dlq.parked_from("TASKS", 10, 100).await.unwrap();
-    assert_eq!((from_tasks.len(), more), (4, false));
-    assert!(dlq.parked_from("TASKS", 2, 100).await.unwrap().1, "more than shown");
+    let (from_tasks, more) = dlq.parked_from("TASKS", 4).await.unwrap();
+    assert_eq!((from_tasks.len(), more), (4, false), "all four, and no more");
+    let sequences: Vec<u64> = from_tasks.iter().map(|p| p.sequence).collect();
+    assert!(sequences.is_sorted(), "oldest first: {sequences:?}");
+    assert!(dlq.parked_from("TASKS", 2).await.unwrap().1, "more than shown");
+    assert!(dlq.parked_from("ACCOUNTS", 10).await.unwrap().0.is_empty(), "nothing came from ACCOUNTS");
     let redriven = dlq.redrive(exhausted.sequence, Some("TASKS")).await.unwrap();
     assert_eq!(redriven.subject, "tasks.completed.v1");
     assert_eq!(redriven.event_id, Some(doomed.event_id));
@@ -87,11 +90,11 @@ async fn a_redrive_publishes_only_the_original_and_only_for_its_own_stream() {
     env.relay().publish_pending().await.unwrap();
     let stream = env.js.get_stream("TASKS").await.unwrap();
     let original = stream.get_raw_message(1).await.unwrap();
-    let forge = |payload: Vec<u8>, from: &str, at: u64| {
+    let forge_on = |subject: &str, payload: Vec<u8>, from: &str, at: u64| {
         let mut parked = HeaderMap::new();
         parked.insert(headers::CONSUMER, CONSUMER);
         parked.insert(headers::STREAM, from);
-        parked.insert(headers::SUBJECT, original.subject.as_str());
+        parked.insert(headers::SUBJECT, subject);
         parked.insert(headers::SEQUENCE, at.to_string().as_str());
         let js = env.js.clone();
         async move {
@@ -100,17 +103,30 @@ async fn a_redrive_publishes_only_the_original_and_only_for_its_own_stream() {
             ack.await.unwrap().sequence
         }
     };
+    let forge =
+        |payload: Vec<u8>, from: &str, at: u64| forge_on(original.subject.as_str(), payload, from, at);
     let mut tampered: serde_json::Value = serde_json::from_slice(&original.payload).unwrap();
     tampered["data"]["title"] = json!("Pay everyone twice");
     let tampered = forge(serde_json::to_vec(&tampered).unwrap(), "TASKS", 1).await;
     let elsewhere = forge(original.payload.to_vec(), "ACCOUNTS", 1).await;
     let gone = forge(original.payload.to_vec(), "TASKS", 99).await;
+    let nowhere = forge(original.payload.to_vec(), "", 0).await;
+    let moved = forge_on("tasks.elsewhere.v1", original.payload.to_vec(), "TASKS", 1).await;
     let genuine = forge(original.payload.to_vec(), "TASKS", 1).await;
 
     let dlq = Dlq::new(env.js.clone());
     assert!(matches!(dlq.redrive(tampered, None).await, Err(RedriveError::Differs { .. })));
     assert!(matches!(dlq.redrive(elsewhere, Some("TASKS")).await, Err(RedriveError::NotFromStream { .. })));
-    assert!(matches!(dlq.redrive(gone, None).await, Err(RedriveError::OriginalGone { .. })));
+    let refused = dlq.redrive(gone, None).await;
+    assert!(matches!(&refused, Err(RedriveError::OriginalGone { .. })), "{refused:?}");
+    let said = refused.unwrap_err().to_string();
+    assert!(said.contains(&format!("ates dlq discard {gone}")), "says what to do: {said}");
+    assert!(matches!(dlq.redrive(nowhere, None).await, Err(RedriveError::NoOrigin(_))));
+    let refused = dlq.redrive(moved, None).await;
+    assert!(
+        matches!(refused, Err(RedriveError::Differs { .. })),
+        "the same bytes on another subject: {refused:?}"
+    );
     assert!(matches!(dlq.redrive(0, None).await, Err(RedriveError::NotFound(0))));
     let messages = stream.get_info().await.unwrap().state.messages;
     assert_eq!(messages, 1, "nothing refused reached the stream");
@@ -119,7 +135,17 @@ async fn a_redrive_publishes_only_the_original_and_only_for_its_own_stream() {
     let again = stream.get_raw_message(2).await.unwrap();
     assert_eq!((again.subject.as_str(), &again.payload), (redriven.subject.as_str(), &original.payload));
     let left: Vec<u64> = dlq.list(None).await.unwrap().iter().map(|p| p.sequence).collect();
-    assert_eq!(left, [tampered, elsewhere, gone], "the refused stay parked, the re-driven one left");
+    assert_eq!(
+        left,
+        [tampered, elsewhere, gone, nowhere, moved],
+        "the refused stay parked, the re-driven one left"
+    );
+    let (from_tasks, _) = dlq.parked_from("TASKS", 10).await.unwrap();
+    let listed: Vec<u64> = from_tasks.iter().map(|p| p.sequence).collect();
+    assert_eq!(listed, [tampered, gone, moved], "only what says it came from TASKS");
+    dlq.discard(tampered).await.unwrap();
+    dlq.discard(tampered).await.unwrap(); // gone already: done
+    assert!(matches!(dlq.redrive(tampered, None).await, Err(RedriveError::NotFound(_))));
 }
 
 #[tokio::test]
