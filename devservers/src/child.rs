@@ -182,4 +182,9 @@ impl Program {
     pub fn log(&self) -> &Path {
         &self.log
     }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.child.id())
+    }
 }

@@ -44,18 +44,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
 
     let backlog = backlog(args.events, args.accounts);
     let started = Instant::now();
-    for chunk in backlog.chunks(10_000) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for (subject, payload) in chunk {
-            let message = PublishMessage::build()
-                .payload(payload.clone().into())
-                .message_id(Uuid::now_v7().to_string());
-            acks.push(accounting.backbone.js.send_publish(subject.clone(), message).await?);
-        }
-        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
-            ack?;
-        }
-    }
+    publish(&accounting.backbone.js, &backlog).await?;
     println!(
         "{:<44} {:>10} events/s (setup, not the measurement)",
         "backlog published to TASKS",
@@ -99,6 +88,27 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Publishes `backlog` (subject, payload) to JetStream, 10,000 at a time without waiting in
+/// between, then waiting for their acks.
+pub(super) async fn publish(
+    js: &async_nats::jetstream::Context,
+    backlog: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    for chunk in backlog.chunks(10_000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for (subject, payload) in chunk {
+            let message = PublishMessage::build()
+                .payload(payload.clone().into())
+                .message_id(Uuid::now_v7().to_string());
+            acks.push(js.send_publish(subject.clone(), message).await?);
+        }
+        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            ack?;
+        }
+    }
+    Ok(())
+}
+
 fn assigned(task_id: Uuid, assignee_id: Uuid, previous: Option<Uuid>) -> Envelope<TaskAssignedV1> {
     let reason = if previous.is_some() { AssignReason::Shuffle } else { AssignReason::Created };
     Envelope::new(
@@ -108,7 +118,7 @@ fn assigned(task_id: Uuid, assignee_id: Uuid, previous: Option<Uuid>) -> Envelop
 }
 
 /// `events` task events: for each task, added, assigned, reassigned and completed.
-fn backlog(events: usize, accounts: usize) -> Vec<(String, Vec<u8>)> {
+pub(super) fn backlog(events: usize, accounts: usize) -> Vec<(String, Vec<u8>)> {
     let popugs: Vec<Uuid> = (0..accounts.max(1)).map(|_| Uuid::new_v4()).collect();
     let mut out = Vec::with_capacity(events);
     for n in 0..events.div_ceil(4) {

@@ -5,6 +5,7 @@ mod accounting;
 mod analytics;
 mod backbone;
 mod machine;
+mod system;
 mod tasks;
 mod tokens;
 
@@ -23,6 +24,12 @@ pub enum BenchCommand {
     Accounting(accounting::AccountingArgs),
     /// Rebuilding analytics from a year of history, and the latency of its endpoints.
     Analytics(analytics::AnalyticsArgs),
+    /// The whole system, each service its own process, under an open-loop load from another
+    /// process: create rate and latency, freshness, memory, then a backlog drained by accounting.
+    System(system::SystemArgs),
+    /// The load generator `ates bench system` runs as its own process.
+    #[command(hide = true)]
+    Load(system::LoadArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -32,6 +39,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Tasks(args) => tasks::run(args).await,
         BenchCommand::Accounting(args) => accounting::run(args).await,
         BenchCommand::Analytics(args) => analytics::run(args).await,
+        BenchCommand::System(args) => system::run(args).await,
+        BenchCommand::Load(args) => system::load(args).await,
     }
 }
 

@@ -95,7 +95,12 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn login(client: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<String> {
+pub(super) async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
     let reply: Value = client
         .post(format!("{base}/api/auth/login"))
         .json(&json!({ "email": email, "password": password }))
@@ -110,7 +115,11 @@ async fn login(client: &reqwest::Client, base: &str, email: &str, password: &str
 }
 
 /// Waits until the task tracker has heard of the workers.
-async fn wait_until_assignable(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_until_assignable(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<()> {
     for _ in 0..500 {
         let response = client.get(format!("{base}/api/tasks/mine")).bearer_auth(token).send().await?;
         let created = client

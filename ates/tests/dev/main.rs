@@ -1,5 +1,6 @@
 //! `ates dev` as a user runs it: its own servers, one port, and nothing left behind.
 
+mod bench;
 mod fuzz;
 mod traces;
 

@@ -1,0 +1,514 @@
+//! The whole system in its deployment shape under an open-loop load: each service its own
+//! process, the load generator another (`ates bench load`, spawned by this one), then a
+//! backlog drained by the accounting process.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ates_devservers::Program;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::tokens::percentile;
+use super::{grouped, machine, per_second};
+
+#[derive(Args)]
+pub struct SystemArgs {
+    /// Task creations offered per second, whatever the answers take (open loop).
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// How long the load is offered.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Every Nth created task is completed by its assignee, and how soon its reward shows is
+    /// measured.
+    #[arg(long, default_value_t = 4)]
+    complete_every: u64,
+    /// Task events in the backlog accounting drains afterwards (0: none).
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: usize,
+    /// Also print every figure as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the load generator is told: where the services are and who to be.
+#[derive(Serialize, Deserialize)]
+pub struct LoadPlan {
+    tracker: String,
+    accounting: String,
+    admin: String,
+    /// Each worker's account id and token.
+    workers: HashMap<Uuid, String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The plan `ates bench system` wrote.
+    #[arg(long)]
+    plan: PathBuf,
+    #[arg(long)]
+    rate: u32,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long)]
+    complete_every: u64,
+}
+
+/// What the load generator measured, printed as JSON on its last line.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LoadReport {
+    offered: u64,
+    created: u64,
+    failed: u64,
+    create_per_s: u64,
+    create_p50_ms: f64,
+    create_p99_ms: f64,
+    completed: u64,
+    freshness_p50_ms: f64,
+    freshness_p99_ms: f64,
+    /// Rewards not visible within 30 s.
+    freshness_timeouts: u64,
+    shuffles: u64,
+}
+
+const SERVICES: [(&str, &str); 4] = [
+    ("ates-auth", "auth"),
+    ("ates-task-tracker", "task_tracker"),
+    ("ates-accounting", "accounting"),
+    ("ates-analytics", "analytics"),
+];
+
+/// One service process and where it listens.
+struct Service {
+    binary: &'static str,
+    program: Program,
+    url: String,
+}
+
+pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
+    let servers = super::Servers::start().await?;
+    let database = servers.postgres.url("postgres");
+    let pool = ates_messaging::db::connect(&database, "bench", 32)?;
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS bench;
+         CREATE TABLE bench.raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL);
+         CREATE TABLE bench.raw_commit (id uuid PRIMARY KEY);",
+    )
+    .execute(&pool)
+    .await?;
+
+    println!("aTES system benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    println!("machine: {}", machine::describe());
+    println!(
+        "each service its own process, the load generator another; one nats-server, PostgreSQL with fsync on\n"
+    );
+    let raw_insert = super::backbone::raw_postgres_insert(&pool, 100_000, &[0; 350]).await?;
+    let raw_commit = small_commits(&pool, 32, Duration::from_secs(3)).await?;
+    println!("{:<44} {:>10} rows/s", "raw PostgreSQL batched insert", grouped(raw_insert));
+    println!(
+        "{:<44} {:>10} tx/s (32 connections, one row each)",
+        "raw PostgreSQL small commits",
+        grouped(raw_commit)
+    );
+
+    let mut services = start_services(&servers, &database).await?;
+    let plan = prepare(&services).await?;
+    let plan_file = servers.dir().join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
+
+    eprintln!("offering {} task creations/s for {:?}…", args.rate, args.duration);
+    let load = load_generator(&plan_file, &args).await?;
+    let rss: Vec<(&str, u64)> = services.iter().map(|s| (s.binary, peak_rss_mib(&s.program))).collect();
+    println!(
+        "{:<44} {:>10} req/s   p50 {:.1} ms, p99 {:.1} ms ({} offered/s, {} created, {} failed)",
+        "POST /api/tasks",
+        grouped(load.create_per_s),
+        load.create_p50_ms,
+        load.create_p99_ms,
+        args.rate,
+        grouped(load.created),
+        grouped(load.failed)
+    );
+    println!(
+        "{:<44} p50 {:.1} ms, p99 {:.1} ms ({} completions, {} not visible within 30 s, {} shuffles)",
+        "freshness: completed -> reward visible",
+        load.freshness_p50_ms,
+        load.freshness_p99_ms,
+        grouped(load.completed),
+        load.freshness_timeouts,
+        load.shuffles
+    );
+    let rss_text: Vec<String> = rss.iter().map(|(name, mib)| format!("{name} {mib} MiB")).collect();
+    println!("{:<44} {}", "peak resident memory", rss_text.join(", "));
+
+    let drain = if args.backlog > 0 {
+        Some(drain_backlog(&servers, &mut services, args.backlog).await?)
+    } else {
+        None
+    };
+    if let Some((elapsed, rate)) = drain {
+        println!(
+            "{:<44} {:>10} events/s   {:.1} s for {} events",
+            "accounting drains a backlog",
+            grouped(rate),
+            elapsed.as_secs_f64(),
+            grouped(args.backlog as u64)
+        );
+    }
+    let accounting = ates_messaging::db::connect(&database, "accounting", 2)?;
+    let report = ates_accounting::invariants::check(&accounting, Duration::from_secs(3600)).await?;
+    println!(
+        "{:<44} {}",
+        "ledger invariants afterwards",
+        if report.ok { "hold".to_owned() } else { report.problems.join("; ") }
+    );
+    if args.json {
+        let rss: serde_json::Map<String, Value> =
+            rss.iter().map(|(name, mib)| ((*name).to_owned(), json!(mib))).collect();
+        let figures = json!({
+            "offered_tasks_per_s": args.rate,
+            "create_per_s": load.create_per_s,
+            "create_p50_ms": load.create_p50_ms,
+            "create_p99_ms": load.create_p99_ms,
+            "freshness_p50_ms": load.freshness_p50_ms,
+            "freshness_p99_ms": load.freshness_p99_ms,
+            "rss_mib": rss,
+            "accounting_drain_events_per_s": drain.map(|(_, rate)| rate),
+            "backlog_events": args.backlog,
+            "backlog_1m_drain_s": drain.map(|(elapsed, _)| elapsed.as_secs_f64()),
+            "raw_insert_rows_per_s": raw_insert,
+            "raw_commit_tx_per_s": raw_commit,
+            "invariants_hold": report.ok,
+        });
+        println!("{figures}");
+    }
+    for service in &mut services {
+        service.program.stop(Duration::from_secs(10)).await?;
+    }
+    Ok(())
+}
+
+/// Autocommitted one-row inserts from `connections` connections at once for `time`.
+async fn small_commits(pool: &PgPool, connections: usize, time: Duration) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let pool = pool.clone();
+        writers.spawn(async move {
+            let mut done = 0;
+            while started.elapsed() < time {
+                sqlx::query("INSERT INTO bench.raw_commit VALUES ($1)")
+                    .bind(Uuid::now_v7())
+                    .execute(&pool)
+                    .await?;
+                done += 1;
+            }
+            Ok::<usize, sqlx::Error>(done)
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = writers.join_next().await {
+        total += done??;
+    }
+    Ok(per_second(total, started.elapsed()))
+}
+
+/// The service binaries next to this one (`cargo build --release --bins`).
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the service binaries first (cargo build --release --bins)",
+        path.display()
+    );
+    Ok(path)
+}
+
+async fn start_services(servers: &super::Servers, database: &str) -> anyhow::Result<Vec<Service>> {
+    let mut services = Vec::new();
+    let auth_port = ates_devservers::free_port()?;
+    for (index, (name, _)) in SERVICES.iter().enumerate() {
+        let port = if index == 0 { auth_port } else { ates_devservers::free_port()? };
+        let max = u32::MAX.to_string();
+        let env: Vec<(&str, String)> = vec![
+            ("DATABASE_URL", database.to_owned()),
+            ("NATS_URL", servers.nats.url()),
+            ("ATES_HTTP", format!("127.0.0.1:{port}")),
+            ("ATES_JWKS_URL", format!("http://127.0.0.1:{auth_port}/.well-known/jwks.json")),
+            ("ATES_ADMIN_EMAIL", super::BENCH_ADMIN.0.to_owned()),
+            ("ATES_ADMIN_PASSWORD", super::BENCH_ADMIN.1.to_owned()),
+            ("ATES_LOGIN_ATTEMPTS_PER_ACCOUNT", max.clone()),
+            ("ATES_LOGIN_ATTEMPTS_PER_ADDRESS", max),
+            ("ATES_MAIL_DIR", servers.dir().join("mail").display().to_string()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        let path = binary(name)?;
+        let log = servers.dir().join(format!("{name}.log"));
+        let program = Program::start(name, &log, move || {
+            let mut command = Command::new(&path);
+            command.env_clear().envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            command
+        })?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut service = Service { binary: name, program, url };
+        ready(&mut service).await?;
+        services.push(service);
+    }
+    Ok(services)
+}
+
+async fn ready(service: &mut Service) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if client.get(format!("{}/readyz", service.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        service.program.ensure_running()?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{} is not ready after 60 s; see {}", service.binary, service.program.log().display())
+}
+
+/// Twenty workers, signed in, that the task tracker knows of.
+async fn prepare(services: &[Service]) -> anyhow::Result<LoadPlan> {
+    let (auth, tracker, accounting) = (&services[0].url, &services[1].url, &services[2].url);
+    let client = reqwest::Client::new();
+    let admin = super::tasks::login(&client, auth, super::BENCH_ADMIN.0, super::BENCH_ADMIN.1).await?;
+    let mut workers = HashMap::new();
+    for n in 0..20 {
+        let email = format!("worker{n}@ates.test");
+        let body = json!({ "email": email, "full_name": format!("Worker {n}"), "password": "worker-password", "role": "worker" });
+        let account: Value = client
+            .post(format!("{auth}/api/accounts"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id: Uuid = account["account_id"].as_str().unwrap_or_default().parse()?;
+        workers.insert(id, super::tasks::login(&client, auth, &email, "worker-password").await?);
+    }
+    super::tasks::wait_until_assignable(&client, tracker, &admin).await?;
+    Ok(LoadPlan { tracker: tracker.clone(), accounting: accounting.clone(), admin, workers })
+}
+
+/// Runs `ates bench load` as a process of its own and reads its report.
+async fn load_generator(plan: &Path, args: &SystemArgs) -> anyhow::Result<LoadReport> {
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command
+        .args(["bench", "load", "--plan"])
+        .arg(plan)
+        .args([
+            "--rate",
+            &args.rate.to_string(),
+            "--duration",
+            &humantime::format_duration(args.duration).to_string(),
+        ])
+        .args(["--complete-every", &args.complete_every.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let output = command.output().await?;
+    anyhow::ensure!(output.status.success(), "the load generator failed: {}", output.status);
+    let printed = String::from_utf8(output.stdout)?;
+    let last = printed.lines().last().unwrap_or_default();
+    Ok(serde_json::from_str(last)?)
+}
+
+/// The peak resident memory of `program` so far (VmHWM), in MiB.
+fn peak_rss_mib(program: &Program) -> u64 {
+    let status = program.pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
+    let kib: u64 = status
+        .as_deref()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    kib.div_ceil(1024)
+}
+
+/// Stops accounting, publishes `events` task events, starts it again and times how long it
+/// takes to apply them all, with progress on stderr.
+async fn drain_backlog(
+    servers: &super::Servers,
+    services: &mut [Service],
+    events: usize,
+) -> anyhow::Result<(Duration, u64)> {
+    let accounting = &mut services[2];
+    accounting.program.stop(Duration::from_secs(30)).await?;
+    let pool = ates_messaging::db::connect(&servers.postgres.url("postgres"), "accounting", 2)?;
+    let applied = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+    let before = applied().await?;
+    let client = ates_messaging::nats::connect(&servers.nats.url(), "ates-bench", None)
+        .await
+        .map_err(anyhow::Error::from_boxed)?;
+    let js = ates_messaging::nats::jetstream(client, Duration::from_secs(30));
+    eprintln!("publishing a backlog of {} task events…", grouped(events as u64));
+    super::accounting::publish(&js, &super::accounting::backlog(events, 200)).await?;
+    let started = Instant::now();
+    accounting.program.restart()?;
+    let goal = before + i64::try_from(events)?;
+    loop {
+        let done = applied().await?;
+        let drained = usize::try_from((done - before).max(0))?;
+        let rate = per_second(drained, started.elapsed());
+        eprint!(
+            "\rdraining: {} / {} ({}%), {} events/s   ",
+            grouped(drained as u64),
+            grouped(events as u64),
+            drained * 100 / events,
+            grouped(rate)
+        );
+        let _ = std::io::stderr().flush();
+        if done >= goal {
+            eprintln!();
+            let elapsed = started.elapsed();
+            return Ok((elapsed, per_second(events, elapsed)));
+        }
+        accounting.program.ensure_running()?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `ates bench load`: the open-loop load generator.
+#[allow(clippy::float_arithmetic, reason = "latency figures in milliseconds, not money")]
+pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let plan: LoadPlan = serde_json::from_slice(&std::fs::read(&args.plan)?)?;
+    let plan = Arc::new(plan);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let report = Arc::new(Mutex::new(Samples::default()));
+    let period = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    let mut offered = 0u64;
+    let mut next_shuffle = Duration::from_secs(10);
+    while started.elapsed() < args.duration {
+        let due = ticks.tick().await;
+        offered += 1;
+        let complete = offered.is_multiple_of(args.complete_every.max(1));
+        let (c, p, r) = (client.clone(), plan.clone(), report.clone());
+        requests.spawn(async move { one_task(&c, &p, &r, due.into_std(), complete).await });
+        if started.elapsed() >= next_shuffle {
+            next_shuffle += Duration::from_secs(10);
+            let (c, p, r) = (client.clone(), plan.clone(), report.clone());
+            requests.spawn(async move {
+                let shuffled =
+                    c.post(format!("{}/api/tasks/shuffle", p.tracker)).bearer_auth(&p.admin).send().await;
+                if shuffled.is_ok_and(|response| response.status().is_success()) {
+                    r.lock().await.shuffles += 1;
+                }
+            });
+        }
+    }
+    let elapsed = started.elapsed();
+    while requests.join_next().await.is_some() {}
+    let mut samples = std::mem::take(&mut *report.lock().await);
+    samples.creates.sort();
+    samples.freshness.sort();
+    let ms = |sorted: &[Duration], p| {
+        if sorted.is_empty() { 0.0 } else { percentile(sorted, p).as_secs_f64() * 1000.0 }
+    };
+    let out = LoadReport {
+        offered,
+        created: samples.creates.len() as u64,
+        failed: samples.failed,
+        create_per_s: per_second(samples.creates.len(), elapsed),
+        create_p50_ms: ms(&samples.creates, 50),
+        create_p99_ms: ms(&samples.creates, 99),
+        completed: samples.freshness.len() as u64 + samples.timeouts,
+        freshness_p50_ms: ms(&samples.freshness, 50),
+        freshness_p99_ms: ms(&samples.freshness, 99),
+        freshness_timeouts: samples.timeouts,
+        shuffles: samples.shuffles,
+    };
+    #[allow(clippy::print_stdout, reason = "the report goes to the parent on stdout")]
+    {
+        println!("{}", serde_json::to_string(&out)?);
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Samples {
+    creates: Vec<Duration>,
+    failed: u64,
+    freshness: Vec<Duration>,
+    timeouts: u64,
+    shuffles: u64,
+}
+
+/// Creates one task (latency from when it was due), and if `complete`, completes it as its
+/// assignee and measures how long until the reward shows in the assignee's account.
+async fn one_task(
+    client: &reqwest::Client,
+    plan: &LoadPlan,
+    report: &Mutex<Samples>,
+    due: Instant,
+    complete: bool,
+) {
+    let any_worker = plan.workers.values().next().expect("workers");
+    let created = client
+        .post(format!("{}/api/tasks", plan.tracker))
+        .bearer_auth(any_worker)
+        .json(&json!({ "title": "Benchmark task", "jira_id": "POP-1" }))
+        .send()
+        .await;
+    let task: Option<Value> = match created {
+        Ok(response) if response.status().as_u16() == 201 => response.json().await.ok(),
+        _ => None,
+    };
+    let Some(task) = task else {
+        report.lock().await.failed += 1;
+        return;
+    };
+    report.lock().await.creates.push(due.elapsed());
+    if !complete {
+        return;
+    }
+    let (Some(task_id), Some(assignee)) =
+        (task["task_id"].as_str(), task["assignee_id"].as_str().and_then(|a| a.parse::<Uuid>().ok()))
+    else {
+        return;
+    };
+    let Some(token) = plan.workers.get(&assignee) else { return };
+    let done =
+        client.post(format!("{}/api/tasks/{task_id}/complete", plan.tracker)).bearer_auth(token).send().await;
+    if !done.is_ok_and(|r| r.status().is_success()) {
+        return;
+    }
+    let answered = Instant::now();
+    let url = format!("{}/api/accounting/accounts/{assignee}", plan.accounting);
+    while answered.elapsed() < Duration::from_secs(30) {
+        let statement: Option<Value> = match client.get(&url).bearer_auth(&plan.admin).send().await {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        let rewarded =
+            statement.as_ref().and_then(|s| s["transactions"].as_array()).is_some_and(|transactions| {
+                transactions.iter().any(|t| t["task_id"] == task_id && t["kind"] == "completion_reward")
+            });
+        if rewarded {
+            report.lock().await.freshness.push(answered.elapsed());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    report.lock().await.timeouts += 1;
+}
