@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::jetstream::message::PublishMessage;
 use ates_analytics::AnalyticsService;
 use ates_auth::AuthService;
 use ates_messaging::projection;
@@ -13,7 +12,6 @@ use ates_schemas::Envelope;
 use ates_schemas::events::{TaskAddedV2, TransactionAppliedV1, TransactionKind};
 use chrono::{Duration as Days, Utc};
 use clap::Args;
-use futures::future::join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -60,18 +58,7 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         grouped(history.len() as u64)
     );
     let js = &analytics.backbone.js;
-    for chunk in history.chunks(10_000) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for (subject, payload) in chunk {
-            let message = PublishMessage::build()
-                .payload(payload.clone().into())
-                .message_id(Uuid::now_v7().to_string());
-            acks.push(js.send_publish(subject.clone(), message).await?);
-        }
-        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
-            ack?;
-        }
-    }
+    super::accounting::publish(js, &history).await?;
 
     let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|(stream, _)| *stream).collect();
     let started = Instant::now();

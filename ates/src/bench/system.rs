@@ -285,19 +285,9 @@ async fn prepare(services: &[Service]) -> anyhow::Result<LoadPlan> {
     let client = reqwest::Client::new();
     let admin = super::tasks::login(&client, auth, super::BENCH_ADMIN.0, super::BENCH_ADMIN.1).await?;
     let mut workers = HashMap::new();
-    for n in 0..20 {
+    for (n, id) in super::tasks::create_workers(&client, auth, &admin, 20).await?.into_iter().enumerate() {
         let email = format!("worker{n}@ates.test");
-        let body = json!({ "email": email, "full_name": format!("Worker {n}"), "password": "worker-password", "role": "worker" });
-        let account: Value = client
-            .post(format!("{auth}/api/accounts"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id: Uuid = account["account_id"].as_str().unwrap_or_default().parse()?;
-        workers.insert(id, super::tasks::login(&client, auth, &email, "worker-password").await?);
+        workers.insert(id, super::tasks::login(&client, auth, &email, super::tasks::WORKER_PASSWORD).await?);
     }
     super::tasks::wait_until_assignable(&client, tracker, &admin).await?;
     Ok(LoadPlan { tracker: tracker.clone(), accounting: accounting.clone(), admin, workers })

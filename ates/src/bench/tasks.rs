@@ -43,20 +43,9 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     println!("the load generator runs in the same process, {} requests in flight\n", args.concurrency);
 
     let admin = login(&client, &base, super::BENCH_ADMIN.0, super::BENCH_ADMIN.1).await?;
-    let mut workers_ids = Vec::new();
-    for n in 0..20 {
-        let body = json!({ "email": format!("worker{n}@ates.test"), "full_name": "Worker", "password": "worker-password", "role": "worker" });
-        let account: Value = client
-            .post(format!("{base}/api/accounts"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        workers_ids.push(account["account_id"].as_str().unwrap_or_default().to_owned());
-    }
-    let worker = login(&client, &base, "worker0@ates.test", "worker-password").await?;
+    let workers_ids: Vec<String> =
+        create_workers(&client, &base, &admin, 20).await?.into_iter().map(|id| id.to_string()).collect();
+    let worker = login(&client, &base, "worker0@ates.test", WORKER_PASSWORD).await?;
     wait_until_assignable(&client, &base, &worker).await?;
 
     let (rate, p50, p99) = create_load(&client, &base, &worker, args.requests, args.concurrency).await?;
@@ -93,6 +82,32 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
     );
     shutdown.cancel();
     Ok(())
+}
+
+/// The password of the benchmarks' workers.
+pub(super) const WORKER_PASSWORD: &str = "worker-password";
+
+/// Creates `count` workers, `worker<n>@ates.test`, through auth at `base`; returns their ids.
+pub(super) async fn create_workers(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    count: usize,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let body = json!({ "email": format!("worker{n}@ates.test"), "full_name": format!("Worker {n}"), "password": WORKER_PASSWORD, "role": "worker" });
+        let account: Value = client
+            .post(format!("{base}/api/accounts"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(account["account_id"].as_str().unwrap_or_default().parse()?);
+    }
+    Ok(ids)
 }
 
 pub(super) async fn login(
