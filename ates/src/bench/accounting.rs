@@ -27,6 +27,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     let servers = super::Servers::start().await?;
     let accounting =
         AccountingService::build(&servers.system_config("http://127.0.0.1:1")?.accounting()?).await?;
+    super::provision(&accounting.backbone, &[ates_messaging::streams::TASKS]).await?;
     let pool = &accounting.backbone.pool;
 
     println!("aTES accounting benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));

@@ -9,7 +9,7 @@ use ates_analytics::AnalyticsService;
 use ates_auth::AuthService;
 use ates_messaging::projection;
 use ates_schemas::Envelope;
-use ates_schemas::events::{TaskAddedV2, TransactionAppliedV1, TransactionKind};
+use ates_schemas::events::{TaskAddedV2, TaskCompletedV1, TransactionAppliedV1, TransactionKind};
 use chrono::{Duration as Days, Utc};
 use clap::Args;
 use rand::rngs::StdRng;
@@ -40,6 +40,11 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let config = servers.system_config(&base)?;
     let auth = AuthService::build(&config.auth()?).await?;
     let analytics = AnalyticsService::build(&config.analytics()?).await?;
+    super::provision(
+        &analytics.backbone,
+        &[ates_messaging::streams::TASKS, ates_messaging::streams::ACCOUNTING],
+    )
+    .await?;
     let app = ates_web::app(
         auth.router.clone().merge(analytics.router.clone()),
         analytics.openapi.clone(),
@@ -169,6 +174,13 @@ fn history(days: i64, tasks_per_day: usize) -> Vec<(String, Vec<u8>)> {
             post(TransactionKind::AssignFee, -rng.random_range(1000..=2000), Some(task), account);
             if rng.random_bool(0.7) {
                 post(TransactionKind::CompletionReward, rng.random_range(2000..=4000), Some(task), account);
+                // The most expensive task of a day is the one completed that day.
+                let noon = day.and_hms_opt(12, 0, 0).expect("a time").and_utc();
+                let done = TaskCompletedV1 { task_id: task, assignee_id: account };
+                out.push((
+                    "tasks.completed.v1".to_owned(),
+                    serde_json::to_vec(&Envelope::at("task-tracker", noon, done)).expect("serializes"),
+                ));
             }
         }
         let paid: Vec<(Uuid, i64)> =

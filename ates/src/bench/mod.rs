@@ -95,6 +95,12 @@ impl Servers {
     }
 }
 
+/// Creates `streams` the way their producers would: a benchmark that publishes in a
+/// producer's place runs without it.
+pub async fn provision(backbone: &ates_messaging::Backbone, streams: &[&str]) -> anyhow::Result<()> {
+    Ok(ates_messaging::streams::ensure(&backbone.js, &backbone.config.streams, streams).await?)
+}
+
 /// The benchmarks' admin: email and password.
 pub const BENCH_ADMIN: (&str, &str) = ("bench@ates.test", "bench-password");
 

@@ -28,10 +28,16 @@ pub struct SystemArgs {
     /// How long the load is offered.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Every Nth created task is completed by its assignee, and how soon its reward shows is
-    /// measured.
+    /// Every Nth created task is completed by its assignee.
     #[arg(long, default_value_t = 4)]
     complete_every: u64,
+    /// For every Nth completion, how soon its reward shows in the assignee's account is
+    /// measured (each probe polls the account's statement every 10 ms, which is load too).
+    #[arg(long, default_value_t = 10)]
+    probe_every: u64,
+    /// Workers the tasks are assigned to.
+    #[arg(long, default_value_t = 100)]
+    workers: usize,
     /// Task events in the backlog accounting drains afterwards (0: none).
     #[arg(long, default_value_t = 1_000_000)]
     backlog: usize,
@@ -61,6 +67,8 @@ pub struct LoadArgs {
     duration: Duration,
     #[arg(long)]
     complete_every: u64,
+    #[arg(long)]
+    probe_every: u64,
 }
 
 /// What the load generator measured, printed as JSON on its last line.
@@ -73,6 +81,8 @@ pub struct LoadReport {
     create_p50_ms: f64,
     create_p99_ms: f64,
     completed: u64,
+    /// Completions whose freshness was measured.
+    probes: u64,
     freshness_p50_ms: f64,
     freshness_p99_ms: f64,
     /// Rewards not visible within 30 s.
@@ -121,7 +131,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     );
 
     let mut services = start_services(&servers, &database).await?;
-    let plan = prepare(&services).await?;
+    let plan = prepare(&services, args.workers).await?;
     let plan_file = servers.dir().join("plan.json");
     std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
 
@@ -139,11 +149,12 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         grouped(load.failed)
     );
     println!(
-        "{:<44} p50 {:.1} ms, p99 {:.1} ms ({} completions, {} not visible within 30 s, {} shuffles)",
+        "{:<44} p50 {:.1} ms, p99 {:.1} ms ({} completions, {} measured, {} not visible within 30 s, {} shuffles)",
         "freshness: completed -> reward visible",
         load.freshness_p50_ms,
         load.freshness_p99_ms,
         grouped(load.completed),
+        grouped(load.probes),
         load.freshness_timeouts,
         load.shuffles
     );
@@ -279,13 +290,13 @@ async fn ready(service: &mut Service) -> anyhow::Result<()> {
     anyhow::bail!("{} is not ready after 60 s; see {}", service.binary, service.program.log().display())
 }
 
-/// Twenty workers, signed in, that the task tracker knows of.
-async fn prepare(services: &[Service]) -> anyhow::Result<LoadPlan> {
+/// `count` workers, signed in, that the task tracker knows of.
+async fn prepare(services: &[Service], count: usize) -> anyhow::Result<LoadPlan> {
     let (auth, tracker, accounting) = (&services[0].url, &services[1].url, &services[2].url);
     let client = reqwest::Client::new();
     let admin = super::tasks::login(&client, auth, super::BENCH_ADMIN.0, super::BENCH_ADMIN.1).await?;
     let mut workers = HashMap::new();
-    for (n, id) in super::tasks::create_workers(&client, auth, &admin, 20).await?.into_iter().enumerate() {
+    for (n, id) in super::tasks::create_workers(&client, auth, &admin, count).await?.into_iter().enumerate() {
         let email = format!("worker{n}@ates.test");
         workers.insert(id, super::tasks::login(&client, auth, &email, super::tasks::WORKER_PASSWORD).await?);
     }
@@ -306,6 +317,7 @@ async fn load_generator(plan: &Path, args: &SystemArgs) -> anyhow::Result<LoadRe
             &humantime::format_duration(args.duration).to_string(),
         ])
         .args(["--complete-every", &args.complete_every.to_string()])
+        .args(["--probe-every", &args.probe_every.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let output = command.output().await?;
@@ -392,9 +404,14 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     while started.elapsed() < args.duration {
         let due = ticks.tick().await;
         offered += 1;
-        let complete = offered.is_multiple_of(args.complete_every.max(1));
+        let every = args.complete_every.max(1);
+        let then = match offered.is_multiple_of(every) {
+            false => Then::Nothing,
+            true if (offered / every).is_multiple_of(args.probe_every.max(1)) => Then::CompleteAndProbe,
+            true => Then::Complete,
+        };
         let (c, p, r) = (client.clone(), plan.clone(), report.clone());
-        requests.spawn(async move { one_task(&c, &p, &r, due.into_std(), complete).await });
+        requests.spawn(async move { one_task(&c, &p, &r, due.into_std(), then).await });
         if started.elapsed() >= next_shuffle {
             next_shuffle += Duration::from_secs(10);
             let (c, p, r) = (client.clone(), plan.clone(), report.clone());
@@ -422,7 +439,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         create_per_s: per_second(samples.creates.len(), elapsed),
         create_p50_ms: ms(&samples.creates, 50),
         create_p99_ms: ms(&samples.creates, 99),
-        completed: samples.freshness.len() as u64 + samples.timeouts,
+        completed: samples.completed,
+        probes: samples.freshness.len() as u64 + samples.timeouts,
         freshness_p50_ms: ms(&samples.freshness, 50),
         freshness_p99_ms: ms(&samples.freshness, 99),
         freshness_timeouts: samples.timeouts,
@@ -438,10 +456,19 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
 #[derive(Default)]
 struct Samples {
     creates: Vec<Duration>,
+    completed: u64,
     failed: u64,
     freshness: Vec<Duration>,
     timeouts: u64,
     shuffles: u64,
+}
+
+/// What happens to a created task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Nothing,
+    Complete,
+    CompleteAndProbe,
 }
 
 /// Creates one task (latency from when it was due), and if `complete`, completes it as its
@@ -451,7 +478,7 @@ async fn one_task(
     plan: &LoadPlan,
     report: &Mutex<Samples>,
     due: Instant,
-    complete: bool,
+    then: Then,
 ) {
     let any_worker = plan.workers.values().next().expect("workers");
     let created = client
@@ -469,7 +496,7 @@ async fn one_task(
         return;
     };
     report.lock().await.creates.push(due.elapsed());
-    if !complete {
+    if then == Then::Nothing {
         return;
     }
     let (Some(task_id), Some(assignee)) =
@@ -481,6 +508,10 @@ async fn one_task(
     let done =
         client.post(format!("{}/api/tasks/{task_id}/complete", plan.tracker)).bearer_auth(token).send().await;
     if !done.is_ok_and(|r| r.status().is_success()) {
+        return;
+    }
+    report.lock().await.completed += 1;
+    if then != Then::CompleteAndProbe {
         return;
     }
     let answered = Instant::now();
@@ -498,7 +529,7 @@ async fn one_task(
             report.lock().await.freshness.push(answered.elapsed());
             return;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     report.lock().await.timeouts += 1;
 }
