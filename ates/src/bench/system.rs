@@ -136,7 +136,9 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
 
     eprintln!("offering {} task creations/s for {:?}…", args.rate, args.duration);
+    let before = cpu_ticks(&services);
     let load = load_generator(&plan_file, &args).await?;
+    let load_cpu = cpu_used(&services, &before);
     let rss: Vec<(&str, u64)> = services.iter().map(|s| (s.binary, peak_rss_mib(&s.program))).collect();
     println!(
         "{:<44} {:>10} req/s   p50 {:.1} ms, p99 {:.1} ms ({} offered/s, {} created, {} failed)",
@@ -158,6 +160,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         load.freshness_timeouts,
         load.shuffles
     );
+    println!("{:<44} {} (of {:?} × {} cores)", "CPU used during the load", load_cpu, args.duration, cores());
     let rss_text: Vec<String> = rss.iter().map(|(name, mib)| format!("{name} {mib} MiB")).collect();
     println!("{:<44} {}", "peak resident memory", rss_text.join(", "));
 
@@ -166,14 +169,15 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some((elapsed, rate)) = drain {
+    if let Some((elapsed, rate, cpu)) = &drain {
         println!(
             "{:<44} {:>10} events/s   {:.1} s for {} events",
             "accounting drains a backlog",
-            grouped(rate),
+            grouped(*rate),
             elapsed.as_secs_f64(),
             grouped(args.backlog as u64)
         );
+        println!("{:<44} {} (of {:.0?} × {} cores)", "CPU used during the drain", cpu, elapsed, cores());
     }
     let accounting = ates_messaging::db::connect(&database, "accounting", 2)?;
     let report = ates_accounting::invariants::check(&accounting, Duration::from_secs(3600)).await?;
@@ -193,9 +197,9 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             "freshness_p50_ms": load.freshness_p50_ms,
             "freshness_p99_ms": load.freshness_p99_ms,
             "rss_mib": rss,
-            "accounting_drain_events_per_s": drain.map(|(_, rate)| rate),
+            "accounting_drain_events_per_s": drain.as_ref().map(|(_, rate, _)| *rate),
             "backlog_events": args.backlog,
-            "backlog_1m_drain_s": drain.map(|(elapsed, _)| elapsed.as_secs_f64()),
+            "backlog_1m_drain_s": drain.as_ref().map(|(elapsed, _, _)| elapsed.as_secs_f64()),
             "raw_insert_rows_per_s": raw_insert,
             "raw_commit_tx_per_s": raw_commit,
             "invariants_hold": report.ok,
@@ -327,6 +331,46 @@ async fn load_generator(plan: &Path, args: &SystemArgs) -> anyhow::Result<LoadRe
     Ok(serde_json::from_str(last)?)
 }
 
+/// CPU time (user and system, in clock ticks) each service's process has used so far.
+fn cpu_ticks(services: &[Service]) -> Vec<u64> {
+    services
+        .iter()
+        .map(|s| {
+            let stat =
+                s.program.pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok());
+            // Fields 14 and 15 (utime, stime) come after the parenthesised command name.
+            let fields: Vec<u64> = stat
+                .as_deref()
+                .and_then(|s| s.rsplit_once(')'))
+                .map(|(_, rest)| {
+                    rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect()
+                })
+                .unwrap_or_default();
+            fields.iter().sum()
+        })
+        .collect()
+}
+
+/// "ates-auth 0.4 s, ates-task-tracker 21.0 s, …": CPU each used since `before`.
+fn cpu_used(services: &[Service], before: &[u64]) -> String {
+    // /proc reports clock ticks of USER_HZ, which is 100 on Linux.
+    let per_second = 100;
+    let now = cpu_ticks(services);
+    let used: Vec<String> = services
+        .iter()
+        .zip(now.iter().zip(before))
+        .map(|(s, (now, before))| {
+            let tenths = now.saturating_sub(*before) * 10 / per_second;
+            format!("{} {}.{} s", s.binary, tenths / 10, tenths % 10)
+        })
+        .collect();
+    used.join(", ")
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The peak resident memory of `program` so far (VmHWM), in MiB.
 fn peak_rss_mib(program: &Program) -> u64 {
     let status = program.pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
@@ -344,9 +388,8 @@ async fn drain_backlog(
     servers: &super::Servers,
     services: &mut [Service],
     events: usize,
-) -> anyhow::Result<(Duration, u64)> {
-    let accounting = &mut services[2];
-    accounting.program.stop(Duration::from_secs(30)).await?;
+) -> anyhow::Result<(Duration, u64, String)> {
+    services[2].program.stop(Duration::from_secs(30)).await?;
     let pool = ates_messaging::db::connect(&servers.postgres.url("postgres"), "accounting", 2)?;
     let applied = || async {
         sqlx::query_scalar::<_, i64>(
@@ -363,7 +406,8 @@ async fn drain_backlog(
     eprintln!("publishing a backlog of {} task events…", grouped(events as u64));
     super::accounting::publish(&js, &super::accounting::backlog(events, 200)).await?;
     let started = Instant::now();
-    accounting.program.restart()?;
+    services[2].program.restart()?;
+    let cpu_before = cpu_ticks(services);
     let goal = before + i64::try_from(events)?;
     loop {
         let done = applied().await?;
@@ -380,9 +424,9 @@ async fn drain_backlog(
         if done >= goal {
             eprintln!();
             let elapsed = started.elapsed();
-            return Ok((elapsed, per_second(events, elapsed)));
+            return Ok((elapsed, per_second(events, elapsed), cpu_used(services, &cpu_before)));
         }
-        accounting.program.ensure_running()?;
+        services[2].program.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
