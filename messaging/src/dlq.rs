@@ -229,8 +229,9 @@ impl Dlq {
         let ack = self.js.send_publish(subject.clone(), publish).await.map_err(|e| nats(e.into()))?;
         ack.await.map_err(|e| nats(e.into()))?;
         self.discard(sequence).await.map_err(nats)?;
-        tracing::info!(sequence, %subject, event_id = ?parked.event_id(), "re-drove a parked message");
-        Ok(Redriven { sequence, subject, event_id: parked.event_id() })
+        let event_id = parked.event_id();
+        tracing::info!(sequence, %subject, ?event_id, "re-drove a parked message");
+        Ok(Redriven { sequence, subject, event_id })
     }
 
     /// Removes parked message `sequence` from the DLQ (`ates dlq discard`). Already gone counts
@@ -278,7 +279,7 @@ impl Dlq {
                 let message = Parked::read(raw.sequence, raw.time, Some(&raw.headers), raw.payload);
                 if message.stream == stream {
                     parked.push(message);
-                } else if std::mem::take(&mut first) {
+                } else if first {
                     break; // another stream's consumer
                 }
                 first = false;

@@ -56,31 +56,29 @@ impl Bus {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
             }
         }
-        // The producer re-drives what consumers parked from its stream: it reads the DLQ message
-        // and the original it must equal, publishes that again and removes the parked copy.
-        if let Some(stream) = self.produces {
-            let info = format!("$JS.API.STREAM.INFO.{DLQ}");
-            if !publish.contains(&info) {
-                publish.push(info);
+        // The STREAM.INFO call on a stream it both provisions and reads is listed once.
+        let add_once = |publish: &mut Vec<String>, subject: String| {
+            if !publish.contains(&subject) {
+                publish.push(subject);
             }
+        };
+        if let Some(stream) = self.produces {
+            // It re-drives what consumers parked from its stream: it reads the DLQ message and the
+            // original it must equal, publishes that again and removes the parked copy.
+            add_once(&mut publish, format!("$JS.API.STREAM.INFO.{DLQ}"));
             publish.extend([
                 format!("$JS.API.STREAM.MSG.GET.{DLQ}"),
                 format!("$JS.API.STREAM.MSG.DELETE.{DLQ}"),
                 format!("$JS.API.STREAM.MSG.GET.{stream}"),
             ]);
-        }
-        // The outbox auditor reads its own stream back with one ordered consumer of its own.
-        if let Some(stream) = self.produces {
+            // Its outbox auditor reads its own stream back with one ordered consumer of its own.
             let reader = self.audit_reader();
             for call in ["CREATE", "INFO", "MSG.NEXT", "DELETE"] {
                 publish.push(format!("$JS.API.CONSUMER.{call}.{stream}.{reader}"));
             }
         }
         for (stream, consumer) in self.consumes {
-            let info = format!("$JS.API.STREAM.INFO.{stream}");
-            if !publish.contains(&info) {
-                publish.push(info);
-            }
+            add_once(&mut publish, format!("$JS.API.STREAM.INFO.{stream}"));
             publish.extend([
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
