@@ -55,7 +55,7 @@ impl Dashboards {
         consumers::accounting::collect_rewards(&transactions, &mut tasks);
         let finished = record_tasks(tx, generation, &tasks).await?;
         consumers::accounting::apply(tx, generation, &transactions).await?;
-        raise_top_tasks(tx, generation, self.zone, &finished).await
+        raise_top_tasks(tx, generation, self.zone, finished).await
     }
 }
 
@@ -77,44 +77,56 @@ pub(crate) struct TaskName<'a> {
     pub jira_id: Option<&'a str>,
 }
 
-/// Writes `facts` into the task rows and returns the tasks whose completion time or reward came
-/// in (sorted, distinct).
-async fn record_tasks(tx: &mut PgConnection, generation: i64, facts: &TaskFacts<'_>) -> Result<Vec<Uuid>> {
+/// A task's completion time and reward, as its row holds them.
+struct Finished {
+    task_id: Uuid,
+    completed_at: Option<DateTime<Utc>>,
+    reward: Option<i64>,
+}
+
+/// Writes `facts` into the task rows and returns the rows, as they are now, of the tasks whose
+/// completion time or reward came in.
+async fn record_tasks(
+    tx: &mut PgConnection,
+    generation: i64,
+    facts: &TaskFacts<'_>,
+) -> Result<Vec<Finished>> {
     // One statement in task order for all three, so writers of different streams (titles and
     // completions from tasks.*, rewards from accounting.*) lock the rows they share in one order.
     let mut ids: Vec<Uuid> =
         facts.names.keys().chain(facts.completions.keys()).chain(facts.rewards.keys()).copied().collect();
     ids.sort_unstable();
     ids.dedup();
-    if !ids.is_empty() {
-        let titles: Vec<Option<&str>> = ids.iter().map(|id| facts.names.get(id).map(|n| n.title)).collect();
-        let jira_ids: Vec<Option<&str>> =
-            ids.iter().map(|id| facts.names.get(id).and_then(|n| n.jira_id)).collect();
-        let completions: Vec<Option<DateTime<Utc>>> =
-            ids.iter().map(|id| facts.completions.get(id).copied()).collect();
-        let rewards: Vec<Option<i64>> = ids.iter().map(|id| facts.rewards.get(id).copied()).collect();
-        sqlx::query!(
-            "INSERT INTO tasks AS t (generation, task_id, title, jira_id, completed_at, reward)
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let titles: Vec<Option<&str>> = ids.iter().map(|id| facts.names.get(id).map(|n| n.title)).collect();
+    let jira_ids: Vec<Option<&str>> =
+        ids.iter().map(|id| facts.names.get(id).and_then(|n| n.jira_id)).collect();
+    let completions: Vec<Option<DateTime<Utc>>> =
+        ids.iter().map(|id| facts.completions.get(id).copied()).collect();
+    let rewards: Vec<Option<i64>> = ids.iter().map(|id| facts.rewards.get(id).copied()).collect();
+    let rows = sqlx::query_as!(
+        Finished,
+        "INSERT INTO tasks AS t (generation, task_id, title, jira_id, completed_at, reward)
              SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
              ON CONFLICT (generation, task_id) DO UPDATE SET
                  title = coalesce(EXCLUDED.title, t.title),
                  jira_id = CASE WHEN EXCLUDED.title IS NULL THEN t.jira_id ELSE EXCLUDED.jira_id END,
                  completed_at = coalesce(EXCLUDED.completed_at, t.completed_at),
-                 reward = coalesce(EXCLUDED.reward, t.reward)",
-            generation,
-            &ids,
-            &titles as &[Option<&str>],
-            &jira_ids as &[Option<&str>],
-            &completions as &[Option<DateTime<Utc>>],
-            &rewards as &[Option<i64>],
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    let mut finished: Vec<Uuid> = facts.completions.keys().chain(facts.rewards.keys()).copied().collect();
-    finished.sort_unstable();
-    finished.dedup();
-    Ok(finished)
+                 reward = coalesce(EXCLUDED.reward, t.reward)
+             RETURNING task_id, completed_at, reward",
+        generation,
+        &ids,
+        &titles as &[Option<&str>],
+        &jira_ids as &[Option<&str>],
+        &completions as &[Option<DateTime<Utc>>],
+        &rewards as &[Option<i64>],
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let came_in = |id: &Uuid| facts.completions.contains_key(id) || facts.rewards.contains_key(id);
+    Ok(rows.into_iter().filter(|row| came_in(&row.task_id)).collect())
 }
 
 /// The best task of a day so far: the highest reward, ties to the greater task id (the field
@@ -127,22 +139,17 @@ struct Top {
 
 /// Keeps, per day of completion (in `zone`), the task with the highest completion reward
 /// (ties: the greater task id), once both its completion and its reward are known.
-async fn raise_top_tasks(tx: &mut PgConnection, generation: i64, zone: Tz, finished: &[Uuid]) -> Result<()> {
-    if finished.is_empty() {
-        return Ok(());
-    }
-    let known = sqlx::query!(
-        r#"SELECT task_id, completed_at AS "completed_at!", reward AS "reward!" FROM tasks
-           WHERE generation = $1 AND task_id = ANY($2) AND completed_at IS NOT NULL AND reward IS NOT NULL"#,
-        generation,
-        finished,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+async fn raise_top_tasks(
+    tx: &mut PgConnection,
+    generation: i64,
+    zone: Tz,
+    finished: Vec<Finished>,
+) -> Result<()> {
     let mut best: BTreeMap<NaiveDate, Top> = BTreeMap::new();
-    for task in known {
-        let day = task.completed_at.with_timezone(&zone).date_naive();
-        let candidate = Top { reward: task.reward, task_id: task.task_id };
+    for task in finished {
+        let (Some(completed_at), Some(reward)) = (task.completed_at, task.reward) else { continue };
+        let day = completed_at.with_timezone(&zone).date_naive();
+        let candidate = Top { reward, task_id: task.task_id };
         best.entry(day).and_modify(|top| *top = (*top).max(candidate)).or_insert(candidate);
     }
     if best.is_empty() {

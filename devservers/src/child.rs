@@ -57,6 +57,11 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `command` with stdout and stderr appended to `log`.
     pub(crate) fn spawn(
         name: &'static str,
@@ -185,6 +190,6 @@ impl Program {
 
     /// Its process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(|p| p.child.id())
+        self.process.as_ref().map(ServerProcess::pid)
     }
 }

@@ -187,6 +187,11 @@ impl NatsServer {
         self.process.is_some()
     }
 
+    /// The process id of the server, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
     /// Graceful shutdown (SIGTERM), waiting for the process to exit.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         ServerProcess::stop(&mut self.process, Signal::SIGTERM, Duration::from_secs(10)).await

@@ -235,6 +235,11 @@ impl PostgresServer {
         self.process.is_some()
     }
 
+    /// The process id of the postmaster (its backends are its children), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
     /// Fast shutdown (SIGINT): open transactions roll back, committed data stays.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         ServerProcess::stop(&mut self.process, Signal::SIGINT, Duration::from_secs(30)).await

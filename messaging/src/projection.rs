@@ -128,6 +128,17 @@ impl<P: Projection> Handler for Live<P> {
             .await?;
         apply_new(tx, self.0.as_ref(), generation, events).await
     }
+
+    /// Each generation records what it applied (`projection_applied`).
+    const RECORDS_APPLIED: bool = true;
+
+    async fn recorded(
+        &self,
+        pool: &PgPool,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+        crate::event_log::projected(pool, ids).await
+    }
 }
 
 /// A replay's handler: applies to one fixed generation.

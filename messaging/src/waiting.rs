@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream;
 use futures::TryStreamExt as _;
 use futures::future::join_all;
 use serde::Serialize;
@@ -103,12 +104,7 @@ impl Backbone {
     }
 
     async fn consumer_pending(&self, stream: &str, consumer: &str) -> Option<u64> {
-        bounded(async {
-            let stream = self.js.get_stream_no_info(stream).await?;
-            let info = stream.consumer_info(consumer).await?;
-            Ok::<_, crate::BoxError>(info.num_pending + info.num_ack_pending as u64)
-        })
-        .await
+        bounded(unacknowledged(&self.js, stream, consumer)).await
     }
 
     async fn parked(&self, consumer: &str) -> Option<u64> {
@@ -166,4 +162,16 @@ impl Waiting {
             }
         }
     }
+}
+
+/// How many of `stream`'s messages the durable `consumer` has not acknowledged yet: not
+/// delivered, or delivered and still being applied.
+pub async fn unacknowledged(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> Result<u64, crate::BoxError> {
+    let stream = js.get_stream_no_info(stream).await?;
+    let info = stream.consumer_info(consumer).await?;
+    Ok(info.num_pending + info.num_ack_pending as u64)
 }

@@ -1,13 +1,15 @@
 //! The layers around every service's routes: body limit, problem+json for every error,
 //! security headers, request metrics, logging.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 use tower_http::LatencyUnit;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -31,14 +33,36 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 /// info line per response with method, path, status, latency and correlation id; never bodies
 /// or headers).
 pub fn layers(router: Router) -> Router {
+    layers_with_limit(router, max_in_flight())
+}
+
+/// How many requests a service handles at once by default; see [`layers_with_limit`].
+pub const MAX_IN_FLIGHT: usize = 512;
+
+/// `ATES_HTTP_MAX_IN_FLIGHT`, or [`MAX_IN_FLIGHT`]. Read when a service builds its routes, at
+/// start-up, which a value that is not a positive number stops, naming the variable.
+fn max_in_flight() -> usize {
+    let Ok(value) = std::env::var("ATES_HTTP_MAX_IN_FLIGHT") else { return MAX_IN_FLIGHT };
+    match value.parse::<usize>() {
+        Ok(limit) if limit > 0 => limit,
+        _ => panic!("ATES_HTTP_MAX_IN_FLIGHT must be a positive number of requests, not {value:?}"),
+    }
+}
+
+/// [`layers`], handling at most `limit` requests at once: one more is answered at once with
+/// 503 and `Retry-After: 1` instead of queueing, so an overloaded service stays fast for what it
+/// takes and its memory stays bounded. Health, readiness and metrics are never refused.
+pub fn layers_with_limit(router: Router, limit: usize) -> Router {
     // Install the recorder now: counters bumped before it exists would be lost.
     crate::prometheus();
+    let slots = Arc::new(Semaphore::new(limit));
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
     router
         .fallback(unknown_route)
         .layer(middleware::from_fn(problem_json))
+        .layer(middleware::from_fn_with_state(slots, shed))
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
@@ -118,6 +142,22 @@ async fn problem_json(request: Request, next: Next) -> Response {
     rewritten
 }
 
+/// Handles `request` if a slot is free, refuses it with 503 otherwise.
+async fn shed(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let Ok(_slot) = slots.try_acquire() else {
+        metrics::counter!("http_requests_shed_total").increment(1);
+        return Problem::unavailable(
+            "This service is handling as many requests as it can at once; retry in a second.",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    next.run(request).await
+}
+
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
@@ -135,4 +175,54 @@ async fn observe(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "path" => path)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use tokio::sync::{Notify, mpsc};
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_request_over_the_limit_is_refused_at_once_and_health_is_always_answered() {
+        let (entered, mut inside) = mpsc::unbounded_channel::<()>();
+        let release = Arc::new(Notify::new());
+        let slow = {
+            let release = release.clone();
+            get(move || async move {
+                let _ = entered.send(());
+                release.notified().await;
+                "done"
+            })
+        };
+        let routes = Router::new().route("/slow", slow).route("/healthz", get(|| async { "ok" }));
+        let app = super::layers_with_limit(routes, 1);
+        let call = |path: &str| app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap());
+
+        let first = tokio::spawn(call("/slow"));
+        inside.recv().await.unwrap();
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), call("/slow"))
+            .await
+            .expect("refused at once, not queued")
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = axum::body::to_bytes(refused.into_body(), 4096).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("retry in a second"));
+        assert_eq!(call("/healthz").await.unwrap().status(), StatusCode::OK);
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        // The slot is free again.
+        let again = tokio::spawn(call("/slow"));
+        inside.recv().await.unwrap();
+        release.notify_one();
+        assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
 }

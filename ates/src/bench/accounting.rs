@@ -55,19 +55,28 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let consumer = tokio::spawn(accounting.task_consumer().run(shutdown.clone()));
-    loop {
-        let done: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'")
-                .fetch_one(pool)
-                .await?;
-        if usize::try_from(done)? >= backlog.len() {
-            break;
-        }
+    // Polled on NATS (acknowledged after commit), not on the database being measured.
+    let js = &accounting.backbone.js;
+    let consumer_name = ates_accounting::consumers::tasks::NAME;
+    // An error means the consumer does not exist yet.
+    while !matches!(
+        ates_messaging::waiting::unacknowledged(js, ates_messaging::streams::TASKS, consumer_name).await,
+        Ok(0)
+    ) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = per_second(backlog.len(), started.elapsed());
     shutdown.cancel();
     consumer.await?;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = $1")
+        .bind(consumer_name)
+        .fetch_one(pool)
+        .await?;
+    anyhow::ensure!(
+        usize::try_from(applied)? == backlog.len(),
+        "the backlog was acknowledged but {applied} of {} events were recorded as applied",
+        backlog.len()
+    );
     let (transactions, outbox): (i64, i64) =
         sqlx::query_as("SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM outbox)")
             .fetch_one(pool)

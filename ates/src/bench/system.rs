@@ -136,9 +136,10 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
 
     eprintln!("offering {} task creations/s for {:?}…", args.rate, args.duration);
-    let before = cpu_ticks(&services);
+    let processes = measured(&servers, &services);
+    let before = cpu_ticks(&processes);
     let load = load_generator(&plan_file, &args).await?;
-    let load_cpu = cpu_used(&services, &before);
+    let load_cpu = cpu_used(&processes, &before);
     let rss: Vec<(&str, u64)> = services.iter().map(|s| (s.binary, peak_rss_mib(&s.program))).collect();
     println!(
         "{:<44} {:>10} req/s   p50 {:.1} ms, p99 {:.1} ms ({} offered/s, {} created, {} failed)",
@@ -331,37 +332,65 @@ async fn load_generator(plan: &Path, args: &SystemArgs) -> anyhow::Result<LoadRe
     Ok(serde_json::from_str(last)?)
 }
 
-/// CPU time (user and system, in clock ticks) each service's process has used so far.
-fn cpu_ticks(services: &[Service]) -> Vec<u64> {
-    services
+/// A process whose CPU time is reported, with everything it started: each service, PostgreSQL
+/// (the postmaster and its backends) and nats-server.
+struct Measured {
+    name: &'static str,
+    pid: Option<u32>,
+}
+
+fn measured(servers: &super::Servers, services: &[Service]) -> Vec<Measured> {
+    let mut all: Vec<Measured> =
+        services.iter().map(|s| Measured { name: s.binary, pid: s.program.pid() }).collect();
+    all.push(Measured { name: "postgres", pid: servers.postgres.pid() });
+    all.push(Measured { name: "nats-server", pid: servers.nats.pid() });
+    all
+}
+
+/// CPU time (user and system, in clock ticks) each of `processes` and its descendants used so
+/// far, counting descendants that ended (and were waited for) too.
+fn cpu_ticks(processes: &[Measured]) -> Vec<u64> {
+    // pid → (parent, ticks) of every process now running.
+    let mut table: HashMap<u32, (u32, u64)> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the parenthesised command name: state, ppid, …; utime, stime, cutime and
+        // cstime are fields 14 to 17 of the whole line.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+        let parent = fields.first().copied().and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+        table.insert(pid, (parent, fields.iter().skip(10).take(4).sum()));
+    }
+    let descends_from = |mut pid: u32, root: u32| loop {
+        if pid == root {
+            return true;
+        }
+        match table.get(&pid) {
+            Some((parent, _)) if *parent != 0 && *parent != pid => pid = *parent,
+            _ => return false,
+        }
+    };
+    processes
         .iter()
-        .map(|s| {
-            let stat =
-                s.program.pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok());
-            // Fields 14 and 15 (utime, stime) come after the parenthesised command name.
-            let fields: Vec<u64> = stat
-                .as_deref()
-                .and_then(|s| s.rsplit_once(')'))
-                .map(|(_, rest)| {
-                    rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect()
-                })
-                .unwrap_or_default();
-            fields.iter().sum()
+        .map(|p| {
+            let Some(root) = p.pid else { return 0 };
+            table.iter().filter(|(pid, _)| descends_from(**pid, root)).map(|(_, (_, ticks))| ticks).sum()
         })
         .collect()
 }
 
 /// "ates-auth 0.4 s, ates-task-tracker 21.0 s, …": CPU each used since `before`.
-fn cpu_used(services: &[Service], before: &[u64]) -> String {
+fn cpu_used(processes: &[Measured], before: &[u64]) -> String {
     // /proc reports clock ticks of USER_HZ, which is 100 on Linux.
     let per_second = 100;
-    let now = cpu_ticks(services);
-    let used: Vec<String> = services
+    let now = cpu_ticks(processes);
+    let used: Vec<String> = processes
         .iter()
         .zip(now.iter().zip(before))
-        .map(|(s, (now, before))| {
+        .map(|(p, (now, before))| {
             let tenths = now.saturating_sub(*before) * 10 / per_second;
-            format!("{} {}.{} s", s.binary, tenths / 10, tenths % 10)
+            format!("{} {}.{} s", p.name, tenths / 10, tenths % 10)
         })
         .collect();
     used.join(", ")
@@ -383,20 +412,22 @@ fn peak_rss_mib(program: &Program) -> u64 {
 }
 
 /// Stops accounting, publishes `events` task events, starts it again and times how long it
-/// takes to apply them all, with progress on stderr.
+/// takes to apply them all, with progress on stderr. Progress is read from NATS (what the
+/// consumer has acknowledged, which it does after committing), not from the database being
+/// measured; the count of applied events is checked once at the end.
 async fn drain_backlog(
     servers: &super::Servers,
     services: &mut [Service],
     events: usize,
 ) -> anyhow::Result<(Duration, u64, String)> {
+    const CONSUMER: &str = ates_accounting::consumers::tasks::NAME;
     services[2].program.stop(Duration::from_secs(30)).await?;
     let pool = ates_messaging::db::connect(&servers.postgres.url("postgres"), "accounting", 2)?;
     let applied = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'",
-        )
-        .fetch_one(&pool)
-        .await
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM processed_events WHERE consumer = $1")
+            .bind(CONSUMER)
+            .fetch_one(&pool)
+            .await
     };
     let before = applied().await?;
     let client = ates_messaging::nats::connect(&servers.nats.url(), "ates-bench", None)
@@ -405,26 +436,38 @@ async fn drain_backlog(
     let js = ates_messaging::nats::jetstream(client, Duration::from_secs(30));
     eprintln!("publishing a backlog of {} task events…", grouped(events as u64));
     super::accounting::publish(&js, &super::accounting::backlog(events, 200)).await?;
+    let left = || async {
+        ates_messaging::waiting::unacknowledged(&js, ates_messaging::streams::TASKS, CONSUMER)
+            .await
+            .map_err(anyhow::Error::from_boxed)
+    };
+    // The backlog, and whatever of the load was not acknowledged yet when accounting stopped.
+    let total = left().await?;
     let started = Instant::now();
     services[2].program.restart()?;
-    let cpu_before = cpu_ticks(services);
-    let goal = before + i64::try_from(events)?;
+    let processes = measured(servers, services);
+    let cpu_before = cpu_ticks(&processes);
     loop {
-        let done = applied().await?;
-        let drained = usize::try_from((done - before).max(0))?;
-        let rate = per_second(drained, started.elapsed());
+        let remaining = left().await?;
+        let drained = total.saturating_sub(remaining);
         eprint!(
             "\rdraining: {} / {} ({}%), {} events/s   ",
-            grouped(drained as u64),
-            grouped(events as u64),
-            drained * 100 / events,
-            grouped(rate)
+            grouped(drained),
+            grouped(total),
+            drained * 100 / total.max(1),
+            grouped(per_second(usize::try_from(drained)?, started.elapsed()))
         );
         let _ = std::io::stderr().flush();
-        if done >= goal {
+        if remaining == 0 {
             eprintln!();
             let elapsed = started.elapsed();
-            return Ok((elapsed, per_second(events, elapsed), cpu_used(services, &cpu_before)));
+            let cpu = cpu_used(&processes, &cpu_before);
+            let recorded = applied().await? - before;
+            anyhow::ensure!(
+                recorded >= i64::try_from(events)?,
+                "accounting acknowledged the backlog but recorded only {recorded} of {events} events as applied"
+            );
+            return Ok((elapsed, per_second(usize::try_from(total)?, elapsed), cpu));
         }
         services[2].program.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -51,12 +51,16 @@ pub(crate) async fn apply<H: Handler>(
     Ok(new.len())
 }
 
-/// Which of `ids` `consumer` has applied already.
-pub(crate) async fn applied(
+/// Which of `ids` `consumer` (with `handler`) has applied already.
+pub(crate) async fn applied<H: Handler>(
     pool: &PgPool,
     consumer: &str,
+    handler: &H,
     ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, HandlerError> {
+    if H::RECORDS_APPLIED {
+        return Ok(handler.recorded(pool, ids).await?);
+    }
     Ok(crate::event_log::recorded(pool, consumer, ids).await?)
 }
 

@@ -7,8 +7,11 @@ mod runner;
 
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use ates_schemas::ReceivedEvent;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 pub(crate) use apply::{applied, apply, only};
 pub use backlog::{Backlog, wait_for_backlog};
@@ -27,6 +30,23 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         events: &[ReceivedEvent],
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether the handler keeps its own record of the events it applied, by event id and in
+    /// the transaction of their effect, and skips those it has. The consumer then keeps none
+    /// (a second record per event would cost a row each and say nothing new) and asks
+    /// [`Handler::recorded`] instead.
+    const RECORDS_APPLIED: bool = false;
+
+    /// For a handler that [records what it applied](Handler::RECORDS_APPLIED): which of `ids`
+    /// it has applied.
+    fn recorded(
+        &self,
+        pool: &PgPool,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<HashSet<Uuid>, sqlx::Error>> + Send {
+        let _ = (pool, ids);
+        async { Ok(HashSet::new()) }
+    }
 }
 
 /// How a handler failed, which decides what happens to the message.

@@ -194,7 +194,7 @@ impl<H: Handler> Consumer<H> {
             return Ok(());
         }
         let ids: Vec<Uuid> = exhausted.iter().map(|(_, e)| e.meta.event_id).collect();
-        let done = match applied(&self.pool, &self.spec.name, &ids).await {
+        let done = match applied(&self.pool, &self.spec.name, self.handler.as_ref(), &ids).await {
             Ok(done) => done,
             Err(error @ HandlerError::Unavailable(_)) => return Err(error),
             Err(_) => Default::default(),
@@ -248,7 +248,8 @@ impl<H: Handler> Consumer<H> {
     async fn attempt(&self, batch: &[(&Message, &ReceivedEvent)]) -> Result<(), HandlerError> {
         let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
         let (spans, causes) = self.traced(batch);
-        let work = apply(&self.pool, Some(&self.spec.name), self.handler.as_ref(), &events);
+        let key = (!H::RECORDS_APPLIED).then_some(self.spec.name.as_str());
+        let work = apply(&self.pool, key, self.handler.as_ref(), &events);
         let work = crate::outbox::continuing(causes, work);
         let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
         let new = self.in_progress(&messages, work).await;

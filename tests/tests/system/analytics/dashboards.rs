@@ -27,6 +27,17 @@ async fn the_dashboards_equal_an_oracle_over_several_days_whatever_the_order_and
     let days = settled_days(&sys, &admin, history.first, history.last).await;
 
     assert_eq!(days, Value::Array(history.days(history.first, history.last)));
+    // One record per applied event, the read model's own: the consumers keep none besides it.
+    let pool = &sys.system.analytics.backbone.pool;
+    let records: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM processed_events WHERE consumer LIKE 'analytics-%'
+                 AND consumer <> 'analytics-accounts'),
+                (SELECT count(*) FROM projection_applied)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(records, (0, history.event_count()));
     let today = days.as_array().unwrap().last().unwrap();
     let summary = sys.get("/api/analytics/summary", &admin).await.expect(StatusCode::OK);
     assert_eq!(summary["management_earnings"], today["management_earnings"]);

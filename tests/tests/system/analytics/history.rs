@@ -87,6 +87,11 @@ impl History {
         History { accounts, transactions, titles, completions, first, last }
     }
 
+    /// How many distinct events [`History::publish`] publishes.
+    pub fn event_count(&self) -> i64 {
+        i64::try_from(self.titles.len() + self.completions.len() + self.transactions.len()).unwrap()
+    }
+
     /// Publishes the titles and transactions in random order, about a third of them twice,
     /// each copy with its own `Nats-Msg-Id`.
     pub async fn publish(&self, js: &jetstream::Context, seed: u64) {
