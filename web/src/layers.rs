@@ -44,7 +44,7 @@ pub const MAX_IN_FLIGHT: usize = 512;
 fn max_in_flight() -> usize {
     let Ok(value) = std::env::var("ATES_HTTP_MAX_IN_FLIGHT") else { return MAX_IN_FLIGHT };
     match value.parse::<usize>() {
-        Ok(limit) if limit > 0 => limit,
+        Ok(limit) if (1..=Semaphore::MAX_PERMITS).contains(&limit) => limit,
         _ => panic!("ATES_HTTP_MAX_IN_FLIGHT must be a positive number of requests, not {value:?}"),
     }
 }

@@ -34,6 +34,12 @@ const fn metric(
 /// Every metric, with what it measures.
 pub const METRICS: &[Metric] = &[
     metric("http_requests_total", Kind::Counter, &["method", "path", "status"], "HTTP requests answered"),
+    metric(
+        "http_requests_shed_total",
+        Kind::Counter,
+        &[],
+        "HTTP requests refused with 503 because the service was handling as many as it may at once",
+    ),
     metric("http_request_duration_seconds", Kind::Histogram, &["method", "path"], "HTTP request duration"),
     metric("ates_outbox_pending", Kind::Gauge, &["service"], "Outbox rows committed but not yet published"),
     metric(

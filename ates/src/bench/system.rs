@@ -170,13 +170,13 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some((elapsed, rate, cpu)) = &drain {
+    if let Some((elapsed, rate, cpu, total)) = &drain {
         println!(
             "{:<44} {:>10} events/s   {:.1} s for {} events",
             "accounting drains a backlog",
             grouped(*rate),
             elapsed.as_secs_f64(),
-            grouped(args.backlog as u64)
+            grouped(*total)
         );
         println!("{:<44} {} (of {:.0?} × {} cores)", "CPU used during the drain", cpu, elapsed, cores());
     }
@@ -198,9 +198,9 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             "freshness_p50_ms": load.freshness_p50_ms,
             "freshness_p99_ms": load.freshness_p99_ms,
             "rss_mib": rss,
-            "accounting_drain_events_per_s": drain.as_ref().map(|(_, rate, _)| *rate),
+            "accounting_drain_events_per_s": drain.as_ref().map(|(_, rate, _, _)| *rate),
             "backlog_events": args.backlog,
-            "backlog_1m_drain_s": drain.as_ref().map(|(elapsed, _, _)| elapsed.as_secs_f64()),
+            "backlog_1m_drain_s": drain.as_ref().map(|(elapsed, _, _, _)| elapsed.as_secs_f64()),
             "raw_insert_rows_per_s": raw_insert,
             "raw_commit_tx_per_s": raw_commit,
             "invariants_hold": report.ok,
@@ -419,7 +419,7 @@ async fn drain_backlog(
     servers: &super::Servers,
     services: &mut [Service],
     events: usize,
-) -> anyhow::Result<(Duration, u64, String)> {
+) -> anyhow::Result<(Duration, u64, String, u64)> {
     const CONSUMER: &str = ates_accounting::consumers::tasks::NAME;
     services[2].program.stop(Duration::from_secs(30)).await?;
     let pool = ates_messaging::db::connect(&servers.postgres.url("postgres"), "accounting", 2)?;
@@ -467,7 +467,7 @@ async fn drain_backlog(
                 recorded >= i64::try_from(events)?,
                 "accounting acknowledged the backlog but recorded only {recorded} of {events} events as applied"
             );
-            return Ok((elapsed, per_second(usize::try_from(total)?, elapsed), cpu));
+            return Ok((elapsed, per_second(usize::try_from(total)?, elapsed), cpu, total));
         }
         services[2].program.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -17,7 +17,11 @@ pub const MAX_WAITING: usize = 64;
 /// One hashing slot per core.
 fn slots() -> &'static Semaphore {
     static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+    SLOTS.get_or_init(|| Semaphore::new(slot_count()))
+}
+
+fn slot_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 static WAITING: AtomicUsize = AtomicUsize::new(0);
@@ -39,18 +43,23 @@ async fn slot() -> Result<SemaphorePermit<'static>> {
 
 /// Hashes `password` with Argon2id (default parameters: 19 MiB, 2 passes) into a PHC string.
 pub async fn hash(password: String) -> Result<String> {
-    let _slot = slot().await?;
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .map_err(|e| Error::PasswordHash(e.to_string()))?
+    let slot = slot().await?;
+    // The slot goes with the work: a request given up on does not free it while its hash runs.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        hash_now(&password)
+    })
+    .await
+    .map_err(|e| Error::PasswordHash(e.to_string()))?
 }
 
 /// Whether `password` matches `phc`. With no stored hash (an unknown email) it checks against
 /// a dummy hash, so the answer takes as long as for a real account.
 pub async fn verify(password: String, phc: Option<String>) -> Result<bool> {
     let known = phc.is_some();
-    let _slot = slot().await?;
+    let slot = slot().await?;
     let matches = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let phc = phc.as_deref().unwrap_or_else(|| dummy_hash());
         matches_now(&password, phc).unwrap_or(false)
     })
@@ -98,7 +107,10 @@ fn output(argon: &Argon2<'_>, password: &[u8], salt: &[u8]) -> Result<Output> {
     let mut memory = reused.unwrap_or_else(|| vec![Block::default(); blocks]);
     let mut out = vec![0; argon.params().output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
     let hashed = argon.hash_password_into_with_memory(password, salt, &mut out, &mut memory);
-    if pooled && let Ok(mut pool) = MEMORY.lock() {
+    if pooled
+        && let Ok(mut pool) = MEMORY.lock()
+        && pool.len() < slot_count()
+    {
         pool.push(memory);
     }
     hashed.map_err(failed)?;
@@ -117,8 +129,12 @@ fn dummy_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// The slots, the queue and the work areas are the process's: the tests take turns.
+    static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn a_password_matches_only_its_own_hash() {
+        let _turn = TURNS.lock().await;
         let phc = super::hash("correct horse".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(super::verify("correct horse".into(), Some(phc.clone())).await.unwrap());
@@ -129,6 +145,7 @@ mod tests {
     /// Through `hash` and `verify` only, so every hash here holds a slot (see the next test).
     #[tokio::test]
     async fn hashes_are_standard_phc_strings_that_the_argon2_crate_accepts_and_the_other_way_round() {
+        let _turn = TURNS.lock().await;
         use argon2::{Argon2, PasswordHasher, PasswordVerifier};
         let verify = |password: &str, phc: &str| super::verify(password.into(), Some(phc.into()));
         let ours = super::hash("correct horse".into()).await.unwrap();
@@ -148,11 +165,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_reuses_at_most_one_work_area_per_slot() {
+        let _turn = TURNS.lock().await;
         let hashes: Vec<_> = (0..12).map(|n| tokio::spawn(super::hash(format!("password {n}")))).collect();
         for hash in hashes {
             hash.await.unwrap().unwrap();
         }
-        let slots = super::slots().available_permits();
+        let slots = super::slot_count();
         let areas = super::MEMORY.lock().unwrap().len();
         assert!((1..=slots).contains(&areas), "{areas} work areas for {slots} slots");
     }
@@ -160,6 +178,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn when_every_core_is_hashing_and_the_queue_is_full_a_hash_is_refused_at_once() {
         use std::sync::atomic::Ordering;
+        let _turn = TURNS.lock().await;
         let slots = super::slots();
         let all = slots.acquire_many(u32::try_from(slots.available_permits()).unwrap()).await.unwrap();
         let waiters: Vec<_> =
