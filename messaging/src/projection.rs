@@ -132,9 +132,11 @@ impl<P: Projection> Handler for Live<P> {
     /// Each generation records what it applied (`projection_applied`).
     const RECORDS_APPLIED: bool = true;
 
+    /// What the current generation holds, whatever the consumer applied before a rebuild.
     async fn recorded(
         &self,
         pool: &PgPool,
+        _consumer: &str,
         ids: &[Uuid],
     ) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
         crate::event_log::projected(pool, ids).await

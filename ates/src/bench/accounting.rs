@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use ates_accounting::AccountingService;
+use ates_accounting::consumers::tasks;
 use ates_schemas::Envelope;
 use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
 use clap::Args;
@@ -55,23 +56,14 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let consumer = tokio::spawn(accounting.task_consumer().run(shutdown.clone()));
-    // Polled on NATS (acknowledged after commit), not on the database being measured.
-    let js = &accounting.backbone.js;
-    let consumer_name = ates_accounting::consumers::tasks::NAME;
     // An error means the consumer does not exist yet.
-    while !matches!(
-        ates_messaging::waiting::unacknowledged(js, ates_messaging::streams::TASKS, consumer_name).await,
-        Ok(0)
-    ) {
+    while !matches!(unacknowledged(&accounting.backbone.js).await, Ok(0)) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = per_second(backlog.len(), started.elapsed());
     shutdown.cancel();
     consumer.await?;
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = $1")
-        .bind(consumer_name)
-        .fetch_one(pool)
-        .await?;
+    let applied = applied(pool).await?;
     anyhow::ensure!(
         usize::try_from(applied)? == backlog.len(),
         "the backlog was acknowledged but {applied} of {} events were recorded as applied",
@@ -96,6 +88,24 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
         if report.ok { "hold".to_owned() } else { report.problems.join("; ") }
     );
     Ok(())
+}
+
+/// How many task events accounting's consumer has not acknowledged yet (it acknowledges after
+/// committing). Read from NATS, so polling it does not load the database being measured; an
+/// error before the consumer exists.
+pub(super) async fn unacknowledged(js: &async_nats::jetstream::Context) -> anyhow::Result<u64> {
+    ates_messaging::waiting::unacknowledged(js, ates_messaging::streams::TASKS, tasks::NAME)
+        .await
+        .map_err(anyhow::Error::from_boxed)
+}
+
+/// How many task events accounting has recorded as applied (`pool` in its schema): counted once
+/// a drain is over.
+pub(super) async fn applied(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = $1")
+        .bind(tasks::NAME)
+        .fetch_one(pool)
+        .await?)
 }
 
 /// Publishes `backlog` (subject, payload) to JetStream, 10,000 at a time without waiting in

@@ -170,15 +170,21 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    if let Some((elapsed, rate, cpu, total)) = &drain {
+    if let Some(drain) = &drain {
         println!(
             "{:<44} {:>10} events/s   {:.1} s for {} events",
             "accounting drains a backlog",
-            grouped(*rate),
-            elapsed.as_secs_f64(),
-            grouped(*total)
+            grouped(drain.rate),
+            drain.elapsed.as_secs_f64(),
+            grouped(drain.events)
         );
-        println!("{:<44} {} (of {:.0?} × {} cores)", "CPU used during the drain", cpu, elapsed, cores());
+        println!(
+            "{:<44} {} (of {:.0?} × {} cores)",
+            "CPU used during the drain",
+            drain.cpu,
+            drain.elapsed,
+            cores()
+        );
     }
     let accounting = ates_messaging::db::connect(&database, "accounting", 2)?;
     let report = ates_accounting::invariants::check(&accounting, Duration::from_secs(3600)).await?;
@@ -198,9 +204,9 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             "freshness_p50_ms": load.freshness_p50_ms,
             "freshness_p99_ms": load.freshness_p99_ms,
             "rss_mib": rss,
-            "accounting_drain_events_per_s": drain.as_ref().map(|(_, rate, _, _)| *rate),
+            "accounting_drain_events_per_s": drain.as_ref().map(|d| d.rate),
             "backlog_events": args.backlog,
-            "backlog_1m_drain_s": drain.as_ref().map(|(elapsed, _, _, _)| elapsed.as_secs_f64()),
+            "backlog_1m_drain_s": drain.as_ref().map(|d| d.elapsed.as_secs_f64()),
             "raw_insert_rows_per_s": raw_insert,
             "raw_commit_tx_per_s": raw_commit,
             "invariants_hold": report.ok,
@@ -411,6 +417,14 @@ fn peak_rss_mib(program: &Program) -> u64 {
     kib.div_ceil(1024)
 }
 
+/// A drained backlog: how many events, how long it took, the rate and the CPU each process used.
+struct Drain {
+    events: u64,
+    elapsed: Duration,
+    rate: u64,
+    cpu: String,
+}
+
 /// Stops accounting, publishes `events` task events, starts it again and times how long it
 /// takes to apply them all, with progress on stderr. Progress is read from NATS (what the
 /// consumer has acknowledged, which it does after committing), not from the database being
@@ -419,36 +433,25 @@ async fn drain_backlog(
     servers: &super::Servers,
     services: &mut [Service],
     events: usize,
-) -> anyhow::Result<(Duration, u64, String, u64)> {
-    const CONSUMER: &str = ates_accounting::consumers::tasks::NAME;
+) -> anyhow::Result<Drain> {
+    use super::accounting::{applied, unacknowledged};
     services[2].program.stop(Duration::from_secs(30)).await?;
     let pool = ates_messaging::db::connect(&servers.postgres.url("postgres"), "accounting", 2)?;
-    let applied = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM processed_events WHERE consumer = $1")
-            .bind(CONSUMER)
-            .fetch_one(&pool)
-            .await
-    };
-    let before = applied().await?;
+    let before = applied(&pool).await?;
     let client = ates_messaging::nats::connect(&servers.nats.url(), "ates-bench", None)
         .await
         .map_err(anyhow::Error::from_boxed)?;
     let js = ates_messaging::nats::jetstream(client, Duration::from_secs(30));
     eprintln!("publishing a backlog of {} task events…", grouped(events as u64));
     super::accounting::publish(&js, &super::accounting::backlog(events, 200)).await?;
-    let left = || async {
-        ates_messaging::waiting::unacknowledged(&js, ates_messaging::streams::TASKS, CONSUMER)
-            .await
-            .map_err(anyhow::Error::from_boxed)
-    };
     // The backlog, and whatever of the load was not acknowledged yet when accounting stopped.
-    let total = left().await?;
+    let total = unacknowledged(&js).await?;
     let started = Instant::now();
     services[2].program.restart()?;
     let processes = measured(servers, services);
     let cpu_before = cpu_ticks(&processes);
     loop {
-        let remaining = left().await?;
+        let remaining = unacknowledged(&js).await?;
         let drained = total.saturating_sub(remaining);
         eprint!(
             "\rdraining: {} / {} ({}%), {} events/s   ",
@@ -462,12 +465,13 @@ async fn drain_backlog(
             eprintln!();
             let elapsed = started.elapsed();
             let cpu = cpu_used(&processes, &cpu_before);
-            let recorded = applied().await? - before;
+            let recorded = applied(&pool).await? - before;
             anyhow::ensure!(
                 recorded >= i64::try_from(events)?,
                 "accounting acknowledged the backlog but recorded only {recorded} of {events} events as applied"
             );
-            return Ok((elapsed, per_second(usize::try_from(total)?, elapsed), cpu, total));
+            let rate = per_second(usize::try_from(total)?, elapsed);
+            return Ok(Drain { events: total, elapsed, rate, cpu });
         }
         services[2].program.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -51,19 +51,6 @@ pub(crate) async fn apply<H: Handler>(
     Ok(new.len())
 }
 
-/// Which of `ids` `consumer` (with `handler`) has applied already.
-pub(crate) async fn applied<H: Handler>(
-    pool: &PgPool,
-    consumer: &str,
-    handler: &H,
-    ids: &[Uuid],
-) -> Result<HashSet<Uuid>, HandlerError> {
-    if H::RECORDS_APPLIED {
-        return Ok(handler.recorded(pool, ids).await?);
-    }
-    Ok(crate::event_log::recorded(pool, consumer, ids).await?)
-}
-
 /// The events whose ids are in `fresh`, each once: the first copy takes its id out of the set.
 pub(crate) fn only<'a>(
     events: impl Iterator<Item = &'a ReceivedEvent>,

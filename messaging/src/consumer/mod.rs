@@ -5,15 +5,14 @@ mod apply;
 mod backlog;
 mod runner;
 
-use std::time::Duration;
-
 use std::collections::HashSet;
+use std::time::Duration;
 
 use ates_schemas::ReceivedEvent;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub(crate) use apply::{applied, apply, only};
+pub(crate) use apply::{apply, only};
 pub use backlog::{Backlog, wait_for_backlog};
 pub use runner::Consumer;
 
@@ -33,19 +32,19 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Whether the handler keeps its own record of the events it applied, by event id and in
     /// the transaction of their effect, and skips those it has. The consumer then keeps none
-    /// (a second record per event would cost a row each and say nothing new) and asks
-    /// [`Handler::recorded`] instead.
+    /// (a second record per event would cost a row each and say nothing new); such a handler
+    /// answers [`Handler::recorded`] from its own record.
     const RECORDS_APPLIED: bool = false;
 
-    /// For a handler that [records what it applied](Handler::RECORDS_APPLIED): which of `ids`
-    /// it has applied.
+    /// Which of `ids` the durable consumer `consumer` has applied with this handler: by default
+    /// what the consumer recorded.
     fn recorded(
         &self,
         pool: &PgPool,
+        consumer: &str,
         ids: &[Uuid],
     ) -> impl Future<Output = Result<HashSet<Uuid>, sqlx::Error>> + Send {
-        let _ = (pool, ids);
-        async { Ok(HashSet::new()) }
+        crate::event_log::recorded(pool, consumer, ids)
     }
 }
 

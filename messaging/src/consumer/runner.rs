@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{ConsumerSpec, Handler, HandlerError, applied, apply};
+use super::{ConsumerSpec, Handler, HandlerError, apply};
 use crate::backoff::{Backoff, redelivery_delay};
 use crate::dlq::{Dlq, ParkReason};
 
@@ -194,7 +194,12 @@ impl<H: Handler> Consumer<H> {
             return Ok(());
         }
         let ids: Vec<Uuid> = exhausted.iter().map(|(_, e)| e.meta.event_id).collect();
-        let done = match applied(&self.pool, &self.spec.name, self.handler.as_ref(), &ids).await {
+        let done = match self
+            .handler
+            .recorded(&self.pool, &self.spec.name, &ids)
+            .await
+            .map_err(HandlerError::from)
+        {
             Ok(done) => done,
             Err(error @ HandlerError::Unavailable(_)) => return Err(error),
             Err(_) => Default::default(),
