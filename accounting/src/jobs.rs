@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use ates_messaging::backoff::Backoff;
 use ates_messaging::consumer::{Backlog, wait_for_backlog};
+use ates_messaging::permissions::Subscription;
 use chrono_tz::Tz;
+use futures::future::join_all;
 use sqlx::PgPool;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tokio_util::sync::CancellationToken;
@@ -28,9 +30,9 @@ pub struct DailyClose {
     pub zone: Tz,
     /// When, in `zone`.
     pub schedule: CloseSchedule,
-    /// The stream and durable consumer whose backlog is applied before a close.
-    pub tasks: (&'static str, &'static str),
-    /// The longest wait for that backlog.
+    /// The durable consumers whose backlogs are applied before a close.
+    pub tasks: &'static [Subscription],
+    /// The longest wait for those backlogs (they are waited for at once).
     pub backlog_wait: Duration,
     /// The first retry delay after a failed close; doubles up to a minute.
     pub retry_initial: Duration,
@@ -112,9 +114,12 @@ impl DailyClose {
         }
     }
 
-    /// Waits (at most `backlog_wait`) for the task consumer to apply what its stream holds.
+    /// Waits (at most `backlog_wait`) for the task consumers to apply what their stream holds.
     async fn apply_backlog(&self) {
-        let (stream, consumer) = self.tasks;
+        join_all(self.tasks.iter().map(|subscription| self.apply_backlog_of(subscription))).await;
+    }
+
+    async fn apply_backlog_of(&self, &Subscription { stream, consumer, .. }: &Subscription) {
         match wait_for_backlog(&self.js, stream, consumer, self.backlog_wait).await {
             Backlog::Empty => {}
             Backlog::Applied { waited } if waited < Duration::from_secs(1) => {}

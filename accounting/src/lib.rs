@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::permissions::Bus;
+use ates_messaging::permissions::{Bus, Subscription};
 use ates_messaging::{Backbone, Consumer, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
@@ -41,7 +41,11 @@ pub const SCHEMA: &str = "accounting";
 pub const BUS: Bus = Bus {
     user: "accounting",
     produces: Some(streams::ACCOUNTING),
-    consumes: &[(streams::ACCOUNTS, consumers::accounts::NAME), (streams::TASKS, consumers::tasks::NAME)],
+    consumes: &[
+        Subscription::all(streams::ACCOUNTS, consumers::accounts::NAME),
+        consumers::tasks::LEDGER,
+        consumers::tasks::REWARDS,
+    ],
 };
 
 /// Accounting's own tables.
@@ -91,9 +95,9 @@ impl AccountingService {
         })
     }
 
-    /// The consumer of `tasks.*` that keeps the ledger.
-    pub fn task_consumer(&self) -> Consumer<consumers::tasks::TaskEvents> {
-        consumers::tasks::consumer(&self.backbone, self.config.calendar.timezone)
+    /// The consumers of `tasks.*` that keep the ledger: fees, and rewards.
+    pub fn task_consumers(&self) -> [Consumer<consumers::tasks::TaskEvents>; 2] {
+        consumers::tasks::consumers(&self.backbone, self.config.calendar.timezone)
     }
 
     /// Starts the background work: the outbox relay, the accounts replica, the ledger, the
@@ -101,7 +105,9 @@ impl AccountingService {
     pub fn spawn_workers(&self, shutdown: &CancellationToken, workers: &mut JoinSet<()>) {
         workers.spawn(self.backbone.relay().run(shutdown.child_token()));
         workers.spawn(consumers::accounts::consumer(&self.backbone).run(shutdown.child_token()));
-        workers.spawn(self.task_consumer().run(shutdown.child_token()));
+        for consumer in self.task_consumers() {
+            workers.spawn(consumer.run(shutdown.child_token()));
+        }
         workers.spawn(self.daily_close().run(shutdown.child_token()));
         workers.spawn(self.mailer.clone().run(shutdown.child_token()));
         workers.spawn(self.backbone.clone().report_waiting(shutdown.child_token()));
@@ -120,7 +126,7 @@ impl AccountingService {
             js: self.backbone.js.clone(),
             zone: self.config.calendar.timezone,
             schedule: self.config.settings.close_schedule.clone(),
-            tasks: (streams::TASKS, consumers::tasks::NAME),
+            tasks: &consumers::tasks::SUBSCRIPTIONS,
             backlog_wait: self.config.settings.close_backlog_wait,
             retry_initial: Duration::from_secs(1),
         }

@@ -16,7 +16,9 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/a
 /// The durable consumer `name` that keeps the replica in `backbone`'s schema up to date.
 pub fn consumer(
     backbone: &ates_messaging::Backbone,
-    name: &str,
+    name: &'static str,
 ) -> ates_messaging::Consumer<AccountsReplica> {
-    backbone.consumer(name, ates_messaging::streams::ACCOUNTS, std::sync::Arc::new(AccountsReplica))
+    let subscription =
+        ates_messaging::permissions::Subscription::all(ates_messaging::streams::ACCOUNTS, name);
+    backbone.consumer(&subscription, std::sync::Arc::new(AccountsReplica))
 }

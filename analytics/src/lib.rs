@@ -17,7 +17,7 @@ mod state;
 use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::permissions::Bus;
+use ates_messaging::permissions::{Bus, Subscription};
 use ates_messaging::projection::{self, Live};
 use ates_messaging::{Backbone, Consumer, streams};
 use ates_tokens::Authenticator;
@@ -39,11 +39,7 @@ pub const SCHEMA: &str = "analytics";
 pub const BUS: Bus = Bus {
     user: "analytics",
     produces: None,
-    consumes: &[
-        (streams::ACCOUNTS, consumers::accounts::NAME),
-        (streams::TASKS, consumers::tasks::NAME),
-        (streams::ACCOUNTING, consumers::accounting::NAME),
-    ],
+    consumes: &[Subscription::all(streams::ACCOUNTS, consumers::accounts::NAME), SOURCES[0], SOURCES[1]],
 };
 
 /// Analytics' own tables.
@@ -55,8 +51,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The streams the dashboards are built from, with the name of each live consumer.
-pub const SOURCES: [(&str, &str); 2] =
-    [(streams::TASKS, consumers::tasks::NAME), (streams::ACCOUNTING, consumers::accounting::NAME)];
+pub const SOURCES: [Subscription; 2] = [
+    Subscription::all(streams::TASKS, consumers::tasks::NAME),
+    Subscription::all(streams::ACCOUNTING, consumers::accounting::NAME),
+];
 
 /// Analytics, connected and migrated.
 pub struct AnalyticsService {
@@ -94,7 +92,7 @@ impl AnalyticsService {
     /// The live consumers of the dashboards, one per source stream.
     pub fn dashboard_consumers(&self) -> Vec<Consumer<Live<Dashboards>>> {
         let handler = Arc::new(Live(Arc::new(self.dashboards)));
-        SOURCES.iter().map(|(stream, name)| self.backbone.consumer(name, stream, handler.clone())).collect()
+        SOURCES.iter().map(|source| self.backbone.consumer(source, handler.clone())).collect()
     }
 
     /// Starts the background work: the accounts replica and the dashboards' consumers.

@@ -4,8 +4,8 @@
 //! Every subject `<event_name>.v<event_version>` is a channel carrying one message: the envelope
 //! with that version's data, its schema inline. A service sends the current version of every
 //! event of the stream it produces into, and receives every version (legacy ones too) of each
-//! stream one of its durable consumers reads: their subject filters are empty, so each gets its
-//! whole stream. Every operation names its service in [`SERVICE`], which is how a service serves
+//! event one of its durable consumers reads: the whole stream, or the events the consumer's
+//! subject filter names. Every operation names its service in [`SERVICE`], which is how a service serves
 //! only its own part ([`ates_schemas::asyncapi::of_service`]).
 
 use std::path::Path;
@@ -41,8 +41,12 @@ pub fn document() -> Value {
                 operations.insert(operation_id(&bus, "send", entry), send);
             }
         }
-        for (stream_name, consumer) in bus.consumes {
-            for entry in CATALOG.iter().filter(|e| stream(e) == Some(*stream_name)) {
+        for subscription in bus.consumes {
+            let (stream_name, consumer) = (subscription.stream, subscription.consumer);
+            let received = |e: &&Entry| {
+                stream(e) == Some(stream_name) && subscription.receives(&subject_for(e.name, e.version))
+            };
+            for entry in CATALOG.iter().filter(received) {
                 let description = format!(
                     "Its durable consumer `{consumer}` reads the stream {stream_name}, validates each \
                      message against the schema and applies it once per `event_id`."
@@ -204,6 +208,7 @@ pub fn write(dir: &Path) -> std::io::Result<bool> {
 mod tests {
     use std::collections::BTreeSet;
 
+    use ates_messaging::permissions::Subscription;
     use ates_schemas::files;
 
     use super::*;
@@ -287,6 +292,25 @@ mod tests {
         assert_eq!(domains(&doc, "accounting", "receive"), ["accounts", "tasks"]);
         assert!(domains(&doc, "analytics", "send").is_empty());
         assert_eq!(domains(&doc, "analytics", "receive"), ["accounting", "accounts", "tasks"]);
+    }
+
+    #[test]
+    fn accounting_receives_every_task_event_through_exactly_one_of_its_consumers() {
+        let doc = document();
+        let operations = doc["operations"].as_object().unwrap();
+        for entry in CATALOG.iter().filter(|e| stream(e) == Some("TASKS")) {
+            let subject = subject_for(entry.name, entry.version);
+            let by: Vec<&Subscription> = ates_accounting::BUS
+                .consumes
+                .iter()
+                .filter(|s| s.stream == "TASKS" && s.receives(&subject))
+                .collect();
+            assert_eq!(by.len(), 1, "{subject}: {by:?}");
+            let receive = &operations[&format!("accounting.receive.{subject}")];
+            assert_eq!(receive["x-ates-consumer"], by[0].consumer, "{subject}");
+        }
+        let completed = &operations["accounting.receive.tasks.completed.v1"];
+        assert_eq!(completed["x-ates-consumer"], "accounting-completions");
     }
 
     #[test]

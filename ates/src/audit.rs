@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use ates_messaging::dlq::Dlq;
 use ates_messaging::event_log::{self, Published};
+use ates_messaging::permissions::Subscription;
 use ates_messaging::{NatsConnection, db};
 use ates_schemas::events::TransactionKind;
 use chrono::{DateTime, Utc};
@@ -215,7 +216,11 @@ pub async fn audit(
             .unpublished
             .push((producer.schema, event_log::unpublished(&pool, since, settled_before).await?));
         let stream = producer.bus.produces.expect("a producer");
-        for (schema, consumer) in consumers_of(producer) {
+        for (schema, subscription) in consumers_of(producer) {
+            let consumer = subscription.consumer;
+            // What it receives of the log: a consumer of some events only is not missing the rest.
+            let log: Vec<Published> =
+                log.iter().filter(|e| subscription.receives(&e.subject)).cloned().collect();
             let pool = db::connect(database_url, schema, 2)?;
             let parked = parked_events(&dlq, consumer).await?;
             let settled =
@@ -246,12 +251,12 @@ pub async fn audit(
 }
 
 /// Every durable consumer of `producer`'s stream, with the schema of the service that runs it.
-fn consumers_of(producer: &Service) -> Vec<(&'static str, &'static str)> {
+fn consumers_of(producer: &Service) -> Vec<(&'static str, Subscription)> {
     let mut consumers = Vec::new();
     for service in SERVICES {
-        for (stream, consumer) in service.bus.consumes {
-            if Some(*stream) == producer.bus.produces {
-                consumers.push((service.schema, *consumer));
+        for subscription in service.bus.consumes {
+            if Some(subscription.stream) == producer.bus.produces {
+                consumers.push((service.schema, *subscription));
             }
         }
     }
@@ -262,7 +267,7 @@ fn consumers_of(producer: &Service) -> Vec<(&'static str, &'static str)> {
 /// current generation of the read model holds (a rebuild replaces what the live consumer
 /// recorded); for every other consumer, its record of processed events.
 async fn applied_by(pool: &sqlx::PgPool, consumer: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
-    if ates_analytics::SOURCES.iter().any(|(_, source)| *source == consumer) {
+    if ates_analytics::SOURCES.iter().any(|source| source.consumer == consumer) {
         event_log::projected(pool, ids).await
     } else {
         event_log::recorded(pool, consumer, ids).await
@@ -394,8 +399,8 @@ mod tests {
 
     #[test]
     fn every_stream_has_its_consumers_and_subjects_name_their_event() {
-        let names: Vec<&str> = consumers_of(&TASK_TRACKER).iter().map(|(_, c)| *c).collect();
-        assert_eq!(names, ["accounting-tasks", "analytics-tasks"]);
+        let names: Vec<&str> = consumers_of(&TASK_TRACKER).iter().map(|(_, s)| s.consumer).collect();
+        assert_eq!(names, ["accounting-tasks", "accounting-completions", "analytics-tasks"]);
         assert_eq!(consumers_of(&crate::credentials::AUTH).len(), 3, "every service replicates accounts");
         assert_eq!(event_name("tasks.assigned.v1"), "tasks.assigned");
     }

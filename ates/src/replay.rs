@@ -95,10 +95,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
             let pool = db::connect(&args.database_url, ates_analytics::SCHEMA, 8)?;
             let dashboards = Arc::new(Dashboards { zone: args.calendar.timezone });
             let report = if args.from.from_start {
-                let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|(stream, _)| *stream).collect();
+                let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|source| source.stream).collect();
                 projection::rebuild(&js, &pool, dashboards, &sources, |s, p| bars.show(s, p)).await
             } else {
-                let sources = sources(&args, ates_analytics::SOURCES.iter().map(|(stream, _)| *stream))?;
+                let sources = sources(&args, ates_analytics::SOURCES.iter().map(|source| source.stream))?;
                 projection::catch_up(&js, &pool, dashboards, &sources, |s, p| bars.show(s, p)).await
             }
             .map_err(anyhow::Error::from_boxed)?;

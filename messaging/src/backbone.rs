@@ -9,7 +9,7 @@ use sqlx::migrate::Migrator;
 
 use crate::consumer::{ConsumerSpec, DeliverySettings, Handler};
 use crate::nats::NatsUser;
-use crate::permissions::Bus;
+use crate::permissions::{Bus, Subscription};
 use crate::streams::{self, StreamSettings};
 use crate::{db, nats};
 
@@ -143,15 +143,16 @@ impl Backbone {
         crate::Relay::new(self.pool.clone(), self.js.clone(), self.schema, settings)
     }
 
-    /// The durable consumer `name` of `stream` (every subject), applying `handler` to this
-    /// service's schema with the configured delivery settings.
+    /// The durable consumer of `subscription`, applying `handler` to this service's schema with
+    /// the configured delivery settings.
     pub fn consumer<H: Handler>(
         &self,
-        name: &str,
-        stream: &str,
+        subscription: &Subscription,
         handler: std::sync::Arc<H>,
     ) -> crate::Consumer<H> {
-        let spec = ConsumerSpec::new(name, stream, &[]).with_delivery(self.config.delivery);
+        let mut spec = ConsumerSpec::new(subscription.consumer, subscription.stream, &[])
+            .with_delivery(self.config.delivery);
+        spec.subjects = subscription.filter_subjects();
         crate::Consumer::new(self.js.clone(), self.pool.clone(), spec, handler)
     }
 }

@@ -12,8 +12,42 @@ pub struct Bus {
     pub user: &'static str,
     /// The stream of its own domain, which it publishes to and provisions.
     pub produces: Option<&'static str>,
-    /// Its durable consumers: (stream, consumer name).
-    pub consumes: &'static [(&'static str, &'static str)],
+    /// Its durable consumers.
+    pub consumes: &'static [Subscription],
+}
+
+/// One durable consumer a service runs: the stream it reads and which of its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub stream: &'static str,
+    /// The durable consumer's name.
+    pub consumer: &'static str,
+    /// The events it receives, by name (`tasks.completed`, every version); every event of the
+    /// stream when empty.
+    pub events: &'static [&'static str],
+}
+
+impl Subscription {
+    /// The consumer `consumer` of every event of `stream`.
+    pub const fn all(stream: &'static str, consumer: &'static str) -> Self {
+        Subscription { stream, consumer, events: &[] }
+    }
+
+    /// The subjects it asks its stream for (`tasks.completed.*`); none means all of them.
+    pub fn filter_subjects(&self) -> Vec<String> {
+        self.events.iter().map(|event| format!("{event}.*")).collect()
+    }
+
+    /// Whether a message of its stream on `subject` (`tasks.completed.v1`) comes to it.
+    pub fn receives(&self, subject: &str) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|event| {
+                subject
+                    .strip_prefix(event)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|version| !version.is_empty() && !version.contains('.'))
+            })
+    }
 }
 
 /// Subjects a NATS user may publish to and subscribe to.
@@ -50,7 +84,7 @@ impl Bus {
         }
         // Parking goes to `dlq.<consumer>`, each service only its own consumers' subjects: what
         // it parks cannot pretend to come from another service's consumer.
-        publish.extend(self.consumes.iter().map(|(_, consumer)| format!("dlq.{consumer}")));
+        publish.extend(self.consumes.iter().map(|s| format!("dlq.{}", s.consumer)));
         for stream in self.provisions() {
             for call in ["CREATE", "UPDATE", "INFO"] {
                 publish.push(format!("$JS.API.STREAM.{call}.{stream}"));
@@ -77,7 +111,7 @@ impl Bus {
                 publish.push(format!("$JS.API.CONSUMER.{call}.{stream}.{reader}"));
             }
         }
-        for (stream, consumer) in self.consumes {
+        for Subscription { stream, consumer, .. } in self.consumes {
             add_once(&mut publish, format!("$JS.API.STREAM.INFO.{stream}"));
             publish.extend([
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
@@ -96,8 +130,25 @@ impl Bus {
 mod tests {
     use super::*;
 
-    const TRACKER: Bus =
-        Bus { user: "task-tracker", produces: Some("TASKS"), consumes: &[("ACCOUNTS", "tracker")] };
+    const TRACKER: Bus = Bus {
+        user: "task-tracker",
+        produces: Some("TASKS"),
+        consumes: &[Subscription::all("ACCOUNTS", "tracker")],
+    };
+
+    #[test]
+    fn a_subscription_receives_every_version_of_its_events_and_nothing_else() {
+        let completions = Subscription { stream: "TASKS", consumer: "c", events: &["tasks.completed"] };
+        assert_eq!(completions.filter_subjects(), ["tasks.completed.*"]);
+        assert!(completions.receives("tasks.completed.v1") && completions.receives("tasks.completed.v2"));
+        for other in
+            ["tasks.assigned.v1", "tasks.completed", "tasks.completed_late.v1", "tasks.completed.v1.x"]
+        {
+            assert!(!completions.receives(other), "{other}");
+        }
+        let everything = Subscription::all("TASKS", "c");
+        assert!(everything.filter_subjects().is_empty() && everything.receives("tasks.assigned.v1"));
+    }
 
     #[test]
     fn a_service_publishes_only_its_own_domain_and_the_dlq() {
@@ -126,7 +177,12 @@ mod tests {
                 .iter()
                 .any(|s| s.contains("MSG.DELETE.TASKS") || s.contains("MSG.GET.ACCOUNTS"))
         );
-        let reader = Bus { user: "analytics", produces: None, consumes: &[("TASKS", "analytics-tasks")] };
+        const READER: Bus = Bus {
+            user: "analytics",
+            produces: None,
+            consumes: &[Subscription::all("TASKS", "analytics-tasks")],
+        };
+        let reader = READER;
         assert!(
             !reader
                 .permissions()

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::backbone::Backbone;
+use crate::permissions::Subscription;
 use crate::streams::DLQ;
 
 /// A snapshot of where a service's work waits.
@@ -74,11 +75,12 @@ impl Backbone {
             Some(_) => self.outbox_backlog().await.map_err(|e| tracing::debug!("outbox backlog: {e}")).ok(),
             None => None,
         };
-        let consumers = join_all(self.bus.consumes.iter().map(|(stream, consumer)| async move {
-            let (pending, parked) =
-                tokio::join!(self.consumer_pending(stream, consumer), self.parked(consumer));
-            ConsumerLag { consumer: (*consumer).to_owned(), stream: (*stream).to_owned(), pending, parked }
-        }));
+        let consumers =
+            join_all(self.bus.consumes.iter().map(|&Subscription { stream, consumer, .. }| async move {
+                let (pending, parked) =
+                    tokio::join!(self.consumer_pending(stream, consumer), self.parked(consumer));
+                ConsumerLag { consumer: consumer.to_owned(), stream: stream.to_owned(), pending, parked }
+            }));
         let streams = join_all(self.bus.provisions().into_iter().map(|stream| async move {
             let messages = bounded(async {
                 let handle = self.js.get_stream_no_info(stream).await?;

@@ -16,7 +16,7 @@ pub mod tasks;
 use std::sync::Arc;
 
 use ates_accounts_replica::ReplicaFreshness;
-use ates_messaging::permissions::Bus;
+use ates_messaging::permissions::{Bus, Subscription};
 use ates_messaging::{Backbone, streams};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
@@ -35,7 +35,7 @@ pub const SCHEMA: &str = "task_tracker";
 pub const BUS: Bus = Bus {
     user: "task-tracker",
     produces: Some(streams::TASKS),
-    consumes: &[(streams::ACCOUNTS, consumers::accounts::NAME)],
+    consumes: &[Subscription::all(streams::ACCOUNTS, consumers::accounts::NAME)],
 };
 
 /// The task tracker's own tables.

@@ -1,11 +1,14 @@
-//! The consumer of `tasks.*`: prices each task once and posts fees and rewards.
+//! The consumers of `tasks.*`: they price each task once and post fees and rewards.
 //!
 //! `tasks.added` fills in a task's title and jira id, `tasks.assigned` debits the assignee the
-//! fee, `tasks.completed` credits the completer the reward.
+//! fee, `tasks.completed` credits the completer the reward. Completions have a consumer of their
+//! own, so a reward is not queued behind the burst of fees a shuffle causes. Either consumer
+//! prices a task it sees first, so they need no order between them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use ates_messaging::permissions::Subscription;
 use ates_messaging::{Backbone, Consumer, Handler, HandlerError, streams};
 use ates_schemas::events::TaskPricedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
@@ -18,13 +21,25 @@ use crate::domain::posting::{posting_for, task_of};
 use crate::domain::pricing::Price;
 use crate::ledger::{OUTBOX, post};
 
-/// The durable consumer of `tasks.*` that keeps the ledger.
-pub const NAME: &str = "accounting-tasks";
+/// The durable consumer of additions and assignments: titles and fees.
+pub const LEDGER: Subscription = Subscription {
+    stream: streams::TASKS,
+    consumer: "accounting-tasks",
+    events: &["tasks.added", "tasks.assigned"],
+};
 
-/// The consumer that applies `backbone`'s `TASKS` stream to the ledger, with business dates
+/// The durable consumer of completions: rewards.
+pub const REWARDS: Subscription =
+    Subscription { stream: streams::TASKS, consumer: "accounting-completions", events: &["tasks.completed"] };
+
+/// Both, which between them receive every task event.
+pub const SUBSCRIPTIONS: [Subscription; 2] = [LEDGER, REWARDS];
+
+/// The consumers that apply `backbone`'s `TASKS` stream to the ledger, with business dates
 /// reckoned in `zone`.
-pub fn consumer(backbone: &Backbone, zone: Tz) -> Consumer<TaskEvents> {
-    backbone.consumer(NAME, streams::TASKS, Arc::new(TaskEvents { zone }))
+pub fn consumers(backbone: &Backbone, zone: Tz) -> [Consumer<TaskEvents>; 2] {
+    let handler = Arc::new(TaskEvents { zone });
+    SUBSCRIPTIONS.map(|subscription| backbone.consumer(&subscription, handler.clone()))
 }
 
 /// Applies task events to the ledger, in any order and at most once each.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::message::PublishMessage;
 use ates_accounting::AccountingService;
 use ates_accounting::consumers::tasks;
+use ates_messaging::permissions::Subscription;
 use ates_schemas::Envelope;
 use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
 use clap::Args;
@@ -55,14 +56,16 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let consumer = tokio::spawn(accounting.task_consumer().run(shutdown.clone()));
+    let consumers = accounting.task_consumers().map(|c| tokio::spawn(c.run(shutdown.clone())));
     // An error means the consumer does not exist yet.
     while !matches!(unacknowledged(&accounting.backbone.js).await, Ok(0)) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = per_second(backlog.len(), started.elapsed());
     shutdown.cancel();
-    consumer.await?;
+    for consumer in consumers {
+        consumer.await?;
+    }
     let applied = applied(pool).await?;
     anyhow::ensure!(
         usize::try_from(applied)? == backlog.len(),
@@ -90,20 +93,25 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many task events accounting's consumer has not acknowledged yet (it acknowledges after
-/// committing). Read from NATS, so polling it does not load the database being measured; an
-/// error before the consumer exists.
+/// How many task events accounting's consumers have not acknowledged yet (they acknowledge
+/// after committing). Read from NATS, so polling it does not load the database being measured; an
+/// error before the consumers exist.
 pub(super) async fn unacknowledged(js: &async_nats::jetstream::Context) -> anyhow::Result<u64> {
-    ates_messaging::waiting::unacknowledged(js, ates_messaging::streams::TASKS, tasks::NAME)
-        .await
-        .map_err(anyhow::Error::from_boxed)
+    let mut total = 0;
+    for Subscription { stream, consumer, .. } in tasks::SUBSCRIPTIONS {
+        total += ates_messaging::waiting::unacknowledged(js, stream, consumer)
+            .await
+            .map_err(anyhow::Error::from_boxed)?;
+    }
+    Ok(total)
 }
 
 /// How many task events accounting has recorded as applied (`pool` in its schema): counted once
 /// a drain is over.
 pub(super) async fn applied(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = $1")
-        .bind(tasks::NAME)
+    let consumers: Vec<&str> = tasks::SUBSCRIPTIONS.iter().map(|s| s.consumer).collect();
+    Ok(sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = ANY($1)")
+        .bind(&consumers)
         .fetch_one(pool)
         .await?)
 }

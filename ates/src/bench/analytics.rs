@@ -65,7 +65,7 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let js = &analytics.backbone.js;
     super::accounting::publish(js, &history).await?;
 
-    let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|(stream, _)| *stream).collect();
+    let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|source| source.stream).collect();
     let started = Instant::now();
     let report = projection::rebuild(
         js,

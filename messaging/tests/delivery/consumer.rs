@@ -183,3 +183,51 @@ async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_park
     }))
     .await;
 }
+
+#[tokio::test]
+async fn a_consumer_of_the_whole_stream_narrowed_to_some_events_keeps_its_place_and_gets_only_those() {
+    use ates_schemas::Envelope;
+    use ates_schemas::events::{AssignReason, TaskAssignedV1};
+
+    let env = Env::start().await;
+    env.commit_events(5).await;
+    env.relay().publish_pending().await.unwrap();
+    let whole = CancellationToken::new();
+    let handler = Effects::new("effects");
+    let running = tokio::spawn(env.consumer(&handler).run(whole.clone()));
+    env.expect_effects_exactly_once(5).await;
+    eventually("all acknowledged", || async { (env.consumer_backlog().await == (0, 0)).then_some(()) }).await;
+    whole.cancel();
+    running.await.unwrap();
+
+    // While it is stopped, more completions and two assignments arrive; then it is started again
+    // with a filter (as when accounting gave completions their own consumer).
+    env.commit_events(3).await;
+    let assigned = |_| {
+        let data = TaskAssignedV1 {
+            task_id: uuid::Uuid::new_v4(),
+            assignee_id: uuid::Uuid::new_v4(),
+            previous_assignee_id: None,
+            reason: AssignReason::Created,
+        };
+        Envelope::new("test", data)
+    };
+    crate::support::commit(&env.pool, &(0..2).map(assigned).collect::<Vec<_>>()).await;
+    env.relay().publish_pending().await.unwrap();
+    let mut narrowed = spec();
+    narrowed.subjects = vec!["tasks.completed.*".to_owned()];
+    let consumer = Consumer::new(env.js.clone(), env.pool.clone(), narrowed, handler.clone());
+    let info = consumer.ensure().await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.filter_subjects, ["tasks.completed.*"], "the durable consumer was updated");
+    env.spawn_consumer_from(consumer);
+
+    env.expect_effects_exactly_once(8).await;
+    eventually("all acknowledged", || async { (env.consumer_backlog().await == (0, 0)).then_some(()) }).await;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM effects WHERE task_id = '00000000-0000-0000-0000-000000000000'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(others, 0, "no assignment was delivered to it");
+}

@@ -111,7 +111,12 @@ impl Env {
     }
 
     pub fn spawn_consumer(&self, handler: &Arc<Effects>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.consumer(handler).run(self.shutdown.child_token()))
+        self.spawn_consumer_from(self.consumer(handler))
+    }
+
+    /// Runs `consumer` until the test ends.
+    pub fn spawn_consumer_from(&self, consumer: Consumer<Effects>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(consumer.run(self.shutdown.child_token()))
     }
 
     /// Commits `count` events through the outbox in transactions of up to 100; returns their ids.

@@ -58,13 +58,18 @@ async fn where_work_waits_shows_the_outbox_backlog_while_nats_is_down_and_what_c
     // A message no consumer can read is parked, and each consumer of the stream counts its own.
     let impostor = sys.nats_as(&ates_task_tracker::BUS).connect("garbage").await.unwrap();
     let js = ates_messaging::nats::jetstream(impostor, Duration::from_secs(5));
-    js.publish("tasks.completed.v1", "not an event".into()).await.unwrap().await.unwrap();
+    js.publish("tasks.assigned.v1", "not an event".into()).await.unwrap().await.unwrap();
     let parked = eventually("the garbage to be parked", || async {
         let waiting = accounting.waiting().await;
         (lag(&waiting, "accounting-tasks").parked == Some(1)).then_some(waiting)
     })
     .await;
     assert_eq!(lag(&parked, "accounting-accounts").parked, Some(0), "{parked:?}");
+    assert_eq!(
+        lag(&parked, "accounting-completions").parked,
+        Some(0),
+        "it is not sent assignments: {parked:?}"
+    );
     assert_eq!(stream_messages(&parked, "DLQ").map(|n| n >= 1), Some(true), "{parked:?}");
 
     parked.record();
@@ -227,12 +232,17 @@ async fn the_audit_passes_when_every_event_arrived_fails_when_one_went_missing_a
 
     let clean = audit().await.unwrap();
     assert!(clean.ok(), "{}", clean.render());
-    let tasks = clean.deliveries.iter().find(|d| d.consumer == "accounting-tasks").unwrap();
-    assert_eq!((tasks.events, tasks.applied), (3, 3), "added, assigned, completed: {}", clean.render());
+    let delivered = |consumer: &str| {
+        let delivery = clean.deliveries.iter().find(|d| d.consumer == consumer).unwrap();
+        (delivery.events, delivery.applied)
+    };
+    assert_eq!(delivered("accounting-tasks"), (2, 2), "added and assigned: {}", clean.render());
+    assert_eq!(delivered("accounting-completions"), (1, 1), "completed: {}", clean.render());
+    assert_eq!(delivered("analytics-tasks"), (3, 3), "all three: {}", clean.render());
     assert_eq!(
         clean.deliveries.len(),
-        3 + 2 + 1,
-        "auth's three consumers, the tracker's two, accounting's one"
+        3 + 3 + 1,
+        "auth's three consumers, the tracker's three, accounting's one"
     );
     assert!(clean.money.iter().all(|m| m.events == 1 && m.matched == 1), "{}", clean.render());
 

@@ -16,6 +16,11 @@ fn pool(sys: &TestSystem) -> &PgPool {
     &sys.system.accounting.backbone.pool
 }
 
+/// The names of accounting's task consumers.
+fn task_consumers() -> Vec<&'static str> {
+    ates_accounting::consumers::tasks::SUBSCRIPTIONS.iter().map(|s| s.consumer).collect()
+}
+
 /// Waits until accounting has applied `events` distinct task events and acknowledged all.
 async fn drained(sys: &TestSystem, events: usize) {
     let js = sys.jetstream().await;
@@ -23,17 +28,20 @@ async fn drained(sys: &TestSystem, events: usize) {
         &format!("accounting to apply {events} events"),
         std::time::Duration::from_secs(60),
         || async {
-            let applied: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM processed_events WHERE consumer = 'accounting-tasks'",
-            )
-            .fetch_one(pool(sys))
-            .await
-            .ok()?;
-            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-                js.get_stream("TASKS").await.ok()?.get_consumer("accounting-tasks").await.ok()?;
-            let info = consumer.info().await.ok()?;
-            (applied == i64::try_from(events).unwrap() && info.num_pending == 0 && info.num_ack_pending == 0)
-                .then_some(())
+            let applied: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = ANY($1)")
+                    .bind(task_consumers())
+                    .fetch_one(pool(sys))
+                    .await
+                    .ok()?;
+            let stream = js.get_stream("TASKS").await.ok()?;
+            for consumer in task_consumers() {
+                let info = stream.consumer_info(consumer).await.ok()?;
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return None;
+                }
+            }
+            (applied == i64::try_from(events).unwrap()).then_some(())
         },
     )
     .await;
@@ -126,7 +134,9 @@ async fn two_accounting_instances_consuming_at_once_reach_the_oracles_balances()
     let sys = TestSystem::start().await;
     let second = AccountingService::build(&sys.config.accounting().unwrap()).await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(second.task_consumer().run(shutdown.child_token()));
+    for consumer in second.task_consumers() {
+        tokio::spawn(consumer.run(shutdown.child_token()));
+    }
     let js = sys.jetstream().await;
 
     let workloads: Vec<Workload> = (10..14).map(Workload::generate).collect();
@@ -152,7 +162,8 @@ async fn a_lost_dedupe_record_cannot_post_an_event_twice() {
     drained(&sys, workload.unique.len()).await;
     let before = balances(pool(&sys), &workload.accounts).await;
 
-    sqlx::query("DELETE FROM processed_events WHERE consumer = 'accounting-tasks'")
+    sqlx::query("DELETE FROM processed_events WHERE consumer = ANY($1)")
+        .bind(task_consumers())
         .execute(pool(&sys))
         .await
         .unwrap();
