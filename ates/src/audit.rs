@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use ates_accounting::consumers::tasks;
 use ates_messaging::dlq::Dlq;
 use ates_messaging::event_log::{self, Published};
 use ates_messaging::permissions::Subscription;
@@ -265,10 +266,13 @@ fn consumers_of(producer: &Service) -> Vec<(&'static str, Subscription)> {
 
 /// Which of `ids` `consumer` has applied: for the consumers of analytics' dashboards, what the
 /// current generation of the read model holds (a rebuild replaces what the live consumer
-/// recorded); for every other consumer, its record of processed events.
+/// recorded); for accounting's task consumers, the effects that are their own record; for every
+/// other consumer, its record of processed events.
 async fn applied_by(pool: &sqlx::PgPool, consumer: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
     if ates_analytics::SOURCES.iter().any(|source| source.consumer == consumer) {
         event_log::projected(pool, ids).await
+    } else if tasks::SUBSCRIPTIONS.iter().any(|s| s.consumer == consumer) {
+        tasks::applied(pool, consumer, ids).await
     } else {
         event_log::recorded(pool, consumer, ids).await
     }

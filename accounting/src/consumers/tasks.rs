@@ -5,7 +5,7 @@
 //! own, so a reward is not queued behind the burst of fees a shuffle causes. Either consumer
 //! prices a task it sees first, so they need no order between them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ates_messaging::permissions::Subscription;
@@ -13,7 +13,7 @@ use ates_messaging::{Backbone, Consumer, Handler, HandlerError, streams};
 use ates_schemas::events::TaskPricedV1;
 use ates_schemas::{DomainEvent, Envelope, ReceivedEvent};
 use chrono_tz::Tz;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::Result;
@@ -49,6 +49,13 @@ pub struct TaskEvents {
 }
 
 impl Handler for TaskEvents {
+    /// What an event did is its own record: its transaction, or its task's title.
+    const RECORDS_APPLIED: bool = true;
+
+    async fn recorded(&self, pool: &PgPool, consumer: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
+        applied(pool, consumer, ids).await
+    }
+
     async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
         let tasks: Vec<Uuid> =
             events.iter().filter_map(task_of).collect::<BTreeSet<_>>().into_iter().collect();
@@ -61,6 +68,34 @@ impl Handler for TaskEvents {
         post(tx, postings, self.zone, None).await?;
         Ok(())
     }
+}
+
+/// Which of `ids` the task consumer `consumer` has applied: the events whose fee or reward is
+/// posted, whose title is recorded, or which it recorded as applied before it kept no record of
+/// its own. Every event is handled idempotently, so nothing else needs recording: a posting
+/// whose transaction exists is skipped, a task is priced once, a title written again is the same.
+pub async fn applied(pool: &PgPool, consumer: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT cause_event_id AS "id!" FROM transactions WHERE cause_event_id = ANY($1) AND kind <> 'payout'
+           UNION SELECT added_event_id FROM tasks WHERE added_event_id = ANY($1)
+           UNION SELECT event_id FROM processed_events WHERE consumer = $2 AND event_id = ANY($1)"#,
+        ids,
+        consumer,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// How many task events are applied, by their own records (fees and rewards posted, titles
+/// recorded): what benchmarks and tests wait for.
+pub async fn applied_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*) FROM transactions WHERE kind <> 'payout')
+                + (SELECT count(*) FROM tasks WHERE added_event_id IS NOT NULL) AS "count!""#
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// A task's price as stored.
@@ -120,12 +155,13 @@ async fn price(
         .collect())
 }
 
-/// Fills in the title and jira id of tasks whose `tasks.added` is in the batch.
+/// Fills in the title and jira id of tasks whose `tasks.added` is in the batch, with the id of
+/// that event as its record.
 async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<()> {
     let added: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.event {
-            DomainEvent::TaskAdded(added) => Some(added),
+            DomainEvent::TaskAdded(added) => Some((e.meta.event_id, added)),
             _ => None,
         })
         .collect();
@@ -133,12 +169,13 @@ async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Resul
         return Ok(());
     }
     sqlx::query!(
-        "UPDATE tasks SET title = v.title, jira_id = v.jira_id
-         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(task_id, title, jira_id)
+        "UPDATE tasks SET title = v.title, jira_id = v.jira_id, added_event_id = v.event_id
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS v(task_id, title, jira_id, event_id)
          WHERE tasks.task_id = v.task_id",
-        &added.iter().map(|a| a.task_id).collect::<Vec<_>>(),
-        &added.iter().map(|a| a.title.as_str()).collect::<Vec<_>>() as &[&str],
-        &added.iter().map(|a| a.jira_id.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
+        &added.iter().map(|(_, a)| a.task_id).collect::<Vec<_>>(),
+        &added.iter().map(|(_, a)| a.title.as_str()).collect::<Vec<_>>() as &[&str],
+        &added.iter().map(|(_, a)| a.jira_id.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
+        &added.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
     )
     .execute(tx)
     .await?;

@@ -106,14 +106,10 @@ pub(super) async fn unacknowledged(js: &async_nats::jetstream::Context) -> anyho
     Ok(total)
 }
 
-/// How many task events accounting has recorded as applied (`pool` in its schema): counted once
-/// a drain is over.
+/// How many task events accounting has applied (`pool` in its schema): counted once a drain is
+/// over.
 pub(super) async fn applied(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
-    let consumers: Vec<&str> = tasks::SUBSCRIPTIONS.iter().map(|s| s.consumer).collect();
-    Ok(sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = ANY($1)")
-        .bind(&consumers)
-        .fetch_one(pool)
-        .await?)
+    Ok(tasks::applied_count(pool).await?)
 }
 
 /// Publishes `backlog` (subject, payload) to JetStream, 10,000 at a time without waiting in

@@ -161,6 +161,15 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         load.freshness_timeouts,
         load.shuffles
     );
+    let legs = completion_legs(&pool).await?;
+    println!(
+        "{:<44} relay p50 {:.1} ms, p99 {:.1} ms; accounting p50 {:.1} ms, p99 {:.1} ms",
+        "  where a completion's time goes",
+        legs.relay_p50_ms,
+        legs.relay_p99_ms,
+        legs.posting_p50_ms,
+        legs.posting_p99_ms
+    );
     println!("{:<44} {} (of {:?} × {} cores)", "CPU used during the load", load_cpu, args.duration, cores());
     let rss_text: Vec<String> = rss.iter().map(|(name, mib)| format!("{name} {mib} MiB")).collect();
     println!("{:<44} {}", "peak resident memory", rss_text.join(", "));
@@ -217,6 +226,36 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         service.program.stop(Duration::from_secs(10)).await?;
     }
     Ok(())
+}
+
+/// The two legs of every completion's way to the ledger, from the databases: the task tracker's
+/// relay (committed to the outbox → acknowledged by JetStream and marked) and accounting (marked
+/// → its reward's posting transaction began; it can begin before the mark, which counts as 0).
+#[derive(sqlx::FromRow)]
+struct CompletionLegs {
+    relay_p50_ms: f64,
+    relay_p99_ms: f64,
+    posting_p50_ms: f64,
+    posting_p99_ms: f64,
+}
+
+async fn completion_legs(pool: &PgPool) -> anyhow::Result<CompletionLegs> {
+    Ok(sqlx::query_as(
+        "WITH legs AS (
+             SELECT EXTRACT(EPOCH FROM o.published_at - o.created_at) * 1000 AS relay,
+                    GREATEST(EXTRACT(EPOCH FROM t.created_at - o.published_at) * 1000, 0) AS posting
+             FROM task_tracker.outbox o
+             JOIN accounting.transactions t ON t.cause_event_id = o.event_id
+             WHERE o.subject LIKE 'tasks.completed.%'
+         )
+         SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY relay), 0)::float8 AS relay_p50_ms,
+                coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY relay), 0)::float8 AS relay_p99_ms,
+                coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY posting), 0)::float8 AS posting_p50_ms,
+                coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY posting), 0)::float8 AS posting_p99_ms
+         FROM legs",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Autocommitted one-row inserts from `connections` connections at once for `time`.

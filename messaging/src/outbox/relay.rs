@@ -133,6 +133,7 @@ impl Relay {
         let mut listener = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut last_cleanup = tokio::time::Instant::now();
+        let mut backlog = false;
         while !shutdown.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
@@ -140,8 +141,10 @@ impl Relay {
             if let Some(gate) = &gate {
                 self.wait_for_audit(gate, &shutdown).await;
             }
-            let delay = match self.publish_pending().await {
-                Ok(round) if round.claimed == self.batch_len() => {
+            let round = if backlog { self.publish_both_ends().await } else { self.publish_pending().await };
+            backlog = matches!(round, Ok(round) if round.claimed >= self.batch_len());
+            let delay = match round {
+                Ok(_) if backlog => {
                     backoff.reset();
                     continue;
                 }
@@ -187,18 +190,46 @@ impl Relay {
         Some(listener)
     }
 
-    /// Claims one batch of unpublished rows, publishes them and marks the acknowledged ones.
-    /// Rows whose publish failed stay unpublished and make the round an error.
+    /// Claims the oldest batch of unpublished rows, publishes them and marks the acknowledged
+    /// ones. Rows whose publish failed stay unpublished and make the round an error.
     pub async fn publish_pending(&self) -> Result<RelayRound, RelayError> {
+        self.publish_from(End::Oldest).await
+    }
+
+    /// A round while the outbox has a backlog: the oldest batch and, at once, the newest. What
+    /// was committed after a burst (the thousands of assignments of a shuffle) does not wait for
+    /// all of it, and the burst is published no slower. Order was never promised: consumers
+    /// reach the same state in any order.
+    pub async fn publish_both_ends(&self) -> Result<RelayRound, RelayError> {
+        let (oldest, newest) = tokio::join!(self.publish_from(End::Oldest), self.publish_from(End::Newest));
+        Ok(oldest?.and(newest?))
+    }
+
+    async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as!(
-            OutboxRow,
-            "SELECT id, event_id, subject, payload, traceparent FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            self.settings.batch_size,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let limit = self.settings.batch_size;
+        let rows: Vec<OutboxRow> = match end {
+            End::Oldest => {
+                sqlx::query_as!(
+                    OutboxRow,
+                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                 WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    limit,
+                )
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            End::Newest => {
+                sqlx::query_as!(
+                    OutboxRow,
+                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                 WHERE published_at IS NULL ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    limit,
+                )
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
         if rows.is_empty() {
             return Ok(RelayRound::default());
         }
@@ -248,6 +279,13 @@ async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
+/// Which rows a round claims.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Oldest,
+    Newest,
+}
+
 /// What one relay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayRound {
@@ -257,6 +295,17 @@ pub struct RelayRound {
     pub published: usize,
     /// Of those, how many JetStream already had (a publish repeated after a crash).
     pub duplicates: usize,
+}
+
+impl RelayRound {
+    /// Both rounds' figures together.
+    fn and(self, other: RelayRound) -> RelayRound {
+        RelayRound {
+            claimed: self.claimed + other.claimed,
+            published: self.published + other.published,
+            duplicates: self.duplicates + other.duplicates,
+        }
+    }
 }
 
 /// Why a relay round failed.

@@ -118,3 +118,49 @@ async fn published_rows_are_kept_for_the_retention_horizon_then_deleted() {
     assert_eq!(impatient.delete_expired().await.unwrap(), 10, "only published rows expire");
     assert_eq!(env.unpublished().await, 5);
 }
+
+#[tokio::test]
+async fn an_event_committed_after_a_burst_is_published_without_waiting_for_all_of_it() {
+    let env = Env::start().await;
+    let burst: Vec<_> = (0..1500).map(|_| completed()).collect();
+    crate::support::commit(&env.pool, &burst).await;
+    let late = completed();
+    crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
+    let relay = env.relay();
+    let in_stream = || async {
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect::<Vec<Uuid>>()
+    };
+
+    let first = relay.publish_pending().await.unwrap();
+    assert_eq!(first.published, 500, "a plain round takes the oldest batch");
+    assert!(!in_stream().await.contains(&late.event_id));
+    let both = relay.publish_both_ends().await.unwrap();
+    assert_eq!(both.published, 1000, "the oldest batch and the newest");
+    assert!(in_stream().await.contains(&late.event_id), "the late event went with the newest batch");
+    assert_eq!(env.unpublished().await, 1, "one of the burst is left in the middle");
+
+    relay.publish_both_ends().await.unwrap();
+    let published = in_stream().await;
+    let distinct: HashSet<Uuid> = published.iter().copied().collect();
+    assert_eq!((published.len(), distinct.len()), (1501, 1501), "each event once");
+    assert_eq!(env.unpublished().await, 0);
+}
+
+#[tokio::test]
+async fn the_running_relay_publishes_from_both_ends_while_it_has_a_backlog() {
+    let env = Env::start().await;
+    let burst: Vec<_> = (0..5000).map(|_| completed()).collect();
+    crate::support::commit(&env.pool, &burst).await;
+    let late = completed();
+    crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
+    env.spawn_relay();
+    eventually("everything published", || async { (env.unpublished().await == 0).then_some(()) }).await;
+    let sequence: i64 = sqlx::query_scalar("SELECT stream_seq FROM outbox WHERE event_id = $1")
+        .bind(late.event_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    // The first round takes the oldest 500; the next, from both ends, takes the late event.
+    assert!(sequence <= 1500, "the late event went out in the second round, not after the burst: {sequence}");
+    assert_eq!(env.stream_messages("TASKS").await, 5001);
+}

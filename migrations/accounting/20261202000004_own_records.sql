@@ -1,0 +1,6 @@
+-- Accounting's task consumers keep no dedupe record per event: an event is applied when its
+-- effect is there, written in the same transaction. A fee or reward is its transaction
+-- (`cause_event_id`, and the transaction id derives from it); an addition is its task's
+-- `added_event_id`, set with the title. Events applied before this version are in
+-- `processed_events`, which is still read.
+ALTER TABLE tasks ADD COLUMN added_event_id uuid;
