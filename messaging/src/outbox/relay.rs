@@ -13,6 +13,9 @@ use super::audit::{AuditGate, AuditSettings, Auditor};
 
 /// The longest the relay waits for an audit after NATS reconnected.
 const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
+/// While a backlog is published from the oldest end, how often the newest end looks again once
+/// it has caught up.
+const NEWEST_POLL: Duration = Duration::from_millis(10);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -133,7 +136,6 @@ impl Relay {
         let mut listener = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut last_cleanup = tokio::time::Instant::now();
-        let mut backlog = false;
         while !shutdown.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
@@ -141,13 +143,11 @@ impl Relay {
             if let Some(gate) = &gate {
                 self.wait_for_audit(gate, &shutdown).await;
             }
-            let round = if backlog { self.publish_both_ends().await } else { self.publish_pending().await };
-            backlog = matches!(round, Ok(round) if round.claimed >= self.batch_len());
+            let round = match self.publish_pending().await {
+                Ok(round) if round.claimed >= self.batch_len() => self.publish_backlog(&shutdown).await,
+                round => round,
+            };
             let delay = match round {
-                Ok(_) if backlog => {
-                    backoff.reset();
-                    continue;
-                }
                 Ok(_) => {
                     backoff.reset();
                     None
@@ -196,13 +196,40 @@ impl Relay {
         self.publish_from(End::Oldest).await
     }
 
-    /// A round while the outbox has a backlog: the oldest batch and, at once, the newest. What
-    /// was committed after a burst (the thousands of assignments of a shuffle) does not wait for
-    /// all of it, and the burst is published no slower. Order was never promised: consumers
-    /// reach the same state in any order.
-    pub async fn publish_both_ends(&self) -> Result<RelayRound, RelayError> {
-        let (oldest, newest) = tokio::join!(self.publish_from(End::Oldest), self.publish_from(End::Newest));
-        Ok(oldest?.and(newest?))
+    /// Publishes a backlog: batch after batch from the oldest end until one comes back short
+    /// (or `stop`), and beside them from the newest end, so what commits meanwhile (a completion
+    /// after the thousands of assignments of a shuffle) does not wait for all of it. Order was
+    /// never promised: consumers reach the same state in any order.
+    pub async fn publish_backlog(&self, stop: &CancellationToken) -> Result<RelayRound, RelayError> {
+        let done = stop.child_token();
+        let oldest = async {
+            let _done = done.clone().drop_guard();
+            let mut total = RelayRound::default();
+            while !done.is_cancelled() {
+                let round = self.publish_from(End::Oldest).await?;
+                total = total.and(round);
+                if round.claimed < self.batch_len() {
+                    break;
+                }
+            }
+            Ok::<_, RelayError>(total)
+        };
+        let newest = async {
+            let mut total = RelayRound::default();
+            while !done.is_cancelled() {
+                let round = self.publish_from(End::Newest).await?;
+                total = total.and(round);
+                if round.claimed < self.batch_len() {
+                    tokio::select! {
+                        () = done.cancelled() => {}
+                        () = tokio::time::sleep(NEWEST_POLL) => {}
+                    }
+                }
+            }
+            Ok::<_, RelayError>(total)
+        };
+        let (oldest, newest) = tokio::try_join!(oldest, newest)?;
+        Ok(oldest.and(newest))
     }
 
     async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {

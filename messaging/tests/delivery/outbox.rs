@@ -126,24 +126,45 @@ async fn an_event_committed_after_a_burst_is_published_without_waiting_for_all_o
     crate::support::commit(&env.pool, &burst).await;
     let late = completed();
     crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
-    let relay = env.relay();
-    let in_stream = || async {
-        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect::<Vec<Uuid>>()
-    };
 
-    let first = relay.publish_pending().await.unwrap();
-    assert_eq!(first.published, 500, "a plain round takes the oldest batch");
-    assert!(!in_stream().await.contains(&late.event_id));
-    let both = relay.publish_both_ends().await.unwrap();
-    assert_eq!(both.published, 1000, "the oldest batch and the newest");
-    assert!(in_stream().await.contains(&late.event_id), "the late event went with the newest batch");
-    assert_eq!(env.unpublished().await, 1, "one of the burst is left in the middle");
-
-    relay.publish_both_ends().await.unwrap();
-    let published = in_stream().await;
-    let distinct: HashSet<Uuid> = published.iter().copied().collect();
-    assert_eq!((published.len(), distinct.len()), (1501, 1501), "each event once");
+    let published = env.relay().publish_backlog(&tokio_util::sync::CancellationToken::new()).await.unwrap();
+    assert_eq!(published.published, 1501);
+    let in_stream: Vec<Uuid> =
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect();
+    let distinct: HashSet<Uuid> = in_stream.iter().copied().collect();
+    assert_eq!((in_stream.len(), distinct.len()), (1501, 1501), "each event once");
+    let position = in_stream.iter().position(|id| *id == late.event_id).unwrap();
+    assert!(position < 1000, "the late event went with the first batches, from the newest end: {position}");
     assert_eq!(env.unpublished().await, 0);
+}
+
+#[tokio::test]
+async fn an_event_committed_while_a_burst_is_being_published_does_not_wait_for_the_rest() {
+    let env = Env::start().await;
+    let burst: Vec<_> = (0..40_000).map(|_| completed()).collect();
+    for chunk in burst.chunks(10_000) {
+        crate::support::commit(&env.pool, chunk).await;
+    }
+    env.spawn_relay();
+    eventually("the relay to be at work on the burst", || async {
+        (env.unpublished().await < 39_000).then_some(())
+    })
+    .await;
+    let late = completed();
+    crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
+    let left = env.unpublished().await;
+    assert!(left > 10_000, "the burst is still being published ({left} left), or this test proves nothing");
+    eventually("everything published", || async { (env.unpublished().await == 0).then_some(()) }).await;
+    let sequence: i64 = sqlx::query_scalar("SELECT stream_seq FROM outbox WHERE event_id = $1")
+        .bind(late.event_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let waited_for = 40_001 - left;
+    assert!(
+        sequence < waited_for + 5_000,
+        "published at {sequence}, long before the {left} events of the burst still waiting when it committed"
+    );
 }
 
 #[tokio::test]
