@@ -22,8 +22,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The effect of events on a service's own state.
 pub trait Handler: Send + Sync + 'static {
     /// Applies `events` inside the transaction `tx`. Every event is new to this consumer:
-    /// duplicates were already filtered out, and the dedupe record commits with the effect.
-    /// Events arrive in stream order, but the handler must reach the same state in any order.
+    /// duplicates were already filtered out, and the dedupe record commits with the effect
+    /// (unless [`Handler::RECORDS_APPLIED`]: then each is new within the batch only, and the
+    /// handler skips what it applied before). Events arrive in stream order, but the handler
+    /// must reach the same state in any order.
     fn handle(
         &self,
         tx: &mut PgConnection,

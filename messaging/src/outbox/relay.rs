@@ -144,7 +144,9 @@ impl Relay {
                 self.wait_for_audit(gate, &shutdown).await;
             }
             let round = match self.publish_pending().await {
-                Ok(round) if round.claimed >= self.batch_len() => self.publish_backlog(&shutdown).await,
+                Ok(round) if round.claimed >= self.batch_len() => {
+                    self.publish_backlog_at(&shutdown, gate.as_deref()).await
+                }
                 round => round,
             };
             let delay = match round {
@@ -197,15 +199,26 @@ impl Relay {
     }
 
     /// Publishes a backlog: batch after batch from the oldest end until one comes back short
-    /// (or `stop`), and beside them from the newest end, so what commits meanwhile (a completion
-    /// after the thousands of assignments of a shuffle) does not wait for all of it. Order was
-    /// never promised: consumers reach the same state in any order.
+    /// (or `stop`, or `gate` closes), and beside them from the newest end, so what commits
+    /// meanwhile (a completion after the thousands of assignments of a shuffle) does not wait
+    /// for all of it. Order was never promised: consumers reach the same state in any order. The
+    /// one exception: events the auditor found lost go back into the sequences they had before
+    /// anything newer, so while one is unpublished the newest end waits.
     pub async fn publish_backlog(&self, stop: &CancellationToken) -> Result<RelayRound, RelayError> {
+        self.publish_backlog_at(stop, None).await
+    }
+
+    async fn publish_backlog_at(
+        &self,
+        stop: &CancellationToken,
+        gate: Option<&AuditGate>,
+    ) -> Result<RelayRound, RelayError> {
         let done = stop.child_token();
+        let open = || gate.is_none_or(|gate| gate.open_for(&self.js.client()));
         let oldest = async {
             let _done = done.clone().drop_guard();
             let mut total = RelayRound::default();
-            while !done.is_cancelled() {
+            while !done.is_cancelled() && open() {
                 let round = self.publish_from(End::Oldest).await?;
                 total = total.and(round);
                 if round.claimed < self.batch_len() {
@@ -217,7 +230,10 @@ impl Relay {
         let newest = async {
             let mut total = RelayRound::default();
             while !done.is_cancelled() {
-                let round = self.publish_from(End::Newest).await?;
+                let round = match open() && !self.requeued_pending().await? {
+                    true => self.publish_from(End::Newest).await?,
+                    false => RelayRound::default(),
+                };
                 total = total.and(round);
                 if round.claimed < self.batch_len() {
                     tokio::select! {
@@ -230,6 +246,16 @@ impl Relay {
         };
         let (oldest, newest) = tokio::try_join!(oldest, newest)?;
         Ok(oldest.and(newest))
+    }
+
+    /// Whether a row the auditor marked for publishing again is still unpublished.
+    async fn requeued_pending(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL
+                  AND id <= (SELECT coalesce(max(requeued_up_to), 0) FROM outbox_audit)) AS "pending!""#
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {
