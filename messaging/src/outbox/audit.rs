@@ -201,17 +201,14 @@ impl Auditor {
         .execute(&mut *tx)
         .await?;
         sqlx::query!(
-            "INSERT INTO outbox_audit (stream, created, first_seq, last_seq, audited_at, requeued_up_to)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO outbox_audit (stream, created, first_seq, last_seq, audited_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (stream) DO UPDATE SET created = excluded.created, first_seq = excluded.first_seq,
-                 last_seq = excluded.last_seq, audited_at = excluded.audited_at,
-                 requeued_up_to = GREATEST(outbox_audit.requeued_up_to, excluded.requeued_up_to)",
+                 last_seq = excluded.last_seq, audited_at = excluded.audited_at",
             name,
             created,
             first,
             newest,
             started,
-            ids.iter().copied().max().unwrap_or(0),
         )
         .execute(&mut *tx)
         .await?;

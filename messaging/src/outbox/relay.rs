@@ -13,9 +13,6 @@ use super::audit::{AuditGate, AuditSettings, Auditor};
 
 /// The longest the relay waits for an audit after NATS reconnected.
 const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
-/// While a backlog is published from the oldest end, how often the newest end looks again once
-/// it has caught up.
-const NEWEST_POLL: Duration = Duration::from_millis(10);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -143,13 +140,11 @@ impl Relay {
             if let Some(gate) = &gate {
                 self.wait_for_audit(gate, &shutdown).await;
             }
-            let round = match self.publish_pending().await {
-                Ok(round) if round.claimed >= self.batch_len() => {
-                    self.publish_backlog_at(&shutdown, gate.as_deref()).await
+            let delay = match self.publish_pending().await {
+                Ok(round) if round.claimed == self.batch_len() => {
+                    backoff.reset();
+                    continue;
                 }
-                round => round,
-            };
-            let delay = match round {
                 Ok(_) => {
                     backoff.reset();
                     None
@@ -192,97 +187,18 @@ impl Relay {
         Some(listener)
     }
 
-    /// Claims the oldest batch of unpublished rows, publishes them and marks the acknowledged
-    /// ones. Rows whose publish failed stay unpublished and make the round an error.
+    /// Claims one batch of unpublished rows, publishes them and marks the acknowledged ones.
+    /// Rows whose publish failed stay unpublished and make the round an error.
     pub async fn publish_pending(&self) -> Result<RelayRound, RelayError> {
-        self.publish_from(End::Oldest).await
-    }
-
-    /// Publishes a backlog: batch after batch from the oldest end until one comes back short
-    /// (or `stop`, or `gate` closes), and beside them from the newest end, so what commits
-    /// meanwhile (a completion after the thousands of assignments of a shuffle) does not wait
-    /// for all of it. Order was never promised: consumers reach the same state in any order. The
-    /// one exception: events the auditor found lost go back into the sequences they had before
-    /// anything newer, so while one is unpublished the newest end waits.
-    pub async fn publish_backlog(&self, stop: &CancellationToken) -> Result<RelayRound, RelayError> {
-        self.publish_backlog_at(stop, None).await
-    }
-
-    async fn publish_backlog_at(
-        &self,
-        stop: &CancellationToken,
-        gate: Option<&AuditGate>,
-    ) -> Result<RelayRound, RelayError> {
-        let done = stop.child_token();
-        let open = || gate.is_none_or(|gate| gate.open_for(&self.js.client()));
-        let oldest = async {
-            let _done = done.clone().drop_guard();
-            let mut total = RelayRound::default();
-            while !done.is_cancelled() && open() {
-                let round = self.publish_from(End::Oldest).await?;
-                total = total.and(round);
-                if round.claimed < self.batch_len() {
-                    break;
-                }
-            }
-            Ok::<_, RelayError>(total)
-        };
-        let newest = async {
-            let mut total = RelayRound::default();
-            while !done.is_cancelled() {
-                let round = match open() && !self.requeued_pending().await? {
-                    true => self.publish_from(End::Newest).await?,
-                    false => RelayRound::default(),
-                };
-                total = total.and(round);
-                if round.claimed < self.batch_len() {
-                    tokio::select! {
-                        () = done.cancelled() => {}
-                        () = tokio::time::sleep(NEWEST_POLL) => {}
-                    }
-                }
-            }
-            Ok::<_, RelayError>(total)
-        };
-        let (oldest, newest) = tokio::try_join!(oldest, newest)?;
-        Ok(oldest.and(newest))
-    }
-
-    /// Whether a row the auditor marked for publishing again is still unpublished.
-    async fn requeued_pending(&self) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT FROM outbox WHERE published_at IS NULL
-                  AND id <= (SELECT coalesce(max(requeued_up_to), 0) FROM outbox_audit)) AS "pending!""#
-        )
-        .fetch_one(&self.pool)
-        .await
-    }
-
-    async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let limit = self.settings.batch_size;
-        let rows: Vec<OutboxRow> = match end {
-            End::Oldest => {
-                sqlx::query_as!(
-                    OutboxRow,
-                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
-                 WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    limit,
-                )
-                .fetch_all(&mut *tx)
-                .await?
-            }
-            End::Newest => {
-                sqlx::query_as!(
-                    OutboxRow,
-                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
-                 WHERE published_at IS NULL ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    limit,
-                )
-                .fetch_all(&mut *tx)
-                .await?
-            }
-        };
+        let rows: Vec<OutboxRow> = sqlx::query_as!(
+            OutboxRow,
+            "SELECT id, event_id, subject, payload, traceparent FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            self.settings.batch_size,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         if rows.is_empty() {
             return Ok(RelayRound::default());
         }
@@ -332,13 +248,6 @@ async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// Which rows a round claims.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    Oldest,
-    Newest,
-}
-
 /// What one relay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayRound {
@@ -348,17 +257,6 @@ pub struct RelayRound {
     pub published: usize,
     /// Of those, how many JetStream already had (a publish repeated after a crash).
     pub duplicates: usize,
-}
-
-impl RelayRound {
-    /// Both rounds' figures together.
-    fn and(self, other: RelayRound) -> RelayRound {
-        RelayRound {
-            claimed: self.claimed + other.claimed,
-            published: self.published + other.published,
-            duplicates: self.duplicates + other.duplicates,
-        }
-    }
 }
 
 /// Why a relay round failed.
