@@ -5,8 +5,8 @@
 //! with that version's data, its schema inline. A service sends the current version of every
 //! event of the stream it produces into, and receives every version (legacy ones too) of each
 //! event one of its durable consumers reads: the whole stream, or the events the consumer's
-//! subject filter names. Every operation names its service in [`SERVICE`], which is how a service serves
-//! only its own part ([`ates_schemas::asyncapi::of_service`]).
+//! subject filter names. Every operation names its service in [`SERVICE`], which is how a
+//! service serves only its own part ([`ates_schemas::asyncapi::of_service`]).
 
 use std::path::Path;
 
