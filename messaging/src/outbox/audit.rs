@@ -7,8 +7,9 @@
 //! sequence of every acknowledgement on its outbox row. The auditor compares: a stream created
 //! at another time than last seen was made again and lost everything; otherwise every row
 //! published since the last audit (less a margin longer than the fsync interval) must still be
-//! at its sequence, with its event id. Whatever is not is marked unpublished, and the relay
-//! sends it again; consumers skip what they already applied, by event id.
+//! at its sequence, with its event id. Whatever is not is marked unpublished, keeping the
+//! sequence it had (`lost_seq`), and the relays send it again before anything else, in that
+//! order; consumers skip what they already applied, by event id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -192,7 +193,7 @@ impl Auditor {
         let (ids, sequences): (Vec<i64>, Vec<i64>) = lost.iter().map(|row| (row.id, row.stream_seq)).unzip();
         // Only rows still at the sequence found missing: another instance may have sent them since.
         sqlx::query!(
-            "UPDATE outbox SET published_at = NULL, stream_seq = NULL
+            "UPDATE outbox SET published_at = NULL, stream_seq = NULL, lost_seq = lost.sequence
              FROM unnest($1::bigint[], $2::bigint[]) AS lost (id, sequence)
              WHERE outbox.id = lost.id AND outbox.stream_seq = lost.sequence",
             &ids,

@@ -13,6 +13,9 @@ use super::audit::{AuditGate, AuditSettings, Auditor};
 
 /// The longest the relay waits for an audit after NATS reconnected.
 const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
+/// While a backlog is published from the oldest end, how often the newest end looks again once
+/// it has caught up.
+const NEWEST_POLL: Duration = Duration::from_millis(10);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -140,11 +143,13 @@ impl Relay {
             if let Some(gate) = &gate {
                 self.wait_for_audit(gate, &shutdown).await;
             }
-            let delay = match self.publish_pending().await {
-                Ok(round) if round.claimed == self.batch_len() => {
-                    backoff.reset();
-                    continue;
+            let round = match self.publish_pending().await {
+                Ok(round) if round.claimed >= self.batch_len() => {
+                    self.publish_backlog_at(&shutdown, gate.as_deref()).await
                 }
+                round => round,
+            };
+            let delay = match round {
                 Ok(_) => {
                     backoff.reset();
                     None
@@ -187,18 +192,111 @@ impl Relay {
         Some(listener)
     }
 
-    /// Claims one batch of unpublished rows, publishes them and marks the acknowledged ones.
-    /// Rows whose publish failed stay unpublished and make the round an error.
+    /// Claims the oldest batch of unpublished rows, publishes them and marks the acknowledged
+    /// ones. Rows whose publish failed stay unpublished and make the round an error.
     pub async fn publish_pending(&self) -> Result<RelayRound, RelayError> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as!(
+        self.publish_from(End::Oldest).await
+    }
+
+    /// Publishes a backlog: batch after batch from the oldest end until one comes back short
+    /// (or `stop`), and beside them from the newest end, so what commits meanwhile (a
+    /// completion after the thousands of assignments of a shuffle) does not wait for all of it.
+    /// Order was never promised: consumers reach the same state in any order. The one
+    /// exception, events the stream lost, every round publishes first (see [`Self::claim`]).
+    pub async fn publish_backlog(&self, stop: &CancellationToken) -> Result<RelayRound, RelayError> {
+        self.publish_backlog_at(stop, None).await
+    }
+
+    /// [`Self::publish_backlog`], both ends stopping as soon as `gate` closes (NATS reconnected
+    /// and has not been audited since).
+    async fn publish_backlog_at(
+        &self,
+        stop: &CancellationToken,
+        gate: Option<&AuditGate>,
+    ) -> Result<RelayRound, RelayError> {
+        let done = stop.child_token();
+        let open = || gate.is_none_or(|gate| gate.open_for(&self.js.client()));
+        let oldest = async {
+            let _done = done.clone().drop_guard();
+            let mut total = RelayRound::default();
+            while !done.is_cancelled() && open() {
+                let round = self.publish_from(End::Oldest).await?;
+                total = total.and(round);
+                if round.claimed < self.batch_len() {
+                    break;
+                }
+            }
+            Ok::<_, RelayError>(total)
+        };
+        let newest = async {
+            let mut total = RelayRound::default();
+            while !done.is_cancelled() {
+                let round = match open() {
+                    true => self.publish_from(End::Newest).await?,
+                    false => RelayRound::default(),
+                };
+                total = total.and(round);
+                if round.claimed < self.batch_len() {
+                    tokio::select! {
+                        () = done.cancelled() => {}
+                        () = tokio::time::sleep(NEWEST_POLL) => {}
+                    }
+                }
+            }
+            Ok::<_, RelayError>(total)
+        };
+        let (oldest, newest) = tokio::try_join!(oldest, newest)?;
+        Ok(oldest.and(newest))
+    }
+
+    /// Claims a batch for one round: rows the stream lost, while there are any, else
+    /// unpublished rows from `end`.
+    ///
+    /// Lost rows go back in the order the stream had them (`lost_seq`), before anything else,
+    /// so they take back the sequences they had: a consumer that was given those sequences
+    /// skips them, and would miss whatever else took them. They are claimed without skipping
+    /// locked rows, so every round (of either end, of any instance) waits for the batch before
+    /// it to be acknowledged and marked, and takes the next.
+    async fn claim(&self, tx: &mut sqlx::PgConnection, end: End) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let limit = self.settings.batch_size;
+        let lost = sqlx::query_as!(
             OutboxRow,
             "SELECT id, event_id, subject, payload, traceparent FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            self.settings.batch_size,
+             WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE",
+            limit,
         )
         .fetch_all(&mut *tx)
         .await?;
+        if !lost.is_empty() {
+            return Ok(lost);
+        }
+        match end {
+            End::Oldest => {
+                sqlx::query_as!(
+                    OutboxRow,
+                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                     WHERE published_at IS NULL AND lost_seq IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    limit,
+                )
+                .fetch_all(tx)
+                .await
+            }
+            End::Newest => {
+                sqlx::query_as!(
+                    OutboxRow,
+                    "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                     WHERE published_at IS NULL AND lost_seq IS NULL ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    limit,
+                )
+                .fetch_all(tx)
+                .await
+            }
+        }
+    }
+
+    async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = self.claim(&mut tx, end).await?;
         if rows.is_empty() {
             return Ok(RelayRound::default());
         }
@@ -213,7 +311,7 @@ impl Relay {
             .unzip();
         let duplicates = results.iter().filter(|(_, r)| r.as_ref().is_ok_and(|s| s.duplicate)).count();
         sqlx::query!(
-            "UPDATE outbox SET published_at = now(), stream_seq = acked.sequence
+            "UPDATE outbox SET published_at = now(), stream_seq = acked.sequence, lost_seq = NULL
              FROM unnest($1::bigint[], $2::bigint[]) AS acked (id, sequence)
              WHERE outbox.id = acked.id",
             &published,
@@ -248,6 +346,13 @@ async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
+/// Which rows a round claims.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Oldest,
+    Newest,
+}
+
 /// What one relay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayRound {
@@ -257,6 +362,17 @@ pub struct RelayRound {
     pub published: usize,
     /// Of those, how many JetStream already had (a publish repeated after a crash).
     pub duplicates: usize,
+}
+
+impl RelayRound {
+    /// Both rounds' figures together.
+    fn and(self, other: RelayRound) -> RelayRound {
+        RelayRound {
+            claimed: self.claimed + other.claimed,
+            published: self.published + other.published,
+            duplicates: self.duplicates + other.duplicates,
+        }
+    }
 }
 
 /// Why a relay round failed.

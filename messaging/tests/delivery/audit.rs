@@ -11,7 +11,7 @@ use ates_messaging::streams::StreamSettings;
 use ates_messaging::{Relay, RelaySettings};
 use ates_testkit::eventually;
 
-use crate::support::{Effects, Env, SCHEMA};
+use crate::support::{Effects, Env, OUTBOX, SCHEMA, completed};
 
 fn audit_settings() -> AuditSettings {
     AuditSettings {
@@ -67,16 +67,10 @@ async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
     // A copy of the stream as it is on disk now; then 200 more events are acknowledged and
     // applied, and the server comes back with only the copy: the tail it acknowledged is gone,
     // as after a power loss before it reached the disk.
-    let stream_dir = env.nats().stream_dir("TASKS");
-    let copy = tempfile::tempdir().unwrap();
-    env.nats().stop().await;
-    copy_dir(&stream_dir, copy.path());
-    env.nats().restart().await;
+    let kept = keep(&mut env, Kept::Everything).await;
     ids.extend(env.commit_events(200).await);
     env.expect_effects_exactly_once(500).await;
-    env.nats().stop().await;
-    std::fs::remove_dir_all(&stream_dir).unwrap();
-    copy_dir(&copy.path().join("TASKS"), stream_dir.parent().unwrap());
+    put_back(&mut env, &kept).await;
     env.nats().restart().await;
     assert_eq!(env.stream_messages("TASKS").await, 300, "the stream lost its tail");
 
@@ -94,14 +88,7 @@ async fn a_lost_tail_is_found_by_sequence_and_published_again_once() {
 
 #[tokio::test]
 async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own() {
-    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
-    let effects = Effects::new("effects");
-    env.spawn_consumer(&effects);
-
-    let mut ids = env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, mut ids) = applied_events(300).await;
 
     // The stream's whole directory goes (its durable consumer with it).
     let stream_dir = env.nats().stream_dir("TASKS");
@@ -126,13 +113,7 @@ async fn a_deleted_stream_is_made_again_and_refilled_by_the_auditor_on_its_own()
 
 #[tokio::test]
 async fn losing_the_newest_block_file_is_repaired_by_the_auditor_on_its_own() {
-    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
-    let effects = Effects::new("effects");
-    env.spawn_consumer(&effects);
-    let ids = env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, ids) = applied_events(300).await;
 
     let blocks = env.nats().stream_dir("TASKS").join("msgs");
     env.nats().stop().await;
@@ -165,27 +146,13 @@ async fn a_lost_tail_longer_than_a_batch_takes_back_its_sequences_before_anythin
 /// 300 events applied, then `lost` more applied that the stream loses on a restart; then 100
 /// new ones. The consumer, given the lost sequences before, must end with every event once.
 async fn lost_tail_then_new_events(lost: usize) {
-    let _one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
-    let effects = Effects::new("effects");
-    env.spawn_consumer(&effects);
-    let mut ids = env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, mut ids) = applied_events(300).await;
 
-    // The messages go back to 300 while the consumer's own state goes on: it was given and
-    // acknowledged messages the stream no longer has.
-    let messages = env.nats().stream_dir("TASKS").join("msgs");
-    let copy = tempfile::tempdir().unwrap();
-    env.nats().stop().await;
-    copy_dir(&messages, copy.path());
-    env.nats().restart().await;
+    let kept = keep(&mut env, Kept::Messages).await;
     ids.extend(env.commit_events(lost).await);
     let applied = i64::try_from(300 + lost).unwrap();
     env.expect_effects_exactly_once(applied).await;
-    env.nats().stop().await;
-    std::fs::remove_dir_all(&messages).unwrap();
-    copy_dir(&copy.path().join("msgs"), messages.parent().unwrap());
+    put_back(&mut env, &kept).await;
     env.nats().restart().await;
 
     // New events come next: the relay holds them back until the auditor, which runs first after
@@ -193,4 +160,93 @@ async fn lost_tail_then_new_events(lost: usize) {
     ids.extend(env.commit_events(100).await);
     expect_stream_holds(&env, &ids).await;
     env.expect_effects_exactly_once(applied + 100).await;
+}
+
+#[tokio::test]
+async fn lost_events_go_back_into_their_sequences_before_events_committed_out_of_id_order() {
+    let (_one_at_a_time, mut env, mut ids) = applied_events(300).await;
+    let kept = keep(&mut env, Kept::Messages).await;
+
+    // A transaction takes its outbox ids first and commits last: after a later one's events
+    // were published, applied, and lost with the stream's tail.
+    let earlier: Vec<_> = (0..200).map(|_| completed()).collect();
+    let mut open = env.pool.begin().await.unwrap();
+    OUTBOX.add_all(&mut open, &earlier).await.unwrap();
+    let later = env.commit_events(200).await;
+    env.expect_effects_exactly_once(500).await;
+    let sequences = stream_sequences(&env, &later).await;
+    put_back(&mut env, &kept).await;
+    open.commit().await.unwrap();
+    env.nats().restart().await;
+
+    ids.extend(&later);
+    ids.extend(earlier.iter().map(|e| e.event_id));
+    ids.extend(env.commit_events(100).await);
+    expect_stream_holds(&env, &ids).await;
+    assert_eq!(
+        stream_sequences(&env, &later).await,
+        sequences,
+        "the lost events are back at the sequences the consumer was given them at"
+    );
+    // The consumer skips those sequences; had the earlier transaction's events (lower ids, never
+    // published) taken them, it would never apply them.
+    env.expect_effects_exactly_once(800).await;
+}
+
+/// Where the stream holds each of `ids`, as the outbox recorded it.
+async fn stream_sequences(env: &Env, ids: &[uuid::Uuid]) -> Vec<Option<i64>> {
+    let mut sequences = Vec::with_capacity(ids.len());
+    for id in ids {
+        let sequence: Option<i64> = sqlx::query_scalar("SELECT stream_seq FROM outbox WHERE event_id = $1")
+            .bind(id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        sequences.push(sequence);
+    }
+    sequences
+}
+
+/// A relay with its auditor and a consumer at work, and `count` events applied. Holds the lock
+/// of the tests that stop and start the server.
+async fn applied_events(count: usize) -> (tokio::sync::MutexGuard<'static, ()>, Env, Vec<uuid::Uuid>) {
+    let one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
+    let env = Env::start().await;
+    tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
+    env.spawn_consumer(&Effects::new("effects"));
+    let ids = env.commit_events(count).await;
+    env.expect_effects_exactly_once(i64::try_from(count).unwrap()).await;
+    (one_at_a_time, env, ids)
+}
+
+/// What of the stream's directory a test keeps and puts back.
+enum Kept {
+    /// Messages and consumers' state: the server comes back as it was.
+    Everything,
+    /// Only the messages: the consumers' own state goes on, so they were given and acknowledged
+    /// messages the stream no longer has.
+    Messages,
+}
+
+/// A copy of part of the stream's directory as it is on disk now (the server is stopped to
+/// take it): where it came from, and the copy.
+async fn keep(env: &mut Env, part: Kept) -> (std::path::PathBuf, tempfile::TempDir) {
+    let stream_dir = env.nats().stream_dir("TASKS");
+    let dir = match part {
+        Kept::Everything => stream_dir,
+        Kept::Messages => stream_dir.join("msgs"),
+    };
+    let copy = tempfile::tempdir().unwrap();
+    env.nats().stop().await;
+    copy_dir(&dir, copy.path());
+    env.nats().restart().await;
+    (dir, copy)
+}
+
+/// Stops the server and puts back what was `kept`: the stream loses everything it acknowledged
+/// since, as after a power loss before it reached the disk. The server stays stopped.
+async fn put_back(env: &mut Env, (dir, copy): &(std::path::PathBuf, tempfile::TempDir)) {
+    env.nats().stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    copy_dir(&copy.path().join(dir.file_name().unwrap()), dir.parent().unwrap());
 }

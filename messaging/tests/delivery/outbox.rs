@@ -118,3 +118,41 @@ async fn published_rows_are_kept_for_the_retention_horizon_then_deleted() {
     assert_eq!(impatient.delete_expired().await.unwrap(), 10, "only published rows expire");
     assert_eq!(env.unpublished().await, 5);
 }
+
+#[tokio::test]
+async fn an_event_committed_after_a_burst_is_published_without_waiting_for_all_of_it() {
+    let env = Env::start().await;
+    let burst: Vec<_> = (0..1500).map(|_| completed()).collect();
+    crate::support::commit(&env.pool, &burst).await;
+    let late = completed();
+    crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
+
+    let published = env.relay().publish_backlog(&tokio_util::sync::CancellationToken::new()).await.unwrap();
+    assert_eq!(published.published, 1501);
+    let in_stream: Vec<Uuid> =
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect();
+    let distinct: HashSet<Uuid> = in_stream.iter().copied().collect();
+    assert_eq!((in_stream.len(), distinct.len()), (1501, 1501), "each event once");
+    let position = in_stream.iter().position(|id| *id == late.event_id).unwrap();
+    assert!(position < 1000, "the late event went with the first batches, from the newest end: {position}");
+    assert_eq!(env.unpublished().await, 0);
+}
+
+#[tokio::test]
+async fn the_running_relay_publishes_from_both_ends_while_it_has_a_backlog() {
+    let env = Env::start().await;
+    let burst: Vec<_> = (0..5000).map(|_| completed()).collect();
+    crate::support::commit(&env.pool, &burst).await;
+    let late = completed();
+    crate::support::commit(&env.pool, std::slice::from_ref(&late)).await;
+    env.spawn_relay();
+    eventually("everything published", || async { (env.unpublished().await == 0).then_some(()) }).await;
+    let sequence: i64 = sqlx::query_scalar("SELECT stream_seq FROM outbox WHERE event_id = $1")
+        .bind(late.event_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    // The first round takes the oldest batch; the next, from both ends, takes the late event.
+    assert!(sequence <= 1500, "the late event went out in the second round, not after the burst: {sequence}");
+    assert_eq!(env.stream_messages("TASKS").await, 5001);
+}
