@@ -18,6 +18,11 @@ impl Backoff {
         Backoff { initial, max, current: initial }
     }
 
+    /// Starts at `max` until the first `reset`, then from `initial`.
+    pub fn at_ceiling(initial: Duration, max: Duration) -> Self {
+        Backoff { initial, max, current: max }
+    }
+
     /// The next delay: the current step with ±20% jitter, so instances do not retry in lockstep.
     pub fn next_delay(&mut self) -> Duration {
         let step = self.current;

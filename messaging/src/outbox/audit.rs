@@ -213,12 +213,10 @@ impl Auditor {
         )
         .execute(&mut *tx)
         .await?;
-        if !lost.is_empty() {
-            sqlx::query!("SELECT pg_notify('ates_outbox_' || current_schema(), '')")
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
+        if !lost.is_empty() {
+            super::written();
+        }
         let report = AuditReport { checked: rows.len() as u64, lost: lost.len() as u64, recreated };
         if report.lost > 0 {
             metrics::counter!("ates_outbox_republished_total", "stream" => name).increment(report.lost);

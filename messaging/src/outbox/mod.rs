@@ -13,6 +13,23 @@ pub use audit::{AuditReport, AuditSettings, Auditor};
 pub use relay::{Relay, RelayError, RelayRound, RelaySettings};
 pub use republish::{RepublishStats, republish};
 
+/// How many outbox writes this process has made; its relays watch it to look for new rows.
+/// A write counts before its transaction commits, so a relay woken by it looks again a few
+/// times, soon at first and then ever less often. (PostgreSQL's `NOTIFY` would wake it after
+/// the commit, but serialises every notifying commit on one lock until its WAL is flushed.)
+static WRITES: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// Tells this process's relays that outbox rows were written (or marked for publishing again).
+pub(crate) fn written() {
+    WRITES.send_modify(|count| *count = count.wrapping_add(1));
+}
+
+/// What a relay watches for [`written`].
+pub(crate) fn writes() -> tokio::sync::watch::Receiver<u64> {
+    WRITES.subscribe()
+}
+
 /// Writes events of one producer into the outbox of the current schema.
 #[derive(Debug, Clone, Copy)]
 pub struct Outbox {
@@ -101,6 +118,7 @@ impl Outbox {
         )
         .execute(conn)
         .await?;
+        written();
         Ok(())
     }
 }

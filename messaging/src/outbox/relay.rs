@@ -5,7 +5,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures::future::join_all;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -25,7 +24,9 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Published rows are kept this long as an event log for `republish`.
     pub retention: Duration,
-    /// How often to look for rows when no notification arrives (a safety net).
+    /// The longest the relay goes without looking for rows: for rows written by another
+    /// process (another instance of the service). After a write in this process, or a round
+    /// that found rows, it looks again within a millisecond, then ever less often up to this.
     pub idle_poll: Duration,
     /// Whether, and how, to check that the stream still has what was published.
     pub audit: Option<AuditSettings>,
@@ -105,7 +106,8 @@ impl Relay {
         Relay { pool, js, schema: schema.to_owned(), settings }
     }
 
-    /// Publishes until `shutdown`, waking on every committed outbox insert. While NATS or the
+    /// Publishes until `shutdown`, looking for rows soon after every outbox write in this
+    /// process. While NATS or the
     /// database is down it backs off and retries; rows stay in the outbox until acknowledged.
     /// With audit settings, the [`Auditor`] runs beside it.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -133,13 +135,11 @@ impl Relay {
     }
 
     async fn publish_until(self, shutdown: CancellationToken, gate: Option<std::sync::Arc<AuditGate>>) {
-        let mut listener = None;
+        let mut writes = super::writes();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut look_again = Backoff::at_ceiling(Duration::from_millis(1), self.settings.idle_poll);
         let mut last_cleanup = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
-            if listener.is_none() {
-                listener = self.listen().await;
-            }
             if let Some(gate) = &gate {
                 self.wait_for_audit(gate, &shutdown).await;
             }
@@ -150,8 +150,11 @@ impl Relay {
                 round => round,
             };
             let delay = match round {
-                Ok(_) => {
+                Ok(round) => {
                     backoff.reset();
+                    if round.claimed > 0 {
+                        look_again.reset();
+                    }
                     None
                 }
                 Err(e) => {
@@ -166,12 +169,14 @@ impl Relay {
                     tracing::warn!(schema = %self.schema, "outbox cleanup failed: {e}");
                 }
             }
-            let wait = delay.unwrap_or(self.settings.idle_poll);
+            let wait = delay.unwrap_or_else(|| look_again.next_delay());
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = tokio::time::sleep(wait) => {}
-                notified = wait_for_notification(&mut listener), if delay.is_none() => {
-                    if !notified { listener = None; }
+                Ok(()) = writes.changed(), if delay.is_none() => {
+                    // Counted before its commit: look once it has likely committed.
+                    look_again.reset();
+                    tokio::time::sleep(look_again.next_delay()).await;
                 }
             }
         }
@@ -184,12 +189,6 @@ impl Relay {
 
     fn batch_len(&self) -> usize {
         usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX)
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(&format!("ates_outbox_{}", self.schema)).await.ok()?;
-        Some(listener)
     }
 
     /// Claims the oldest batch of unpublished rows, publishes them and marks the acknowledged
@@ -335,14 +334,6 @@ impl Relay {
                 .execute(&self.pool)
                 .await?;
         Ok(deleted.rows_affected())
-    }
-}
-
-/// Waits for an outbox notification; `false` when the listener is gone or broken.
-async fn wait_for_notification(listener: &mut Option<PgListener>) -> bool {
-    match listener {
-        Some(listener) => listener.try_recv().await.is_ok_and(|n| n.is_some()),
-        None => std::future::pending().await,
     }
 }
 

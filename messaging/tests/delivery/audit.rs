@@ -25,12 +25,7 @@ fn audit_settings() -> AuditSettings {
 
 /// The relay with its auditor beside it, as every producing service runs it.
 fn auditing_relay(env: &Env) -> Relay {
-    let settings = RelaySettings {
-        batch_size: 500,
-        idle_poll: Duration::from_millis(50),
-        audit: Some(audit_settings()),
-        ..RelaySettings::keeping(Duration::from_secs(3600))
-    };
+    let settings = RelaySettings { audit: Some(audit_settings()), ..env.relay_settings() };
     Relay::new(env.pool.clone(), env.js.clone(), SCHEMA, settings)
 }
 

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ates_messaging::{OutboxError, RelayRound};
+use ates_messaging::{OutboxError, Relay, RelayRound, RelaySettings};
 use ates_schemas::Envelope;
 use ates_schemas::events::TaskAddedV2;
 use ates_testkit::eventually;
@@ -155,4 +155,40 @@ async fn the_running_relay_publishes_from_both_ends_while_it_has_a_backlog() {
     // The first round takes the oldest batch; the next, from both ends, takes the late event.
     assert!(sequence <= 1500, "the late event went out in the second round, not after the burst: {sequence}");
     assert_eq!(env.stream_messages("TASKS").await, 5001);
+}
+
+#[tokio::test]
+async fn an_outbox_write_wakes_the_relay_of_its_process_however_long_it_would_wait() {
+    let env = Env::start().await;
+    let settings = RelaySettings { idle_poll: Duration::from_secs(3600), ..env.relay_settings() };
+    let relay = Relay::new(env.pool.clone(), env.js.clone(), crate::support::SCHEMA, settings);
+    tokio::spawn(relay.run(env.shutdown.child_token()));
+    // Its first look finds nothing; from then on it would poll only once an hour.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let committed = env.commit_events(3).await;
+    eventually("the events in the stream", || async {
+        (env.stream_messages("TASKS").await == 3).then_some(())
+    })
+    .await;
+    let published: Vec<Uuid> =
+        env.stream_contents("TASKS").await.into_iter().filter_map(|(_, id)| id).collect();
+    assert_eq!(published, committed);
+}
+
+#[tokio::test]
+async fn rows_another_process_wrote_are_found_by_polling() {
+    let env = Env::start().await;
+    env.spawn_relay();
+    let event = completed();
+    // As another instance writes them: no write of this process tells the relay.
+    sqlx::query("INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)")
+        .bind(event.event_id)
+        .bind("tasks.completed.v1")
+        .bind(serde_json::to_vec(&event).unwrap())
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    eventually("the row published", || async { (env.unpublished().await == 0).then_some(()) }).await;
+    assert_eq!(env.stream_messages("TASKS").await, 1);
 }

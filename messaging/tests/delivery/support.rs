@@ -94,12 +94,16 @@ impl Env {
     }
 
     pub fn relay(&self) -> Relay {
-        let settings = RelaySettings {
+        Relay::new(self.pool.clone(), self.js.clone(), SCHEMA, self.relay_settings())
+    }
+
+    /// Small batches and a short poll.
+    pub fn relay_settings(&self) -> RelaySettings {
+        RelaySettings {
             batch_size: 500,
             idle_poll: Duration::from_millis(50),
             ..RelaySettings::keeping(Duration::from_secs(3600))
-        };
-        Relay::new(self.pool.clone(), self.js.clone(), SCHEMA, settings)
+        }
     }
 
     pub fn spawn_relay(&self) {
