@@ -111,6 +111,7 @@ async fn run_with(args: &DevArgs, data_dir: &Path, servers: &mut LocalServers) -
                 port: None,
                 durable: true,
                 superuser_password: Some(credentials.superuser_password().to_owned()),
+                settings: Vec::new(),
             };
             let server = servers.postgres.insert(PostgresServer::start(options).await?);
             create_database(&server.url("postgres"), "ates").await?;

@@ -24,6 +24,8 @@ pub struct PostgresOptions {
     /// With a password, every connection authenticates with scram-sha-256 and the `postgres`
     /// superuser has this one; without, 127.0.0.1 is trusted (throw-away test servers).
     pub superuser_password: Option<String>,
+    /// More `name=value` server settings, e.g. `shared_preload_libraries=pg_stat_statements`.
+    pub settings: Vec<String>,
 }
 
 /// A PostgreSQL server child process on 127.0.0.1 (no Unix socket).
@@ -45,6 +47,7 @@ impl PostgresServer {
             port: None,
             durable: false,
             superuser_password: None,
+            settings: Vec::new(),
         };
         let mut server = Self::start(options).await?;
         server._temp = Some(temp);
@@ -179,6 +182,9 @@ impl PostgresServer {
             "max_connections=300",
             "shared_buffers=256MB",
         ] {
+            command.arg("-c").arg(setting);
+        }
+        for setting in &self.options.settings {
             command.arg("-c").arg(setting);
         }
         if !self.options.durable {
@@ -318,6 +324,7 @@ mod tests {
             port: None,
             durable: false,
             superuser_password: password.map(str::to_owned),
+            settings: Vec::new(),
         };
         let mut trusting = PostgresServer::start(options(None)).await.unwrap();
         assert!(select_one(&trusting, None).await, "without a password it trusts 127.0.0.1");

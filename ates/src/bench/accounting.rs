@@ -23,10 +23,12 @@ pub struct AccountingArgs {
     /// Popug accounts the tasks go to.
     #[arg(long, default_value_t = 200)]
     accounts: usize,
+    #[command(flatten)]
+    statements: super::Statements,
 }
 
 pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start().await?;
+    let servers = super::Servers::start_with(args.statements).await?;
     let accounting =
         AccountingService::build(&servers.system_config("http://127.0.0.1:1")?.accounting()?).await?;
     super::provision(&accounting.backbone, &[ates_messaging::streams::TASKS]).await?;
@@ -54,6 +56,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
         grouped(per_second(backlog.len(), started.elapsed()))
     );
 
+    args.statements.reset(pool).await?;
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let consumers = accounting.task_consumers().map(|c| tokio::spawn(c.run(shutdown.clone())));
@@ -66,6 +69,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     for consumer in consumers {
         consumer.await?;
     }
+    args.statements.print(pool).await?;
     let applied = applied(pool).await?;
     anyhow::ensure!(
         usize::try_from(applied)? == backlog.len(),

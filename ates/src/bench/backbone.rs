@@ -73,6 +73,7 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
                 port: None,
                 durable: true,
                 superuser_password: None,
+                settings: Vec::new(),
             };
             _pg_server.insert(PostgresServer::start(options).await?).url("postgres")
         }

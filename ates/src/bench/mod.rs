@@ -44,6 +44,63 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Where PostgreSQL's time goes during a measurement: `--statements N` prints the N statements
+/// that took the most of it, from `pg_stat_statements`.
+#[derive(clap::Args, Default, Clone, Copy)]
+pub struct Statements {
+    /// Also print the N statements PostgreSQL spent most time on during the measurement.
+    #[arg(long = "statements", value_name = "N", default_value_t = 0)]
+    top: usize,
+}
+
+impl Statements {
+    /// Starts counting from zero (nothing when not asked for).
+    pub async fn reset(self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        if self.top > 0 {
+            sqlx::raw_sql(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public;
+                 SELECT public.pg_stat_statements_reset();",
+            )
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Prints the statements that took the most time since [`Statements::reset`], the whole
+    /// server's, with their calls, rows and total and mean time.
+    #[allow(clippy::float_arithmetic, reason = "milliseconds, not money")]
+    pub async fn print(self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        if self.top == 0 {
+            return Ok(());
+        }
+        let rows: Vec<(f64, i64, i64, String)> = sqlx::query_as(
+            "SELECT total_exec_time, calls, rows, regexp_replace(query, '\\s+', ' ', 'g')
+             FROM public.pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1",
+        )
+        .bind(i64::try_from(self.top)?)
+        .fetch_all(pool)
+        .await?;
+        let all: f64 =
+            sqlx::query_scalar("SELECT coalesce(sum(total_exec_time), 0) FROM public.pg_stat_statements")
+                .fetch_one(pool)
+                .await?;
+        println!("\nPostgreSQL statements by time ({:.1} s in all):", all / 1000.0);
+        for (total, calls, rows, query) in rows {
+            let query: String = query.chars().take(150).collect();
+            println!(
+                "{:>8.1} s {:>4.0}% {:>9} calls {:>10} rows {:>8.3} ms/call  {query}",
+                total / 1000.0,
+                total * 100.0 / all.max(1.0),
+                grouped(u64::try_from(calls)?),
+                grouped(u64::try_from(rows)?),
+                total / calls.max(1) as f64,
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A throw-away nats-server and a durable (fsync on) PostgreSQL for one benchmark run.
 pub struct Servers {
     pub nats: ates_devservers::NatsServer,
@@ -53,12 +110,22 @@ pub struct Servers {
 
 impl Servers {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Statements::default()).await
+    }
+
+    /// The servers, PostgreSQL counting what each statement costs when `statements` asks for it.
+    pub async fn start_with(statements: Statements) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let settings = match statements.top {
+            0 => Vec::new(),
+            _ => vec!["shared_preload_libraries=pg_stat_statements".to_owned()],
+        };
         let options = ates_devservers::PostgresOptions {
             dir: dir.path().to_path_buf(),
             port: None,
             durable: true,
             superuser_password: None,
+            settings,
         };
         let postgres = ates_devservers::PostgresServer::start(options).await?;
         Ok(Servers { nats: ates_devservers::NatsServer::temporary().await?, postgres, _dir: dir })

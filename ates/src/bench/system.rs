@@ -44,6 +44,9 @@ pub struct SystemArgs {
     /// Also print every figure as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Printed for the load and for the drain apart.
+    #[command(flatten)]
+    statements: super::Statements,
 }
 
 /// What the load generator is told: where the services are and who to be.
@@ -105,7 +108,7 @@ struct Service {
 }
 
 pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start().await?;
+    let servers = super::Servers::start_with(args.statements).await?;
     let database = servers.postgres.url("postgres");
     let pool = ates_messaging::db::connect(&database, "bench", 32)?;
     sqlx::raw_sql(
@@ -138,6 +141,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     eprintln!("offering {} task creations/s for {:?}…", args.rate, args.duration);
     let processes = measured(&servers, &services);
     let before = cpu_ticks(&processes);
+    args.statements.reset(&pool).await?;
     let load = load_generator(&plan_file, &args).await?;
     let load_cpu = cpu_used(&processes, &before);
     let rss: Vec<(&str, u64)> = services.iter().map(|s| (s.binary, peak_rss_mib(&s.program))).collect();
@@ -173,9 +177,10 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     println!("{:<44} {} (of {:?} × {} cores)", "CPU used during the load", load_cpu, args.duration, cores());
     let rss_text: Vec<String> = rss.iter().map(|(name, mib)| format!("{name} {mib} MiB")).collect();
     println!("{:<44} {}", "peak resident memory", rss_text.join(", "));
+    args.statements.print(&pool).await?;
 
     let drain = if args.backlog > 0 {
-        Some(drain_backlog(&servers, &mut services, args.backlog).await?)
+        Some(drain_backlog(&servers, &mut services, args.backlog, args.statements).await?)
     } else {
         None
     };
@@ -194,6 +199,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             drain.elapsed,
             cores()
         );
+        args.statements.print(&pool).await?;
     }
     let accounting = ates_messaging::db::connect(&database, "accounting", 2)?;
     let report = ates_accounting::invariants::check(&accounting, Duration::from_secs(3600)).await?;
@@ -472,6 +478,7 @@ async fn drain_backlog(
     servers: &super::Servers,
     services: &mut [Service],
     events: usize,
+    statements: super::Statements,
 ) -> anyhow::Result<Drain> {
     use super::accounting::{applied, unacknowledged};
     services[2].program.stop(Duration::from_secs(30)).await?;
@@ -485,6 +492,7 @@ async fn drain_backlog(
     super::accounting::publish(&js, &super::accounting::backlog(events, 200)).await?;
     // The backlog, and whatever of the load was not acknowledged yet when accounting stopped.
     let total = unacknowledged(&js).await?;
+    statements.reset(&pool).await?;
     let started = Instant::now();
     services[2].program.restart()?;
     let processes = measured(servers, services);

@@ -1304,6 +1304,7 @@ async fn start_postgres(deployment: &Deployment) -> Database {
         port: None,
         durable: false,
         superuser_password: Some(env["POSTGRES_PASSWORD"].clone()),
+        settings: Vec::new(),
     };
     let server = PostgresServer::start(options).await.expect("start PostgreSQL (run scripts/install-deps)");
     let admin = sqlx::PgPool::connect(&server.url("postgres")).await.unwrap();
