@@ -188,6 +188,36 @@ async fn lost_events_go_back_into_their_sequences_before_events_committed_out_of
     env.expect_effects_exactly_once(800).await;
 }
 
+#[tokio::test]
+async fn an_instance_whose_audit_waits_for_another_publishes_nothing_into_the_lost_sequences() {
+    let (_one_at_a_time, mut env, mut ids) = applied_events(300).await;
+    let kept = keep(&mut env, Kept::Messages).await;
+    ids.extend(env.commit_events(200).await);
+    env.expect_effects_exactly_once(500).await;
+    put_back(&mut env, &kept).await;
+
+    // Another instance is auditing the schema when this one reconnects.
+    let mut other = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("ates_outbox_audit_{SCHEMA}"))
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    env.nats().restart().await;
+    let new = env.commit_events(100).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stream_sequences(&env, &new).await.iter().all(Option::is_none),
+        "the relay published before its own audit, into the sequences the stream lost"
+    );
+
+    // The other audit ends without marking anything; this instance's audit then finds the tail.
+    other.commit().await.unwrap();
+    ids.extend(&new);
+    expect_stream_holds(&env, &ids).await;
+    env.expect_effects_exactly_once(600).await;
+}
+
 /// Where the stream holds each of `ids`, as the outbox recorded it.
 async fn stream_sequences(env: &Env, ids: &[uuid::Uuid]) -> Vec<Option<i64>> {
     let mut sequences = Vec::with_capacity(ids.len());
