@@ -74,8 +74,9 @@ impl Bus {
     }
 
     /// Exactly what it needs: publishing its own domain's events, parking on `dlq.<consumer>`, the
-    /// JetStream API calls for the streams it provisions and reads and for its own durable
-    /// consumers (create, info, pull, ack), and its own inbox for the answers.
+    /// JetStream API calls for the streams it provisions and reads (reading a message of a stream
+    /// it consumes by sequence) and for its own durable consumers (create, info, delete, pull,
+    /// ack), and its own inbox for the answers.
     pub fn permissions(&self) -> Permissions {
         let mut publish = Vec::new();
         if let Some(stream) = self.produces {
@@ -113,11 +114,15 @@ impl Bus {
         }
         for Subscription { stream, consumer, .. } in self.consumes {
             add_once(&mut publish, format!("$JS.API.STREAM.INFO.{stream}"));
+            // Each consumer checks on every connection that the stream still holds, by sequence,
+            // the newest message it took, and makes itself again to start over when not.
+            add_once(&mut publish, format!("$JS.API.STREAM.MSG.GET.{stream}"));
             publish.extend([
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
                 format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
                 format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                 format!("$JS.ACK.{stream}.{consumer}.>"),
             ]);
@@ -165,30 +170,28 @@ mod tests {
 
     #[test]
     fn only_a_producer_reads_and_removes_parked_messages_to_re_drive_them() {
+        // (A consumer reads messages of the streams it consumes by sequence, to check its place.)
         let permissions = TRACKER.permissions();
         for subject in
             ["$JS.API.STREAM.MSG.GET.DLQ", "$JS.API.STREAM.MSG.DELETE.DLQ", "$JS.API.STREAM.MSG.GET.TASKS"]
         {
             assert!(permissions.publish.contains(&subject.to_owned()), "{subject}");
         }
-        assert!(
-            !permissions
-                .publish
-                .iter()
-                .any(|s| s.contains("MSG.DELETE.TASKS") || s.contains("MSG.GET.ACCOUNTS"))
-        );
+        assert!(!permissions.publish.iter().any(|s| s.contains("MSG.DELETE.TASKS")
+            || s.contains("MSG.DELETE.ACCOUNTS")
+            || s.contains("MSG.GET.ACCOUNTING")));
         const READER: Bus = Bus {
             user: "analytics",
             produces: None,
             consumes: &[Subscription::all("TASKS", "analytics-tasks")],
         };
         let reader = READER;
+        let reads = reader.permissions().publish;
+        assert!(reads.contains(&"$JS.API.STREAM.MSG.GET.TASKS".to_owned()), "it checks its place in TASKS");
+        assert!(!reads.iter().any(|s| s.contains(".MSG.DELETE.") || s.contains("MSG.GET.DLQ")));
         assert!(
-            !reader
-                .permissions()
-                .publish
-                .iter()
-                .any(|s| s.contains(".MSG.GET.") || s.contains(".MSG.DELETE."))
+            !reads.iter().any(|s| s.contains("MSG.GET.") && !s.ends_with(".TASKS")),
+            "only what it consumes"
         );
     }
 

@@ -122,7 +122,7 @@ async fn apply_all<H: Handler>(
 ) -> Result<usize, BoxError> {
     let mut attempts = 0;
     loop {
-        match apply(pool, key, handler, events).await {
+        match apply(pool, key, handler, events, None).await {
             Ok(applied) => return Ok(applied),
             Err(HandlerError::Unavailable(e)) if attempts < 30 => {
                 attempts += 1;

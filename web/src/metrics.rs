@@ -67,6 +67,12 @@ pub const METRICS: &[Metric] = &[
         "Events a consumer applied (outcome=applied) or had applied before (outcome=duplicate)",
     ),
     metric("ates_consumer_batch_size", Kind::Histogram, &["consumer"], "Messages per consumer batch"),
+    metric(
+        "ates_consumer_restarts_total",
+        Kind::Counter,
+        &["consumer"],
+        "Times a consumer found its stream had lost what it had been given, and started again from before it",
+    ),
     metric("ates_dlq_messages", Kind::Gauge, &["consumer"], "Messages parked on dlq.<consumer>"),
     metric("ates_stream_messages", Kind::Gauge, &["stream"], "Messages a JetStream stream holds"),
     metric(

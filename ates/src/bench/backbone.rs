@@ -84,7 +84,7 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
         "DROP TABLE IF EXISTS raw_insert, effects;
          CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL);
          CREATE TABLE effects (event_id uuid NOT NULL, assignee_id uuid NOT NULL);
-         TRUNCATE outbox, processed_events;",
+         TRUNCATE outbox, processed_events, consumer_positions;",
     )
     .execute(&pool)
     .await?;

@@ -6,16 +6,18 @@ use ates_schemas::ReceivedEvent;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Handler, HandlerError};
+use super::{Handler, HandlerError, Position};
 
 /// Applies the events this consumer has not applied before, in one transaction with their
-/// dedupe records, and returns how many were new. Without a `consumer` key every event is
-/// handed over (minus copies within the batch) and the handler dedupes itself.
+/// dedupe records (and the durable consumer's `position`, when it has one), and returns how many
+/// were new. Without a `consumer` key every event is handed over (minus copies within the batch)
+/// and the handler dedupes itself.
 pub(crate) async fn apply<H: Handler>(
     pool: &PgPool,
     consumer: Option<&str>,
     handler: &H,
     events: &[&ReceivedEvent],
+    position: Option<(&str, &Position)>,
 ) -> Result<usize, HandlerError> {
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
@@ -24,6 +26,9 @@ pub(crate) async fn apply<H: Handler>(
         let new = only(events.iter().copied(), &mut fresh);
         if !new.is_empty() {
             handler.handle(&mut tx, &new).await?;
+        }
+        if let Some((name, position)) = position {
+            position.record(&mut tx, name).await?;
         }
         tx.commit().await?;
         return Ok(new.len());
@@ -42,6 +47,10 @@ pub(crate) async fn apply<H: Handler>(
     let new = only(events.iter().copied(), &mut fresh);
     if !new.is_empty() {
         handler.handle(&mut tx, &new).await?;
+    }
+    if let Some((name, position)) = position {
+        // Last, so the row is locked only for the commit (every instance records here).
+        position.record(&mut tx, name).await?;
     }
     tx.commit().await?;
     for event in &new {

@@ -3,6 +3,7 @@
 
 mod apply;
 mod backlog;
+mod position;
 mod runner;
 
 use std::collections::HashSet;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 pub(crate) use apply::{apply, only};
 pub use backlog::{Backlog, wait_for_backlog};
+pub(crate) use position::Position;
 pub use runner::Consumer;
 
 /// The error type handlers wrap their failures in.

@@ -2,15 +2,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, Message, consumer::DeliverPolicy, consumer::pull};
+use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::{self, AckKind, Message, stream::Stream};
 use ates_schemas::ReceivedEvent;
+use chrono::{DateTime, SubsecRound as _, Utc};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::position::{LOSS_MARGIN, Position};
 use super::{ConsumerSpec, Handler, HandlerError, apply};
 use crate::backoff::{Backoff, redelivery_delay};
 use crate::dlq::{Dlq, ParkReason};
@@ -47,12 +52,51 @@ impl<H: Handler> Consumer<H> {
         Consumer { js, pool, spec, handler, dlq }
     }
 
-    /// Creates the durable consumer, or updates it to this spec. (When its stream loses a tail
-    /// it had delivered, the producer's relay waits for its auditor to put the lost events back
-    /// into those sequences before anything new takes them: see `outbox::audit`.)
-    pub async fn ensure(&self) -> Result<jetstream::consumer::PullConsumer, crate::BoxError> {
+    /// Creates the durable consumer, or updates it to this spec. Where it starts stays as it is:
+    /// one started again after its stream lost what it had been given starts at a time, and
+    /// JetStream cannot change that.
+    pub async fn ensure(&self) -> Result<PullConsumer, crate::BoxError> {
+        self.ensure_on(&self.js.get_stream(&self.spec.stream).await?).await
+    }
+
+    async fn ensure_on(&self, stream: &Stream) -> Result<PullConsumer, crate::BoxError> {
+        let starts = match stream.consumer_info(&self.spec.name).await {
+            Ok(info) => info.config.deliver_policy,
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => DeliverPolicy::All,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(stream.create_consumer(self.config(starts)).await?)
+    }
+
+    /// Makes sure of the durable consumer, then checks that the stream still holds the newest
+    /// message this consumer took (see `position`) and starts it again from before that message
+    /// if not. One instance at a time, so they start it again once. Returns the consumer and
+    /// when its stream was created.
+    async fn start(&self) -> Result<(PullConsumer, DateTime<Utc>), crate::BoxError> {
+        let name = &self.spec.name;
+        let mut tx = self.pool.begin().await?;
+        let lock = format!("ates_consumer_position_{name}");
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext($1))", lock).execute(&mut *tx).await?;
         let stream = self.js.get_stream(&self.spec.stream).await?;
-        Ok(stream.create_consumer(self.config(DeliverPolicy::All)).await?)
+        let created = stream.cached_info().created.trunc_subsecs(6);
+        let mut consumer = self.ensure_on(&stream).await?;
+        let recorded = Position::recorded(&mut tx, name).await?;
+        if let Some(position) = recorded
+            && let Some(why) = position.lost_from(&stream).await?
+        {
+            let from = position.restart_time(LOSS_MARGIN);
+            tracing::warn!(consumer = %name, stream = %self.spec.stream, sequence = position.sequence, "the stream lost what this consumer was given ({why}); starting again from {from} and skipping what it applied");
+            // A consumer's start cannot be changed: make it again.
+            if let Err(e) = stream.delete_consumer(name).await {
+                tracing::debug!(consumer = %name, "deleting the consumer to start it again: {e}");
+            }
+            let starts = DeliverPolicy::ByStartTime { start_time: from };
+            consumer = stream.create_consumer(self.config(starts)).await?;
+            Position::forget(&mut tx, name).await?;
+            metrics::counter!("ates_consumer_restarts_total", "consumer" => name.clone()).increment(1);
+        }
+        tx.commit().await?;
+        Ok((consumer, created))
     }
 
     fn config(&self, deliver_policy: DeliverPolicy) -> pull::Config {
@@ -97,7 +141,16 @@ impl<H: Handler> Consumer<H> {
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Result<Ended, crate::BoxError> {
-        let consumer = self.ensure().await?;
+        // The check holds for the connection it was made on: a batch that comes on a later one
+        // waits for another check. (The first connection may come during the first check.)
+        let connects = || self.js.client().statistics().connects.load(Ordering::SeqCst);
+        let (consumer, created, checked) = loop {
+            let before = connects();
+            let (consumer, created) = self.start().await?;
+            if connects() == before {
+                break (consumer, created, before);
+            }
+        };
         // Ask for two batches at a time, so the next one is already here when this one is done.
         let mut messages = consumer
             .stream()
@@ -117,17 +170,24 @@ impl<H: Handler> Consumer<H> {
             let (batch, error) =
                 crate::batch::collect(first, &mut messages, self.spec.batch_size, self.spec.batch_linger)
                     .await;
+            if !batch.is_empty() && connects() != checked {
+                // The server may have come back without what this consumer was given: hand the
+                // batch back, and check before anything is acknowledged.
+                self.release(&batch.iter().collect::<Vec<_>>()).await;
+                tracing::info!(consumer = %self.spec.name, "NATS reconnected; checking the stream before going on");
+                return Ok(Ended::Resume);
+            }
             if !batch.is_empty() {
                 backoff.reset();
                 metrics::histogram!("ates_consumer_batch_size", "consumer" => self.spec.name.clone())
                     .record(batch.len() as f64);
-                if let Outcome::Held(held, error) = self.process(batch).await {
+                if let Outcome::Held(held, error) = self.process(batch, created).await {
                     // A pull consumer is sent only what it asks for: stop asking while the
                     // database is out, so nothing times out and is redelivered meanwhile (each
                     // redelivery would count towards the DLQ). What was sent but not read yet
                     // comes again once after the outage.
                     drop(messages);
-                    self.hold(held, error, shutdown).await;
+                    self.hold(held, error, shutdown, created).await;
                     return Ok(if shutdown.is_cancelled() { Ended::Shutdown } else { Ended::Resume });
                 }
             }
@@ -140,7 +200,10 @@ impl<H: Handler> Consumer<H> {
     /// Handles one batch: parks what cannot be decoded, applies the rest in one transaction,
     /// and falls back to one transaction per message when the batch fails. Stops at the first
     /// sign that the database is out, handing back what is still to do.
-    async fn process(&self, messages: Vec<Message>) -> Outcome {
+    ///
+    /// Before any message is acknowledged, the newest one taken is recorded (`stream_created` is
+    /// its stream's creation time).
+    async fn process(&self, messages: Vec<Message>, stream_created: DateTime<Utc>) -> Outcome {
         let mut valid: Vec<(Message, ReceivedEvent)> = Vec::with_capacity(messages.len());
         let mut exhausted = Vec::new();
         for message in messages {
@@ -149,10 +212,10 @@ impl<H: Handler> Consumer<H> {
                     exhausted.push((message, event))
                 }
                 Ok(event) => valid.push((message, event)),
-                Err(e) => self.park(&message, ParkReason::new(e.kind(), e.to_string())).await,
+                Err(e) => self.park(&message, ParkReason::new(e.kind(), e.to_string()), stream_created).await,
             }
         }
-        if let Err(error) = self.settle_exhausted(&exhausted).await {
+        if let Err(error) = self.settle_exhausted(&exhausted, stream_created).await {
             let mut held: Vec<Message> = exhausted.into_iter().map(|(m, _)| m).collect();
             held.extend(valid.into_iter().map(|(m, _)| m));
             return Outcome::Held(held, error);
@@ -161,26 +224,26 @@ impl<H: Handler> Consumer<H> {
             return Outcome::Done;
         }
         let batch: Vec<(&Message, &ReceivedEvent)> = valid.iter().map(|(m, e)| (m, e)).collect();
-        let error = match self.attempt(&batch).await {
+        let error = match self.attempt(&batch, stream_created).await {
             Ok(()) => {
                 self.ack(&batch.iter().map(|(m, _)| *m).collect::<Vec<_>>()).await;
                 return Outcome::Done;
             }
             Err(error @ HandlerError::Unavailable(_)) => return Outcome::Held(owned(valid), error),
             Err(error) if batch.len() == 1 => {
-                self.fail(batch[0].0, error).await;
+                self.fail(batch[0].0, error, stream_created).await;
                 return Outcome::Done;
             }
             Err(error) => error,
         };
         tracing::debug!(consumer = %self.spec.name, "batch failed, applying one by one: {error}");
         for (index, item) in batch.iter().enumerate() {
-            match self.attempt(&[*item]).await {
+            match self.attempt(&[*item], stream_created).await {
                 Ok(()) => self.ack(&[item.0]).await,
                 Err(error @ HandlerError::Unavailable(_)) => {
                     return Outcome::Held(owned(valid.into_iter().skip(index)), error);
                 }
-                Err(error) => self.fail(item.0, error).await,
+                Err(error) => self.fail(item.0, error, stream_created).await,
             }
         }
         Outcome::Done
@@ -189,7 +252,11 @@ impl<H: Handler> Consumer<H> {
     /// Messages delivered more often than allowed without an ack: acknowledged if their event
     /// was applied already (only the ack was lost), parked otherwise. Fails only when the
     /// database cannot tell.
-    async fn settle_exhausted(&self, exhausted: &[(Message, ReceivedEvent)]) -> Result<(), HandlerError> {
+    async fn settle_exhausted(
+        &self,
+        exhausted: &[(Message, ReceivedEvent)],
+        stream_created: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
         if exhausted.is_empty() {
             return Ok(());
         }
@@ -204,22 +271,38 @@ impl<H: Handler> Consumer<H> {
             Err(error @ HandlerError::Unavailable(_)) => return Err(error),
             Err(_) => Default::default(),
         };
-        for (message, event) in exhausted {
-            if done.contains(&event.meta.event_id) {
-                self.ack(&[message]).await;
-            } else {
-                let detail = format!("delivered {} times without being acknowledged", deliveries(message));
-                self.park(message, ParkReason::new("deliveries_exhausted", detail)).await;
-            }
+        let applied: Vec<&Message> =
+            exhausted.iter().filter(|(_, e)| done.contains(&e.meta.event_id)).map(|(m, _)| m).collect();
+        self.took(stream_created, &applied).await?;
+        self.ack(&applied).await;
+        for (message, _) in exhausted.iter().filter(|(_, e)| !done.contains(&e.meta.event_id)) {
+            let detail = format!("delivered {} times without being acknowledged", deliveries(message));
+            self.park(message, ParkReason::new("deliveries_exhausted", detail), stream_created).await;
         }
         Ok(())
+    }
+
+    /// Records the newest of `messages` as taken, before they are acknowledged outside a batch
+    /// that records it itself.
+    async fn took(&self, stream_created: DateTime<Utc>, messages: &[&Message]) -> Result<(), HandlerError> {
+        let Some(position) = Position::newest(stream_created, messages.iter().copied()) else {
+            return Ok(());
+        };
+        let mut conn = self.pool.acquire().await?;
+        Ok(position.record(&mut conn, &self.spec.name).await?)
     }
 
     /// Holds messages through a database outage, however long: retries with backoff while
     /// telling the server they are in progress, one at a time after a few rounds (so one
     /// message the database cannot do in time does not hold the others), until none is left or
     /// `shutdown`, which hands them back.
-    async fn hold(&self, mut held: Vec<Message>, mut error: HandlerError, shutdown: &CancellationToken) {
+    async fn hold(
+        &self,
+        mut held: Vec<Message>,
+        mut error: HandlerError,
+        shutdown: &CancellationToken,
+        stream_created: DateTime<Utc>,
+    ) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         for round in 1.. {
             let delay = backoff.next_delay();
@@ -236,7 +319,7 @@ impl<H: Handler> Consumer<H> {
             let chunks: Vec<Vec<Message>> =
                 if round < 3 { vec![held] } else { held.into_iter().map(|m| vec![m]).collect() };
             for chunk in chunks {
-                if let Outcome::Held(rest, e) = self.process(chunk).await {
+                if let Outcome::Held(rest, e) = self.process(chunk, stream_created).await {
                     still.extend(rest);
                     error = e;
                 }
@@ -250,11 +333,19 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Applies events in one transaction, telling the server meanwhile that they are in progress.
-    async fn attempt(&self, batch: &[(&Message, &ReceivedEvent)]) -> Result<(), HandlerError> {
+    /// The newest message of the batch is recorded as taken in the same transaction.
+    async fn attempt(
+        &self,
+        batch: &[(&Message, &ReceivedEvent)],
+        stream_created: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
         let events: Vec<&ReceivedEvent> = batch.iter().map(|(_, e)| *e).collect();
         let (spans, causes) = self.traced(batch);
-        let key = (!H::RECORDS_APPLIED).then_some(self.spec.name.as_str());
-        let work = apply(&self.pool, key, self.handler.as_ref(), &events);
+        let name = self.spec.name.as_str();
+        let key = (!H::RECORDS_APPLIED).then_some(name);
+        let position = Position::newest(stream_created, batch.iter().map(|(m, _)| *m));
+        let work =
+            apply(&self.pool, key, self.handler.as_ref(), &events, position.as_ref().map(|p| (name, p)));
         let work = crate::outbox::continuing(causes, work);
         let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
         let new = self.in_progress(&messages, work).await;
@@ -323,7 +414,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// A message failed on its own: retry later, or park it when it can never succeed.
-    async fn fail(&self, message: &Message, error: HandlerError) {
+    async fn fail(&self, message: &Message, error: HandlerError, stream_created: DateTime<Utc>) {
         let delivered = deliveries(message);
         match error {
             HandlerError::Transient(e) if delivered < self.spec.max_deliveries => {
@@ -335,17 +426,23 @@ impl<H: Handler> Consumer<H> {
             }
             HandlerError::Transient(e) | HandlerError::Unavailable(e) => {
                 let detail = format!("failed on delivery {delivered} of {}: {e}", self.spec.max_deliveries);
-                self.park(message, ParkReason::new("handler_failed", detail)).await;
+                self.park(message, ParkReason::new("handler_failed", detail), stream_created).await;
             }
             HandlerError::Rejected(reason) => {
-                self.park(message, ParkReason::new("rejected", reason)).await;
+                self.park(message, ParkReason::new("rejected", reason), stream_created).await;
             }
         }
     }
 
-    /// Moves a message to the DLQ and terminates it, so the consumer moves on. If the DLQ is
-    /// unreachable the message is redelivered later instead: nothing is dropped.
-    async fn park(&self, message: &Message, reason: ParkReason) {
+    /// Moves a message to the DLQ and terminates it, so the consumer moves on. If the DLQ (or the
+    /// database, to record it as taken) is unreachable the message is redelivered later instead:
+    /// nothing is dropped.
+    async fn park(&self, message: &Message, reason: ParkReason, stream_created: DateTime<Utc>) {
+        if let Err(e) = self.took(stream_created, &[message]).await {
+            tracing::warn!(consumer = %self.spec.name, "cannot record a message as taken, it will be redelivered: {e}");
+            let _ = message.ack_with(AckKind::Nak(Some(self.spec.retry_initial))).await;
+            return;
+        }
         match self.dlq.park(&self.spec.name, message, &reason).await {
             Ok(()) => {
                 let (event_id, correlation_id) = envelope_ids(message);

@@ -13,7 +13,7 @@ use ates_testkit::eventually;
 
 use crate::support::{Effects, Env, OUTBOX, SCHEMA, completed};
 
-fn audit_settings() -> AuditSettings {
+pub(crate) fn audit_settings() -> AuditSettings {
     AuditSettings {
         stream: "TASKS",
         streams: StreamSettings::default(),
@@ -35,7 +35,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Waits until the stream holds exactly the events `ids`, each once.
-async fn expect_stream_holds(env: &Env, ids: &[uuid::Uuid]) {
+pub(crate) async fn expect_stream_holds(env: &Env, ids: &[uuid::Uuid]) {
     let expected: HashSet<_> = ids.iter().copied().collect();
     eventually("the stream to hold every event once", || async {
         env.js.get_stream("TASKS").await.ok()?;
@@ -219,7 +219,7 @@ async fn an_instance_whose_audit_waits_for_another_publishes_nothing_into_the_lo
 }
 
 /// Where the stream holds each of `ids`, as the outbox recorded it.
-async fn stream_sequences(env: &Env, ids: &[uuid::Uuid]) -> Vec<Option<i64>> {
+pub(crate) async fn stream_sequences(env: &Env, ids: &[uuid::Uuid]) -> Vec<Option<i64>> {
     let mut sequences = Vec::with_capacity(ids.len());
     for id in ids {
         let sequence: Option<i64> = sqlx::query_scalar("SELECT stream_seq FROM outbox WHERE event_id = $1")
@@ -234,7 +234,9 @@ async fn stream_sequences(env: &Env, ids: &[uuid::Uuid]) -> Vec<Option<i64>> {
 
 /// A relay with its auditor and a consumer at work, and `count` events applied. Holds the lock
 /// of the tests that stop and start the server.
-async fn applied_events(count: usize) -> (tokio::sync::MutexGuard<'static, ()>, Env, Vec<uuid::Uuid>) {
+pub(crate) async fn applied_events(
+    count: usize,
+) -> (tokio::sync::MutexGuard<'static, ()>, Env, Vec<uuid::Uuid>) {
     let one_at_a_time = crate::support::SERVER_FAULTS.lock().await;
     let env = Env::start().await;
     tokio::spawn(auditing_relay(&env).run(env.shutdown.child_token()));
@@ -245,7 +247,7 @@ async fn applied_events(count: usize) -> (tokio::sync::MutexGuard<'static, ()>, 
 }
 
 /// What of the stream's directory a test keeps and puts back.
-enum Kept {
+pub(crate) enum Kept {
     /// Messages and consumers' state: the server comes back as it was.
     Everything,
     /// Only the messages: the consumers' own state goes on, so they were given and acknowledged
@@ -255,7 +257,7 @@ enum Kept {
 
 /// A copy of part of the stream's directory as it is on disk now (the server is stopped to
 /// take it): where it came from, and the copy.
-async fn keep(env: &mut Env, part: Kept) -> (std::path::PathBuf, tempfile::TempDir) {
+pub(crate) async fn keep(env: &mut Env, part: Kept) -> (std::path::PathBuf, tempfile::TempDir) {
     let stream_dir = env.nats().stream_dir("TASKS");
     let dir = match part {
         Kept::Everything => stream_dir,
@@ -270,7 +272,7 @@ async fn keep(env: &mut Env, part: Kept) -> (std::path::PathBuf, tempfile::TempD
 
 /// Stops the server and puts back what was `kept`: the stream loses everything it acknowledged
 /// since, as after a power loss before it reached the disk. The server stays stopped.
-async fn put_back(env: &mut Env, (dir, copy): &(std::path::PathBuf, tempfile::TempDir)) {
+pub(crate) async fn put_back(env: &mut Env, (dir, copy): &(std::path::PathBuf, tempfile::TempDir)) {
     env.nats().stop().await;
     std::fs::remove_dir_all(dir).unwrap();
     copy_dir(&copy.path().join(dir.file_name().unwrap()), dir.parent().unwrap());

@@ -6,5 +6,6 @@ mod consumer;
 mod dlq;
 mod faults;
 mod outbox;
+mod position;
 mod replay;
 mod support;
