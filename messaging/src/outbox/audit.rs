@@ -217,7 +217,7 @@ impl Auditor {
         .await?;
         tx.commit().await?;
         if !lost.is_empty() {
-            super::written();
+            super::marked_lost();
         }
         let report = AuditReport { checked: rows.len() as u64, lost: lost.len() as u64, recreated };
         if report.lost > 0 {

@@ -30,6 +30,21 @@ pub(crate) fn writes() -> tokio::sync::watch::Receiver<u64> {
     WRITES.subscribe()
 }
 
+/// How often this process's auditors marked rows the stream lost; its relays look for such rows
+/// after each (and now and then for what another process's auditor marked).
+static LOST_MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Tells this process's relays that rows were marked for publishing again.
+pub(crate) fn marked_lost() {
+    LOST_MARKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    written();
+}
+
+/// What a relay compares with the count it saw at its last look for lost rows.
+pub(crate) fn lost_marks() -> u64 {
+    LOST_MARKS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Writes events of one producer into the outbox of the current schema.
 #[derive(Debug, Clone, Copy)]
 pub struct Outbox {

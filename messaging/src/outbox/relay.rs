@@ -1,5 +1,6 @@
 //! The relay: moves committed outbox rows to JetStream and marks them published.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
@@ -15,6 +16,8 @@ const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
 /// While a backlog is published from the oldest end, how often the newest end looks again once
 /// it has caught up.
 const NEWEST_POLL: Duration = Duration::from_millis(10);
+/// How often a relay looks for rows another process's auditor marked lost.
+const LOST_POLL: Duration = Duration::from_secs(1);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -46,6 +49,34 @@ pub struct Relay {
     js: jetstream::Context,
     schema: String,
     settings: RelaySettings,
+    lost: Arc<LostLooks>,
+}
+
+/// When a relay's rounds look for rows the stream lost, a query of its own: they are rare (a
+/// server came back without a tail it had acknowledged), so not in every round. A round looks
+/// before the relay's first, after this process's auditor marked rows, while the last look found
+/// some, and at least every [`LOST_POLL`] for what another process's auditor marked.
+#[derive(Default)]
+struct LostLooks(std::sync::Mutex<LastLook>);
+
+#[derive(Default)]
+struct LastLook {
+    at: Option<tokio::time::Instant>,
+    /// [`super::lost_marks`] when it began.
+    marks: u64,
+    found: bool,
+}
+
+impl LostLooks {
+    fn due(&self, marks: u64) -> bool {
+        let last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.found || last.marks != marks || last.at.is_none_or(|at| at.elapsed() >= LOST_POLL)
+    }
+
+    fn looked(&self, marks: u64, found: bool) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = LastLook { at: Some(tokio::time::Instant::now()), marks, found };
+    }
 }
 
 /// A row claimed for publishing.
@@ -103,7 +134,7 @@ pub(crate) async fn publish_and_confirm(
 impl Relay {
     /// A relay for the outbox in `schema`, reachable through `pool`.
     pub fn new(pool: PgPool, js: jetstream::Context, schema: &str, settings: RelaySettings) -> Self {
-        Relay { pool, js, schema: schema.to_owned(), settings }
+        Relay { pool, js, schema: schema.to_owned(), settings, lost: Arc::default() }
     }
 
     /// Publishes until `shutdown`, looking for rows soon after every outbox write in this
@@ -252,22 +283,27 @@ impl Relay {
     /// unpublished rows from `end`.
     ///
     /// Lost rows go back in the order the stream had them (`lost_seq`), before anything else,
-    /// so they take back the sequences they had: a consumer that was given those sequences
-    /// skips them, and would miss whatever else took them. They are claimed without skipping
-    /// locked rows, so every round (of either end, of any instance) waits for the batch before
-    /// it to be acknowledged and marked, and takes the next.
+    /// so they take back the sequences they had: a consumer that was given those sequences then
+    /// finds its place intact, and need not read the stream again from before it (see
+    /// `consumer::position`). They are claimed without skipping locked rows, so every round (of
+    /// either end, of any instance) waits for the batch before it to be acknowledged and marked,
+    /// and takes the next. Rounds look for them only when [`LostLooks`] says so.
     async fn claim(&self, tx: &mut sqlx::PgConnection, end: End) -> Result<Vec<OutboxRow>, sqlx::Error> {
         let limit = self.settings.batch_size;
-        let lost = sqlx::query_as!(
-            OutboxRow,
-            "SELECT id, event_id, subject, payload, traceparent FROM outbox
-             WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE",
-            limit,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        if !lost.is_empty() {
-            return Ok(lost);
+        let marks = super::lost_marks();
+        if self.lost.due(marks) {
+            let lost = sqlx::query_as!(
+                OutboxRow,
+                "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                 WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE",
+                limit,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            self.lost.looked(marks, !lost.is_empty());
+            if !lost.is_empty() {
+                return Ok(lost);
+            }
         }
         match end {
             End::Oldest => {

@@ -277,3 +277,30 @@ pub(crate) async fn put_back(env: &mut Env, (dir, copy): &(std::path::PathBuf, t
     std::fs::remove_dir_all(dir).unwrap();
     copy_dir(&copy.path().join(dir.file_name().unwrap()), dir.parent().unwrap());
 }
+
+#[tokio::test]
+async fn rows_another_instance_marked_lost_are_published_again_by_this_one() {
+    let env = Env::start().await;
+    env.commit_events(10).await;
+    env.relay().publish_pending().await.unwrap();
+    env.spawn_relay();
+    env.commit_events(10).await;
+    env.expect_all_published().await;
+
+    // Another instance's auditor marks rows (nothing in this process hears of it); this relay
+    // looks for such rows now and then, not in every round.
+    let marked = sqlx::query(
+        "UPDATE outbox SET lost_seq = stream_seq, stream_seq = NULL, published_at = NULL
+         WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 3)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(marked.rows_affected(), 3);
+    env.expect_all_published().await;
+    let sequences: Vec<i64> = sqlx::query_scalar("SELECT stream_seq FROM outbox ORDER BY id LIMIT 3")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(sequences, [1, 2, 3], "the stream still had them: the repeats were dropped as duplicates");
+}
