@@ -155,13 +155,12 @@ async fn close_one(tx: &mut PgConnection, day: NaiveDate, zone: Tz, correlation:
         })
         .collect();
     let posted = post(tx, payouts, zone, Some(day)).await?;
-    // The day is settled: every account (the company's too) now carries the sum of its entries
-    // billed on or before it, which after the payouts is zero or a debt for every popug.
+    // The day is settled: every popug's account now carries the sum of its entries (its
+    // transactions) billed on or before it, which after the payouts is zero or a debt.
     sqlx::query!(
         "UPDATE balances b SET closed_balance = b.closed_balance + d.net
-         FROM (SELECT e.account_id, sum(e.amount)::bigint AS net
-               FROM transactions t JOIN entries e USING (transaction_id)
-               WHERE t.billing_date = $1 GROUP BY e.account_id) d
+         FROM (SELECT account_id, sum(amount)::bigint AS net
+               FROM transactions WHERE billing_date = $1 GROUP BY account_id) d
          WHERE b.account_id = d.account_id",
         day,
     )

@@ -18,31 +18,33 @@ pub struct Report {
     pub transactions: i64,
 }
 
-/// Checks that every balance is the sum of its entries, every closed balance the sum of its
-/// entries billed up to the last closed day and never positive (it was paid out), the entries
-/// of all accounts and of every transaction sum to zero (the company's entry on the other side of
-/// each, so its balance, kept only as entries, is minus every popug's), every day's totals are
-/// the sum of its transactions, every balance_after is the running sum of its account, and every
-/// transaction still in the outbox horizon has its `accounting.transaction_applied` event. (A
-/// fee or reward is the record of its causing event, and its id derives from it: no event can
-/// post twice.)
+/// Checks that every balance is the sum of its entries (a popug's are its transactions), every
+/// closed balance the sum of its entries billed up to the last closed day and never positive (it
+/// was paid out), every journal (the transactions posted together) sums to zero with the
+/// company's entry on its other side, so the ledger does and the company's balance, kept only as
+/// entries, is minus every popug's; every day's totals are the sum of its transactions, every
+/// balance_after is the running sum of its account, and every transaction still in the outbox
+/// horizon has its `accounting.transaction_applied` event. (A fee or reward is the record of its
+/// causing event, and its id derives from it: no event can post twice.)
 pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> {
     let unbalanced_accounts = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM balances b
-         LEFT JOIN (SELECT account_id, sum(amount) AS total FROM entries GROUP BY account_id) e USING (account_id)
+         LEFT JOIN (SELECT account_id, sum(amount) AS total FROM transactions GROUP BY account_id) e USING (account_id)
          WHERE b.balance <> coalesce(e.total, 0)"#
     )
     .fetch_one(pool)
     .await?;
-    let unbalanced_transactions = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "count!" FROM (SELECT transaction_id FROM entries GROUP BY transaction_id
-                                   HAVING sum(amount) <> 0 OR count(*) <> 2
-                                       OR count(*) FILTER (WHERE account_id = '00000000-0000-0000-0000-000000000000') <> 1) unbalanced"#
+    // Every transaction belongs to a journal that has a company entry (a foreign key): a journal
+    // is unbalanced when that entry is not minus the sum of its transactions, or it has none.
+    let unbalanced_journals = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM company_entries c
+         LEFT JOIN (SELECT journal_id, sum(amount) AS total FROM transactions GROUP BY journal_id) t USING (journal_id)
+         WHERE t.total IS NULL OR c.amount + t.total <> 0"#
     )
     .fetch_one(pool)
     .await?;
-    let without_entries = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "count!" FROM transactions t WHERE NOT EXISTS (SELECT FROM entries e WHERE e.transaction_id = t.transaction_id)"#
+    let popugs_as_company = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM transactions WHERE account_id = '00000000-0000-0000-0000-000000000000'"#
     )
     .fetch_one(pool)
     .await?;
@@ -57,10 +59,9 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     .await?;
     let misclosed = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM balances b
-             LEFT JOIN (SELECT e.account_id, sum(e.amount) AS total
-                        FROM entries e JOIN transactions t USING (transaction_id)
-                        WHERE t.billing_date <= (SELECT last_closed FROM billing_state)
-                        GROUP BY e.account_id) c USING (account_id)
+             LEFT JOIN (SELECT account_id, sum(amount) AS total FROM transactions
+                        WHERE billing_date <= (SELECT last_closed FROM billing_state)
+                        GROUP BY account_id) c USING (account_id)
              WHERE b.closed_balance <> coalesce(c.total, 0)"#
     )
     .fetch_one(pool)
@@ -86,11 +87,11 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     let checks = [
         (unbalanced_accounts, "account balance(s) differ from the sum of their entries"),
         (
-            unbalanced_transactions,
-            "transaction(s) do not have two entries, one the company's, summing to zero",
+            unbalanced_journals,
+            "journal(s) have a company entry that is not minus the sum of their transactions",
         ),
+        (popugs_as_company, "transaction(s) are on the company's account instead of a popug's"),
         (mistotalled, "billing day(s) have totals that differ from the sum of their transactions"),
-        (without_entries, "transaction(s) have no entries"),
         (not_running, "transaction(s) have a balance_after that is not the running sum of their account"),
         (
             misclosed,
@@ -103,9 +104,12 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
         .filter(|&(found, _)| found > 0)
         .map(|(found, problem)| format!("{found} {problem}"))
         .collect();
-    let total = sqlx::query_scalar!(r#"SELECT coalesce(sum(amount), 0)::bigint AS "total!" FROM entries"#)
-        .fetch_one(pool)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT ((SELECT coalesce(sum(amount), 0) FROM transactions)
+                 + (SELECT coalesce(sum(amount), 0) FROM company_entries))::bigint AS "total!""#
+    )
+    .fetch_one(pool)
+    .await?;
     if total != 0 {
         problems.push(format!("the ledger sums to {total} cents instead of zero"));
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::OUTBOX;
 use crate::Result;
 use crate::domain::calendar;
-use crate::domain::posting::{COMPANY, Posting, running_balances};
+use crate::domain::posting::{Posting, running_balances};
 
 /// A transaction as it was posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub struct Posted {
 ///
 /// The balances of every popug involved are locked first, in account order; only then is it
 /// checked which transaction ids exist, so two instances posting the same cause at once cannot
-/// both post it. Nothing every posting needs is locked: the company's side of each transaction
-/// is an entry (its balance is the sum of them), and the day's totals go to one of
+/// both post it. Nothing every posting needs is locked: the company's side of the postings is
+/// one entry of their journal (its balance is the sum of them), and the day's totals go to one of
 /// [`TOTAL_SHARDS`] rows. Each posting is billed on its business date in
 /// `zone`, or the earliest open day if that is closed, unless `billing_date` fixes the day.
 pub async fn post(
@@ -110,16 +110,24 @@ async fn write(tx: &mut PgConnection, posted: &[Posted], balances: &HashMap<Uuid
         })
         .collect();
     let column = |f: fn(&Posted) -> Uuid| posted.iter().map(f).collect::<Vec<Uuid>>();
-    let transaction_ids = column(|p| p.posting.transaction_id);
-    let accounts = column(|p| p.posting.account_id);
     let amounts: Vec<i64> = posted.iter().map(|p| p.posting.amount).collect();
+    // Double entry: the company's side of the whole journal, then each popug's transaction (its
+    // entry), the journal summing to zero.
+    let journal = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO company_entries (journal_id, amount) VALUES ($1, $2)",
+        journal,
+        -amounts.iter().sum::<i64>()
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!(
         "INSERT INTO transactions (transaction_id, account_id, kind, amount, balance_after, task_id,
-                                   billing_date, business_time, cause_event_id, applied_event_id)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::uuid[],
-                              $7::date[], $8::timestamptz[], $9::uuid[], $10::uuid[])",
-        &transaction_ids,
-        &accounts,
+                                   billing_date, business_time, cause_event_id, applied_event_id, journal_id)
+         SELECT *, $11 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::uuid[],
+                                   $7::date[], $8::timestamptz[], $9::uuid[], $10::uuid[])",
+        &column(|p| p.posting.transaction_id),
+        &column(|p| p.posting.account_id),
         &posted.iter().map(|p| p.posting.kind.as_str()).collect::<Vec<_>>() as &[&str],
         &amounts,
         &posted.iter().map(|p| p.balance_after).collect::<Vec<_>>(),
@@ -129,19 +137,7 @@ async fn write(tx: &mut PgConnection, posted: &[Posted], balances: &HashMap<Uuid
         &posted.iter().map(|p| p.posting.business_time).collect::<Vec<_>>(),
         &column(|p| p.posting.cause_event_id),
         &events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    // Each transaction: the popug's entry and the company's opposite one.
-    sqlx::query!(
-        "INSERT INTO entries (transaction_id, account_id, amount)
-         SELECT id, account, amount FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS t(id, account, amount)
-         UNION ALL
-         SELECT id, $4, -amount FROM unnest($1::uuid[], $3::bigint[]) AS c(id, amount)",
-        &transaction_ids,
-        &accounts,
-        &amounts,
-        COMPANY,
+        journal,
     )
     .execute(&mut *tx)
     .await?;

@@ -288,8 +288,7 @@ async fn postings_for_different_popugs_do_not_wait_for_each_other() {
     second.commit().await.unwrap();
     first.commit().await.unwrap();
 
-    let company: i64 = sqlx::query_scalar("SELECT sum(amount)::bigint FROM entries WHERE account_id = $1")
-        .bind(Uuid::nil())
+    let company: i64 = sqlx::query_scalar("SELECT sum(amount)::bigint FROM company_entries")
         .fetch_one(pool(&sys))
         .await
         .unwrap();
@@ -300,4 +299,142 @@ async fn postings_for_different_popugs_do_not_wait_for_each_other() {
         .unwrap();
     assert_eq!(totals, -2, "the day's totals have both, whichever shards they went to");
     sys.finish().await;
+}
+
+/// The transactions one posting writes are one journal: the company's entry on the other side is
+/// minus their sum. The invariant check finds a journal, a balance or a ledger that does not sum.
+#[tokio::test]
+async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_does_not() {
+    let sys = TestSystem::start().await;
+    let zone = sys.config.accounting().unwrap().calendar.timezone;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut tx = pool(&sys).begin().await.unwrap();
+    let postings = vec![cent_payout(a), cent_payout(b), cent_payout(a)];
+    ates_accounting::ledger::post(&mut tx, postings, zone, None).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let journals: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT journal_id, amount FROM company_entries").fetch_all(pool(&sys)).await.unwrap();
+    assert_eq!(journals.len(), 1, "one company entry for the whole posting: {journals:?}");
+    assert_eq!(journals[0].1, 3, "minus the three payouts of a cent");
+    let in_journal: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE journal_id = $1")
+        .bind(journals[0].0)
+        .fetch_one(pool(&sys))
+        .await
+        .unwrap();
+    assert_eq!(in_journal, 3);
+    let retention = std::time::Duration::from_secs(3600);
+    let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+
+    let db = pool(&sys).clone();
+    let tamper = |sql: &'static str| {
+        let db = db.clone();
+        async move { sqlx::query(sql).execute(&db).await.unwrap() }
+    };
+    tamper("UPDATE company_entries SET amount = amount + 1").await;
+    let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
+    assert_eq!(
+        report.problems,
+        [
+            "1 journal(s) have a company entry that is not minus the sum of their transactions",
+            "the ledger sums to 1 cents instead of zero"
+        ],
+    );
+    tamper("UPDATE company_entries SET amount = amount - 1").await;
+    tamper("UPDATE transactions SET amount = amount - 1 WHERE seq = (SELECT min(seq) FROM transactions)")
+        .await;
+    let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
+    for problem in
+        ["account balance(s) differ", "journal(s) have a company entry", "the ledger sums to -1 cents"]
+    {
+        assert!(report.problems.iter().any(|p| p.contains(problem)), "{problem}: {:?}", report.problems);
+    }
+    tamper("UPDATE transactions SET amount = amount + 1 WHERE seq = (SELECT min(seq) FROM transactions)")
+        .await;
+    sys.finish().await;
+}
+
+/// A ledger written before journals (each transaction with its popug's and the company's entry)
+/// becomes one journal per transaction, with every invariant holding.
+#[tokio::test]
+async fn a_ledger_of_entries_per_transaction_becomes_one_journal_per_transaction() {
+    const JOURNALS: i64 = 20261203000001;
+    let db = ates_testkit::database().await;
+    let pool = ates_messaging::db::connect(&db.url, "accounting", 2).unwrap();
+    let replica = ates_accounts_replica::MIGRATIONS.iter();
+    let before = replica.clone().chain(ates_accounting::MIGRATIONS.iter().filter(|m| m.version < JOURNALS));
+    ates_messaging::db::migrate(&pool, "accounting", before).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // (account, kind, amount, balance after)
+    let rows = [
+        (a, "assign_fee", -1500, -1500),
+        (b, "completion_reward", 3000, 3000),
+        (a, "completion_reward", 2500, 1000),
+    ];
+    let mut ids = Vec::new();
+    for (account, kind, amount, after) in rows {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO transactions (transaction_id, account_id, kind, amount, balance_after, billing_date,
+                                       business_time, cause_event_id, applied_event_id)
+             VALUES ($1, $2, $3, $4, $5, current_date, now(), $6, $7)",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(kind)
+        .bind(amount)
+        .bind(after)
+        .bind(Uuid::new_v4())
+        .bind(Uuid::new_v4())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO entries (transaction_id, account_id, amount) VALUES ($1, $2, $3), ($1, $4, -$3)",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(amount)
+        .bind(Uuid::nil())
+        .execute(&pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    sqlx::query("INSERT INTO balances (account_id, balance) VALUES ($1, 1000), ($2, 3000)")
+        .bind(a)
+        .bind(b)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO daily_totals (billing_date, shard, assign_fees, completion_rewards)
+         VALUES (current_date, 0, -1500, 5500)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let all = replica.chain(ates_accounting::MIGRATIONS.iter());
+    ates_messaging::db::migrate(&pool, "accounting", all).await.unwrap();
+    let journals: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT c.journal_id, c.amount FROM company_entries c ORDER BY c.amount")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(journals.len(), 3, "one journal per transaction: {journals:?}");
+    assert_eq!(
+        journals.iter().map(|j| j.1).collect::<Vec<_>>(),
+        [-3000, -2500, 1500],
+        "the company's entries"
+    );
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE journal_id = transaction_id")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(own, 3, "each transaction in the journal of its own id");
+    let report = ates_accounting::invariants::check(&pool, std::time::Duration::ZERO).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.transactions, 3);
 }
