@@ -125,8 +125,12 @@ impl Dlq {
         headers.insert(headers::SUBJECT, message.subject.as_str());
         headers.insert(headers::SEQUENCE, info.stream_sequence.to_string().as_str());
         headers.insert(headers::DELIVERIES, info.delivered.to_string().as_str());
-        // One park per consumer and message, even if this one is retried after a crash.
-        let id = format!("{consumer}.{}.{}", info.stream, info.stream_sequence);
+        // One park per consumer and message, even if this one is retried after a crash: by the
+        // message's own id, not its sequence, which a stream that lost it gives to another.
+        let id = match message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+            Some(message_id) => format!("{consumer}.{}.{}", info.stream, message_id.as_str()),
+            None => format!("{consumer}.{}.seq.{}", info.stream, info.stream_sequence),
+        };
         let publish =
             PublishMessage::build().payload(message.payload.clone()).headers(headers).message_id(id);
         self.js.send_publish(format!("dlq.{consumer}"), publish).await?.await?;

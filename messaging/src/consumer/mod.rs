@@ -100,6 +100,9 @@ pub struct ConsumerSpec {
     pub retry_max: Duration,
     /// How long one pull request waits for messages before it is renewed.
     pub pull_expiry: Duration,
+    /// When the stream lost what this consumer was given, how long before the newest message it
+    /// took it starts again: more than the servers' fsync interval (see `position`).
+    pub loss_margin: Duration,
 }
 
 /// When a consumer gives up on a message and how long it waits between tries; read from the
@@ -143,6 +146,7 @@ impl ConsumerSpec {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             pull_expiry: Duration::from_secs(30),
+            loss_margin: position::LOSS_MARGIN,
         }
     }
 }

@@ -127,12 +127,31 @@ impl Position {
         }
     }
 
-    /// When a consumer that starts again because of this position starts.
-    pub(crate) fn restart_time(&self, margin: Duration) -> DateTime<Utc> {
-        chrono::Duration::from_std(margin)
+    /// When a consumer that starts again because of this position starts: `margin` before this
+    /// message, or earlier at the first message its old durable consumer had not acknowledged
+    /// (`ack_floor` is the sequence below which it had acknowledged every one), which may be
+    /// waiting for a retry. Making the durable again forgets its retries, and every message the
+    /// stream may have lost is later than either.
+    pub(crate) async fn restart_time(
+        &self,
+        stream: &stream::Stream,
+        margin: Duration,
+        ack_floor: Option<u64>,
+    ) -> Result<DateTime<Utc>, crate::BoxError> {
+        let before = chrono::Duration::from_std(margin)
             .ok()
             .and_then(|margin| self.published.checked_sub_signed(margin))
-            .unwrap_or(DateTime::UNIX_EPOCH)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        let first_unacknowledged = ack_floor.map(|floor| floor + 1).filter(|&next| {
+            let sequence = u64::try_from(self.sequence).unwrap_or(0);
+            next <= sequence && next <= stream.cached_info().state.last_sequence
+        });
+        let Some(next) = first_unacknowledged else { return Ok(before) };
+        match stream.get_raw_message(next).await {
+            Ok(message) => Ok(before.min(message.time)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(before),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

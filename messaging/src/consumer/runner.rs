@@ -15,10 +15,13 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::position::{LOSS_MARGIN, Position};
+use super::position::Position;
 use super::{ConsumerSpec, Handler, HandlerError, apply};
 use crate::backoff::{Backoff, redelivery_delay};
 use crate::dlq::{Dlq, ParkReason};
+
+/// How often a consumer waiting for messages looks whether NATS reconnected.
+const RECONNECTION_WATCH: Duration = Duration::from_millis(100);
 
 /// Runs one durable consumer: fetch a batch, validate, apply in one transaction, ack.
 pub struct Consumer<H> {
@@ -84,11 +87,12 @@ impl<H: Handler> Consumer<H> {
         if let Some(position) = recorded
             && let Some(why) = position.lost_from(&stream).await?
         {
-            let from = position.restart_time(LOSS_MARGIN);
+            let ack_floor = consumer.info().await?.ack_floor.stream_sequence;
+            let from = position.restart_time(&stream, self.spec.loss_margin, Some(ack_floor)).await?;
             tracing::warn!(consumer = %name, stream = %self.spec.stream, sequence = position.sequence, "the stream lost what this consumer was given ({why}); starting again from {from} and skipping what it applied");
             // A consumer's start cannot be changed: make it again.
             if let Err(e) = stream.delete_consumer(name).await {
-                tracing::debug!(consumer = %name, "deleting the consumer to start it again: {e}");
+                tracing::warn!(consumer = %name, "could not delete the consumer to start it again: {e}");
             }
             let starts = DeliverPolicy::ByStartTime { start_time: from };
             consumer = stream.create_consumer(self.config(starts)).await?;
@@ -160,11 +164,21 @@ impl<H: Handler> Consumer<H> {
             .messages()
             .await?;
         tracing::info!(consumer = %self.spec.name, stream = %self.spec.stream, "consuming");
+        // A reconnection ends the session even when nothing comes: what takes the sequences the
+        // stream lost may be only what the server thinks it delivered already.
+        let mut watch = tokio::time::interval(RECONNECTION_WATCH);
         loop {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(Ended::Shutdown),
                 first = messages.next() => first,
+                _ = watch.tick() => {
+                    if connects() != checked {
+                        tracing::info!(consumer = %self.spec.name, "NATS reconnected; checking the stream before going on");
+                        return Ok(Ended::Resume);
+                    }
+                    continue;
+                }
             };
             let Some(first) = first else { return Err("the message stream ended".into()) };
             let (batch, error) =

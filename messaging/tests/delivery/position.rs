@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use ates_messaging::outbox::AuditSettings;
-use ates_messaging::{Relay, RelaySettings};
+use ates_messaging::{Consumer, Relay, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Kept, audit_settings, expect_stream_holds, keep, put_back, stream_sequences};
-use crate::support::{Effects, Env, SCHEMA, SERVER_FAULTS};
+use crate::support::{Effects, Env, Failure, SCHEMA, SERVER_FAULTS, commit, completed};
 
 /// 300 events applied, then 200 more applied that the stream loses on a restart. The relay has no
 /// auditor, so nothing puts the lost events back and the next 300 take sequences 301 to 600: the
@@ -134,4 +134,97 @@ async fn eventually_published(env: &Env, ids: &[uuid::Uuid]) -> Vec<i64> {
         stream_sequences(env, ids).await.into_iter().collect::<Option<Vec<i64>>>()
     })
     .await
+}
+
+/// One event lost and one new event in its sequence: the server thinks it delivered that
+/// sequence, so nothing comes to the consumer. It checks on the reconnection itself.
+#[tokio::test]
+async fn a_single_new_event_that_takes_the_sequence_its_stream_lost_is_applied() {
+    let _one_at_a_time = SERVER_FAULTS.lock().await;
+    let mut env = Env::start().await;
+    env.spawn_relay();
+    env.spawn_consumer(&Effects::new("effects"));
+    env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+    let kept = keep(&mut env, Kept::Messages).await;
+    env.commit_events(1).await;
+    env.expect_effects_exactly_once(301).await;
+    put_back(&mut env, &kept).await;
+    env.nats().restart().await;
+    assert_eq!(env.stream_messages("TASKS").await, 300, "the stream lost its tail");
+
+    let new = env.commit_events(1).await;
+    assert_eq!(eventually_published(&env, &new).await, [301], "the new event took the lost sequence");
+    env.expect_effects_exactly_once(302).await;
+}
+
+/// An event the handler cannot apply yet is being retried by the server when the consumer starts
+/// again after a loss, long after the event was published: making the durable again forgets its
+/// retries, so the consumer starts no later than the first message it had not acknowledged.
+#[tokio::test]
+async fn an_event_still_being_retried_when_the_consumer_starts_again_is_applied() {
+    let _one_at_a_time = SERVER_FAULTS.lock().await;
+    let mut env = Env::start().await;
+    env.spawn_relay();
+    let effects = Effects::new("effects");
+    let mut spec = crate::support::spec();
+    spec.max_deliveries = 100_000;
+    spec.retry_max = Duration::from_millis(500);
+    spec.loss_margin = Duration::from_secs(2);
+    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), spec, effects.clone()));
+    let stuck = completed();
+    let task = stuck.data.task_id;
+    effects.fail(task, Failure::Always);
+    commit(&env.pool, &[stuck]).await;
+    env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the stuck event is older than the margin
+
+    let kept = keep(&mut env, Kept::Messages).await;
+    env.commit_events(200).await;
+    env.expect_effects_exactly_once(500).await;
+    put_back(&mut env, &kept).await;
+    env.nats().restart().await;
+    env.commit_events(100).await;
+    env.expect_effects_exactly_once(600).await;
+    effects.heal(task);
+    env.expect_effects_exactly_once(601).await;
+}
+
+/// An event parked just before the stream lost it, and a new event that takes its sequence and
+/// fails too: both are parked (a park is known by the event, not by its sequence).
+#[tokio::test]
+async fn a_new_event_parked_at_a_sequence_the_stream_lost_is_parked_too() {
+    let _one_at_a_time = SERVER_FAULTS.lock().await;
+    let mut env = Env::start().await;
+    env.spawn_relay();
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+    env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+    let kept = keep(&mut env, Kept::Messages).await;
+
+    let old = completed();
+    effects.fail(old.data.task_id, Failure::Always);
+    commit(&env.pool, &[old]).await;
+    ates_testkit::eventually("the old event to be parked", || async {
+        (env.stream_messages("DLQ").await == 1).then_some(())
+    })
+    .await;
+    put_back(&mut env, &kept).await;
+    env.nats().restart().await;
+    assert_eq!(env.stream_messages("TASKS").await, 300, "the stream lost its tail");
+
+    let new = completed();
+    effects.fail(new.data.task_id, Failure::Always);
+    commit(&env.pool, std::slice::from_ref(&new)).await;
+    assert_eq!(
+        eventually_published(&env, &[new.event_id]).await,
+        [301],
+        "the new event took the lost sequence"
+    );
+    ates_testkit::eventually("the new event to be parked beside the old one", || async {
+        (env.stream_messages("DLQ").await == 2).then_some(())
+    })
+    .await;
 }
