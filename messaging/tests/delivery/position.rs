@@ -22,11 +22,7 @@ async fn a_consumer_applies_new_events_that_took_the_sequences_its_stream_lost()
     env.spawn_consumer(&Effects::new("effects"));
     env.commit_events(300).await;
     env.expect_effects_exactly_once(300).await;
-    let kept = keep(&mut env, Kept::Messages).await;
-    env.commit_events(200).await;
-    env.expect_effects_exactly_once(500).await;
-    put_back(&mut env, &kept).await;
-    env.nats().restart().await;
+    lose_the_next(&mut env, 200, 300).await;
 
     let new = env.commit_events(300).await;
     let sequences: Vec<i64> = eventually_published(&env, &new).await;
@@ -128,6 +124,18 @@ async fn new_events_that_take_sequences_the_audit_could_not_see_are_applied() {
     env.expect_effects_exactly_once(500).await;
 }
 
+/// Commits `lost` more events and waits until they are applied (`applied` were before); then the
+/// server comes back without them, as after a power loss before they reached the disk.
+async fn lose_the_next(env: &mut Env, lost: usize, applied: i64) {
+    let kept = keep(env, Kept::Messages).await;
+    let held = env.stream_messages("TASKS").await;
+    env.commit_events(lost).await;
+    env.expect_effects_exactly_once(applied + i64::try_from(lost).unwrap()).await;
+    put_back(env, &kept).await;
+    env.nats().restart().await;
+    assert_eq!(env.stream_messages("TASKS").await, held, "the stream lost its tail");
+}
+
 /// The stream sequences of `ids` once the relay has recorded them all.
 async fn eventually_published(env: &Env, ids: &[uuid::Uuid]) -> Vec<i64> {
     ates_testkit::eventually("the events to be published", || async {
@@ -146,12 +154,7 @@ async fn a_single_new_event_that_takes_the_sequence_its_stream_lost_is_applied()
     env.spawn_consumer(&Effects::new("effects"));
     env.commit_events(300).await;
     env.expect_effects_exactly_once(300).await;
-    let kept = keep(&mut env, Kept::Messages).await;
-    env.commit_events(1).await;
-    env.expect_effects_exactly_once(301).await;
-    put_back(&mut env, &kept).await;
-    env.nats().restart().await;
-    assert_eq!(env.stream_messages("TASKS").await, 300, "the stream lost its tail");
+    lose_the_next(&mut env, 1, 300).await;
 
     let new = env.commit_events(1).await;
     assert_eq!(eventually_published(&env, &new).await, [301], "the new event took the lost sequence");
@@ -180,11 +183,7 @@ async fn an_event_still_being_retried_when_the_consumer_starts_again_is_applied(
     env.expect_effects_exactly_once(300).await;
     tokio::time::sleep(Duration::from_secs(3)).await; // the stuck event is older than the margin
 
-    let kept = keep(&mut env, Kept::Messages).await;
-    env.commit_events(200).await;
-    env.expect_effects_exactly_once(500).await;
-    put_back(&mut env, &kept).await;
-    env.nats().restart().await;
+    lose_the_next(&mut env, 200, 300).await;
     env.commit_events(100).await;
     env.expect_effects_exactly_once(600).await;
     effects.heal(task);
