@@ -2,6 +2,7 @@
 //! had been given and other events took those sequences, it starts again from before and applies
 //! them, skipping what it applied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ates_messaging::outbox::AuditSettings;
@@ -16,12 +17,7 @@ use crate::support::{Effects, Env, Failure, SCHEMA, SERVER_FAULTS, commit, compl
 /// consumer, which stood at 500, must still apply every one of them.
 #[tokio::test]
 async fn a_consumer_applies_new_events_that_took_the_sequences_its_stream_lost() {
-    let _one_at_a_time = SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    env.spawn_relay();
-    env.spawn_consumer(&Effects::new("effects"));
-    env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, _) = applied_without_audit().await;
     lose_the_next(&mut env, 200, 300).await;
 
     let new = env.commit_events(300).await;
@@ -124,6 +120,19 @@ async fn new_events_that_take_sequences_the_audit_could_not_see_are_applied() {
     env.expect_effects_exactly_once(500).await;
 }
 
+/// A relay without an auditor (nothing puts lost events back into their sequences) and a consumer
+/// at work, and 300 events applied. Holds the lock of the tests that stop and start the server.
+async fn applied_without_audit() -> (tokio::sync::MutexGuard<'static, ()>, Env, Arc<Effects>) {
+    let one_at_a_time = SERVER_FAULTS.lock().await;
+    let env = Env::start().await;
+    env.spawn_relay();
+    let effects = Effects::new("effects");
+    env.spawn_consumer(&effects);
+    env.commit_events(300).await;
+    env.expect_effects_exactly_once(300).await;
+    (one_at_a_time, env, effects)
+}
+
 /// Commits `lost` more events and waits until they are applied (`applied` were before); then the
 /// server comes back without them, as after a power loss before they reached the disk.
 async fn lose_the_next(env: &mut Env, lost: usize, applied: i64) {
@@ -148,12 +157,7 @@ async fn eventually_published(env: &Env, ids: &[uuid::Uuid]) -> Vec<i64> {
 /// sequence, so nothing comes to the consumer. It checks on the reconnection itself.
 #[tokio::test]
 async fn a_single_new_event_that_takes_the_sequence_its_stream_lost_is_applied() {
-    let _one_at_a_time = SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    env.spawn_relay();
-    env.spawn_consumer(&Effects::new("effects"));
-    env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, _) = applied_without_audit().await;
     lose_the_next(&mut env, 1, 300).await;
 
     let new = env.commit_events(1).await;
@@ -194,13 +198,7 @@ async fn an_event_still_being_retried_when_the_consumer_starts_again_is_applied(
 /// fails too: both are parked (a park is known by the event, not by its sequence).
 #[tokio::test]
 async fn a_new_event_parked_at_a_sequence_the_stream_lost_is_parked_too() {
-    let _one_at_a_time = SERVER_FAULTS.lock().await;
-    let mut env = Env::start().await;
-    env.spawn_relay();
-    let effects = Effects::new("effects");
-    env.spawn_consumer(&effects);
-    env.commit_events(300).await;
-    env.expect_effects_exactly_once(300).await;
+    let (_one_at_a_time, mut env, effects) = applied_without_audit().await;
     let kept = keep(&mut env, Kept::Messages).await;
 
     let old = completed();
