@@ -29,8 +29,8 @@ pub struct Report {
 pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> {
     let unbalanced_accounts = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM balances b
-         LEFT JOIN (SELECT account_id, sum(amount) AS total FROM transactions GROUP BY account_id) e USING (account_id)
-         WHERE b.balance <> coalesce(e.total, 0)"#
+         FULL JOIN (SELECT account_id, sum(amount) AS total FROM transactions GROUP BY account_id) e USING (account_id)
+         WHERE coalesce(b.balance, 0) <> coalesce(e.total, 0) OR b.account_id IS NULL"#
     )
     .fetch_one(pool)
     .await?;
@@ -59,10 +59,10 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     .await?;
     let misclosed = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM balances b
-             LEFT JOIN (SELECT account_id, sum(amount) AS total FROM transactions
+             FULL JOIN (SELECT account_id, sum(amount) AS total FROM transactions
                         WHERE billing_date <= (SELECT last_closed FROM billing_state)
                         GROUP BY account_id) c USING (account_id)
-             WHERE b.closed_balance <> coalesce(c.total, 0)"#
+             WHERE coalesce(b.closed_balance, 0) <> coalesce(c.total, 0) OR b.account_id IS NULL"#
     )
     .fetch_one(pool)
     .await?;
@@ -85,7 +85,7 @@ pub async fn check(pool: &PgPool, outbox_retention: Duration) -> Result<Report> 
     .fetch_one(pool)
     .await?;
     let checks = [
-        (unbalanced_accounts, "account balance(s) differ from the sum of their entries"),
+        (unbalanced_accounts, "account balance(s) differ from the sum of their entries, or are missing"),
         (
             unbalanced_journals,
             "journal(s) have a company entry that is not minus the sum of their transactions",

@@ -5,6 +5,28 @@
 -- the sum of its entries, minus every popug's. Per transaction that is one row instead of three
 -- (the transaction, the popug's entry and the company's entry), and one foreign-key check instead
 -- of two.
+-- Upgrading: stop every accounting instance first (an older one would still write `entries`).
+-- The lock keeps any posting out while the ledger is converted. The conversion rewrites every
+-- transaction row once, so on a large ledger it takes a while, with accounting down meanwhile.
+DO $$ BEGIN LOCK TABLE transactions, entries IN SHARE ROW EXCLUSIVE MODE; END $$;
+
+-- The entries dropped below must say exactly what the transactions do: each transaction's own
+-- account at its amount, and the company's opposite entry.
+DO $$
+DECLARE
+    wrong bigint;
+BEGIN
+    SELECT count(*) INTO wrong FROM transactions t
+    WHERE (SELECT count(*) FROM entries e WHERE e.transaction_id = t.transaction_id) <> 2
+       OR NOT EXISTS (SELECT FROM entries e WHERE e.transaction_id = t.transaction_id
+                      AND e.account_id = t.account_id AND e.amount = t.amount)
+       OR NOT EXISTS (SELECT FROM entries e WHERE e.transaction_id = t.transaction_id
+                      AND e.account_id = '00000000-0000-0000-0000-000000000000' AND e.amount = -t.amount);
+    IF wrong > 0 THEN
+        RAISE EXCEPTION '% transaction(s) do not have exactly their own entry and the company''s opposite one; the ledger needs repair before this upgrade', wrong;
+    END IF;
+END $$;
+
 CREATE TABLE company_entries (
     journal_id uuid        PRIMARY KEY,
     amount     bigint      NOT NULL,

@@ -54,7 +54,8 @@ pub struct Relay {
 
 /// When a relay's rounds look for rows the stream lost, a query of its own: they are rare (a
 /// server came back without a tail it had acknowledged), so not in every round. A round looks
-/// before the relay's first, after this process's auditor marked rows, while the last look found
+/// before the relay's first, after this process's auditor marked rows, after the relay waited
+/// for an audit (another instance's auditor may have marked them), while the last look found
 /// some, and at least every [`LOST_POLL`] for what another process's auditor marked.
 #[derive(Default)]
 struct LostLooks(std::sync::Mutex<LastLook>);
@@ -71,6 +72,11 @@ impl LostLooks {
     fn due(&self, marks: u64) -> bool {
         let last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         last.found || last.marks != marks || last.at.is_none_or(|at| at.elapsed() >= LOST_POLL)
+    }
+
+    /// Makes the next round look.
+    fn look_next(&self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).at = None;
     }
 
     fn looked(&self, marks: u64, found: bool) {
@@ -153,15 +159,21 @@ impl Relay {
     }
 
     /// Waits until the auditor has run since the last (re)connection, for at most
-    /// [`AUDIT_GATE_WAIT`]: a broken auditor must not stop publishing.
+    /// [`AUDIT_GATE_WAIT`]: a broken auditor must not stop publishing. After a wait the next
+    /// round looks for lost rows first, whichever instance's auditor marked them.
     async fn wait_for_audit(&self, gate: &AuditGate, shutdown: &CancellationToken) {
         let deadline = tokio::time::Instant::now() + AUDIT_GATE_WAIT;
+        let mut waited = false;
         while !gate.open_for(&self.js.client()) && !shutdown.is_cancelled() {
+            waited = true;
             if tokio::time::Instant::now() > deadline {
                 tracing::warn!(schema = %self.schema, "no outbox audit since NATS reconnected; publishing anyway");
-                return;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if waited {
+            self.lost.look_next();
         }
     }
 

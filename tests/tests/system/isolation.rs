@@ -83,7 +83,7 @@ async fn each_service_role_uses_only_its_own_schema() {
 
     assert_eq!(refused(analytics, "SELECT * FROM auth.signing_keys").await, DENIED);
     assert_eq!(refused(analytics, "SELECT * FROM auth.accounts").await, DENIED);
-    assert_eq!(refused(tracker, "INSERT INTO accounting.entries DEFAULT VALUES").await, DENIED);
+    assert_eq!(refused(tracker, "INSERT INTO accounting.company_entries DEFAULT VALUES").await, DENIED);
     assert_eq!(refused(tracker, "CREATE SCHEMA elsewhere").await, DENIED);
     assert_eq!(refused(tracker, "CREATE ROLE intruder").await, DENIED);
     // Its own schema is its own: it reads and migrates it.

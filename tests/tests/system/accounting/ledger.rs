@@ -308,21 +308,34 @@ async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_d
     let sys = TestSystem::start().await;
     let zone = sys.config.accounting().unwrap().calendar.timezone;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut tx = pool(&sys).begin().await.unwrap();
-    let postings = vec![cent_payout(a), cent_payout(b), cent_payout(a)];
-    ates_accounting::ledger::post(&mut tx, postings, zone, None).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let journals: Vec<(Uuid, i64)> =
-        sqlx::query_as("SELECT journal_id, amount FROM company_entries").fetch_all(pool(&sys)).await.unwrap();
-    assert_eq!(journals.len(), 1, "one company entry for the whole posting: {journals:?}");
-    assert_eq!(journals[0].1, 3, "minus the three payouts of a cent");
+    let post = |postings: Vec<ates_accounting::domain::posting::Posting>| async {
+        let mut tx = pool(&sys).begin().await.unwrap();
+        let posted = ates_accounting::ledger::post(&mut tx, postings, zone, None).await.unwrap();
+        tx.commit().await.unwrap();
+        posted.len()
+    };
+    let first = cent_payout(a);
+    assert_eq!(post(vec![first.clone(), cent_payout(b), cent_payout(a)]).await, 3);
+    let journals = || async {
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT journal_id, amount FROM company_entries ORDER BY posted_at")
+            .fetch_all(pool(&sys))
+            .await
+            .unwrap()
+    };
+    let once = journals().await;
+    assert_eq!(once.len(), 1, "one company entry for the whole posting: {once:?}");
+    assert_eq!(once[0].1, 3, "minus the three payouts of a cent");
     let in_journal: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE journal_id = $1")
-        .bind(journals[0].0)
+        .bind(once[0].0)
         .fetch_one(pool(&sys))
         .await
         .unwrap();
     assert_eq!(in_journal, 3);
+    // Posted again beside a new one, a transaction counts only where it was posted first.
+    assert_eq!(post(vec![first.clone(), cent_payout(b)]).await, 1);
+    assert_eq!(post(vec![first]).await, 0);
+    let twice: Vec<i64> = journals().await.into_iter().map(|(_, amount)| amount).collect();
+    assert_eq!(twice, [3, 1], "the second journal has only the new payout; the third none at all");
     let retention = std::time::Duration::from_secs(3600);
     let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
@@ -332,7 +345,7 @@ async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_d
         let db = db.clone();
         async move { sqlx::query(sql).execute(&db).await.unwrap() }
     };
-    tamper("UPDATE company_entries SET amount = amount + 1").await;
+    tamper("UPDATE company_entries SET amount = amount + 1 WHERE journal_id = (SELECT journal_id FROM company_entries ORDER BY journal_id LIMIT 1)").await;
     let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
     assert_eq!(
         report.problems,
@@ -341,7 +354,7 @@ async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_d
             "the ledger sums to 1 cents instead of zero"
         ],
     );
-    tamper("UPDATE company_entries SET amount = amount - 1").await;
+    tamper("UPDATE company_entries SET amount = amount - 1 WHERE journal_id = (SELECT journal_id FROM company_entries ORDER BY journal_id LIMIT 1)").await;
     tamper("UPDATE transactions SET amount = amount - 1 WHERE seq = (SELECT min(seq) FROM transactions)")
         .await;
     let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
@@ -352,6 +365,26 @@ async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_d
     }
     tamper("UPDATE transactions SET amount = amount + 1 WHERE seq = (SELECT min(seq) FROM transactions)")
         .await;
+    for (broken, found, mend) in [
+        (
+            "INSERT INTO company_entries (journal_id, amount) VALUES ('00000000-0000-0000-0000-00000000000a', 0)",
+            "1 journal(s) have a company entry that is not minus the sum of their transactions",
+            "DELETE FROM company_entries WHERE journal_id = '00000000-0000-0000-0000-00000000000a'",
+        ),
+        (
+            // A balance row moved away: one without transactions, and transactions without one.
+            "UPDATE balances SET account_id = '00000000-0000-0000-0000-00000000000b'
+             WHERE account_id = (SELECT account_id FROM balances ORDER BY account_id LIMIT 1)",
+            "2 account balance(s) differ from the sum of their entries, or are missing",
+            "UPDATE balances SET account_id = (SELECT account_id FROM transactions EXCEPT SELECT account_id FROM balances)
+             WHERE account_id = '00000000-0000-0000-0000-00000000000b'",
+        ),
+    ] {
+        tamper(broken).await;
+        let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
+        assert!(report.problems.iter().any(|p| p == found), "{found}: {:?}", report.problems);
+        tamper(mend).await;
+    }
     sys.finish().await;
 }
 
@@ -416,8 +449,27 @@ async fn a_ledger_of_entries_per_transaction_becomes_one_journal_per_transaction
     .await
     .unwrap();
 
-    let all = replica.chain(ates_accounting::MIGRATIONS.iter());
-    ates_messaging::db::migrate(&pool, "accounting", all).await.unwrap();
+    // A transaction whose entries do not say what it does stops the upgrade, changing nothing.
+    let company_entry = |id: Uuid| {
+        sqlx::query("DELETE FROM entries WHERE transaction_id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(Uuid::nil())
+    };
+    company_entry(ids[1]).execute(&pool).await.unwrap();
+    let all = || replica.clone().chain(ates_accounting::MIGRATIONS.iter());
+    let refused = ates_messaging::db::migrate(&pool, "accounting", all()).await.unwrap_err().to_string();
+    assert!(refused.contains("1 transaction(s) do not have exactly their own entry"), "{refused}");
+    // (The migrator's lock stays with the connection the upgrade failed on, as it would with a
+    // service that exits.)
+    pool.close().await;
+    let pool = ates_messaging::db::connect(&db.url, "accounting", 2).unwrap();
+    sqlx::query("INSERT INTO entries (transaction_id, account_id, amount) VALUES ($1, $2, -3000)")
+        .bind(ids[1])
+        .bind(Uuid::nil())
+        .execute(&pool)
+        .await
+        .unwrap();
+    ates_messaging::db::migrate(&pool, "accounting", all()).await.unwrap();
     let journals: Vec<(Uuid, i64)> =
         sqlx::query_as("SELECT c.journal_id, c.amount FROM company_entries c ORDER BY c.amount")
             .fetch_all(&pool)
@@ -437,4 +489,16 @@ async fn a_ledger_of_entries_per_transaction_becomes_one_journal_per_transaction
     let report = ates_accounting::invariants::check(&pool, std::time::Duration::ZERO).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     assert_eq!(report.transactions, 3);
+    // From now on every transaction is in a journal that has its company entry.
+    for journal in ["NULL", "'00000000-0000-0000-0000-00000000000c'"] {
+        let orphan = format!(
+            "INSERT INTO transactions (transaction_id, account_id, kind, amount, balance_after, billing_date,
+                                       business_time, cause_event_id, applied_event_id, journal_id)
+             VALUES (gen_random_uuid(), gen_random_uuid(), 'payout', -1, -1, current_date, now(),
+                     gen_random_uuid(), gen_random_uuid(), {journal})"
+        );
+        let refused = sqlx::query(sqlx::AssertSqlSafe(orphan)).execute(&pool).await.unwrap_err();
+        let code = refused.as_database_error().and_then(|e| e.code()).unwrap_or_default().into_owned();
+        assert!(["23502", "23503"].contains(&code.as_str()), "journal {journal}: {refused}");
+    }
 }
