@@ -98,6 +98,11 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` is a statement that gave up waiting for a lock (`lock_timeout`).
+pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("55P03"))
+}
+
 /// Turns the violation of one named constraint (a unique email, say) into a store's own error;
 /// any other failure stays a database error.
 pub trait OnConstraint<T> {

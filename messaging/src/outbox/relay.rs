@@ -18,6 +18,8 @@ const AUDIT_GATE_WAIT: Duration = Duration::from_secs(30);
 const NEWEST_POLL: Duration = Duration::from_millis(10);
 /// How often a relay looks for rows another process's auditor marked lost.
 const LOST_POLL: Duration = Duration::from_secs(1);
+/// After lost rows were held past [`RelaySettings::lost_lock_wait`], how long looks skip held ones.
+const LOST_SKIP_LOCKED: Duration = Duration::from_secs(60);
 use crate::backoff::Backoff;
 
 /// How the relay batches, waits and cleans up.
@@ -33,12 +35,23 @@ pub struct RelaySettings {
     pub idle_poll: Duration,
     /// Whether, and how, to check that the stream still has what was published.
     pub audit: Option<AuditSettings>,
+    /// The longest a round waits for lost rows another round holds (longer than a round takes,
+    /// publishing and acknowledgements included). Past it, the rows are held by a transaction
+    /// that does not end (a hung process): rounds then claim the lost rows nobody holds, for a
+    /// while, so one stuck transaction cannot stop the outbox.
+    pub lost_lock_wait: Duration,
 }
 
 impl RelaySettings {
     /// The relay of a service that keeps published rows for `retention` (`ATES_OUTBOX_RETENTION`).
     pub fn keeping(retention: Duration) -> Self {
-        RelaySettings { batch_size: 1000, retention, idle_poll: Duration::from_secs(1), audit: None }
+        RelaySettings {
+            batch_size: 1000,
+            retention,
+            idle_poll: Duration::from_secs(1),
+            audit: None,
+            lost_lock_wait: Duration::from_secs(15),
+        }
     }
 }
 
@@ -66,6 +79,8 @@ struct LastLook {
     /// [`super::lost_marks`] when it began.
     marks: u64,
     found: bool,
+    /// Until when looks skip lost rows another transaction holds (after one waited too long).
+    skip_locked_until: Option<tokio::time::Instant>,
 }
 
 impl LostLooks {
@@ -81,7 +96,18 @@ impl LostLooks {
 
     fn looked(&self, marks: u64, found: bool) {
         let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *last = LastLook { at: Some(tokio::time::Instant::now()), marks, found };
+        (last.at, last.marks, last.found) = (Some(tokio::time::Instant::now()), marks, found);
+    }
+
+    /// Whether looks skip lost rows another transaction holds.
+    fn skipping_locked(&self) -> bool {
+        let last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.skip_locked_until.is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    fn skip_locked_for(&self, period: Duration) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.skip_locked_until = Some(tokio::time::Instant::now() + period);
     }
 }
 
@@ -304,14 +330,7 @@ impl Relay {
         let limit = self.settings.batch_size;
         let marks = super::lost_marks();
         if self.lost.due(marks) {
-            let lost = sqlx::query_as!(
-                OutboxRow,
-                "SELECT id, event_id, subject, payload, traceparent FROM outbox
-                 WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE",
-                limit,
-            )
-            .fetch_all(&mut *tx)
-            .await?;
+            let lost = self.claim_lost(&mut *tx).await?;
             self.lost.looked(marks, !lost.is_empty());
             if !lost.is_empty() {
                 return Ok(lost);
@@ -339,6 +358,48 @@ impl Relay {
                 .await
             }
         }
+    }
+
+    /// Lost rows in their order, waiting for those another round holds, but at most
+    /// [`RelaySettings::lost_lock_wait`]: past that, and for a while after, the ones nobody holds.
+    async fn claim_lost(&self, tx: &mut sqlx::PgConnection) -> Result<Vec<OutboxRow>, sqlx::Error> {
+        let limit = self.settings.batch_size;
+        if !self.lost.skipping_locked() {
+            let mut waiting = sqlx::Connection::begin(&mut *tx).await?;
+            let wait = format!("{}ms", self.settings.lost_lock_wait.as_millis().max(1));
+            // For the rest of the round, which waits for no other lock.
+            sqlx::query_scalar!("SELECT set_config('lock_timeout', $1, true)", wait)
+                .fetch_one(&mut *waiting)
+                .await?;
+            let claimed = sqlx::query_as!(
+                OutboxRow,
+                "SELECT id, event_id, subject, payload, traceparent FROM outbox
+                 WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE",
+                limit,
+            )
+            .fetch_all(&mut *waiting)
+            .await;
+            match claimed {
+                Ok(rows) => {
+                    waiting.commit().await?;
+                    return Ok(rows);
+                }
+                Err(e) if crate::db::is_lock_timeout(&e) => {
+                    waiting.rollback().await?;
+                    tracing::warn!(schema = %self.schema, "lost outbox rows held for over {wait} by a transaction that does not end; publishing the others meanwhile");
+                    self.lost.skip_locked_for(LOST_SKIP_LOCKED);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        sqlx::query_as!(
+            OutboxRow,
+            "SELECT id, event_id, subject, payload, traceparent FROM outbox
+             WHERE lost_seq IS NOT NULL AND published_at IS NULL ORDER BY lost_seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        .fetch_all(tx)
+        .await
     }
 
     async fn publish_from(&self, end: End) -> Result<RelayRound, RelayError> {

@@ -304,3 +304,35 @@ async fn rows_another_instance_marked_lost_are_published_again_by_this_one() {
         .unwrap();
     assert_eq!(sequences, [1, 2, 3], "the stream still had them: the repeats were dropped as duplicates");
 }
+
+#[tokio::test]
+async fn a_lost_row_held_by_a_transaction_that_does_not_end_does_not_stop_the_outbox() {
+    let env = Env::start().await;
+    env.commit_events(10).await;
+    env.relay().publish_pending().await.unwrap();
+    sqlx::query(
+        "UPDATE outbox SET lost_seq = stream_seq, stream_seq = NULL, published_at = NULL
+         WHERE id = (SELECT min(id) FROM outbox)",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    // A relay that hung mid-round holds the lost row.
+    let mut hung = env.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM outbox WHERE lost_seq IS NOT NULL FOR UPDATE")
+        .execute(&mut *hung)
+        .await
+        .unwrap();
+    let settings = RelaySettings { lost_lock_wait: Duration::from_secs(1), ..env.relay_settings() };
+    tokio::spawn(
+        Relay::new(env.pool.clone(), env.js.clone(), SCHEMA, settings).run(env.shutdown.child_token()),
+    );
+
+    env.commit_events(50).await;
+    eventually("everything but the held row published", || async {
+        (env.unpublished().await == 1).then_some(())
+    })
+    .await;
+    hung.rollback().await.unwrap();
+    env.expect_all_published().await;
+}
