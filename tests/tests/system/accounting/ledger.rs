@@ -379,6 +379,14 @@ async fn a_posting_is_one_journal_summing_to_zero_and_the_check_finds_one_that_d
             "UPDATE balances SET account_id = (SELECT account_id FROM transactions EXCEPT SELECT account_id FROM balances)
              WHERE account_id = '00000000-0000-0000-0000-00000000000b'",
         ),
+        (
+            "UPDATE transactions SET account_id = '00000000-0000-0000-0000-000000000000'
+             WHERE seq = (SELECT min(seq) FROM transactions)",
+            "1 transaction(s) are on the company's account instead of a popug's",
+            "UPDATE transactions SET account_id = (SELECT account_id FROM balances b WHERE b.balance <>
+                 (SELECT coalesce(sum(amount), 0) FROM transactions t WHERE t.account_id = b.account_id))
+             WHERE account_id = '00000000-0000-0000-0000-000000000000'",
+        ),
     ] {
         tamper(broken).await;
         let report = ates_accounting::invariants::check(pool(&sys), retention).await.unwrap();
