@@ -62,8 +62,10 @@ impl Handler for TaskEvents {
         if tasks.is_empty() {
             return Ok(());
         }
-        let prices = price(tx, &tasks, events).await?;
-        record_titles(tx, events).await?;
+        let added = additions(events);
+        let Priced { prices, new } = price(tx, &tasks, &added, events).await?;
+        let titled_later: Vec<&Addition<'_>> = added.values().filter(|a| !new.contains(&a.task_id)).collect();
+        record_titles(tx, &titled_later).await?;
         let postings = events.iter().filter_map(|e| posting_for(e, prices[&task_of(e)?])).collect();
         post(tx, postings, self.zone, None).await?;
         Ok(())
@@ -105,26 +107,62 @@ struct PricedTask {
     completion_reward: i64,
 }
 
-/// Gives every task not priced yet its price (and queues `accounting.task_priced`, carrying the
-/// correlation id of the first of `events` about the task), then returns the price of every task
-/// in `tasks`. A later event never re-prices a task.
+/// A `tasks.added` of the batch: the title and jira id it gives its task.
+struct Addition<'a> {
+    event_id: Uuid,
+    task_id: Uuid,
+    title: &'a str,
+    jira_id: Option<&'a str>,
+}
+
+/// The first `tasks.added` of each task in `events`.
+fn additions(events: &[ReceivedEvent]) -> HashMap<Uuid, Addition<'_>> {
+    let mut added = HashMap::new();
+    for event in events {
+        if let DomainEvent::TaskAdded(a) = &event.event {
+            added.entry(a.task_id).or_insert(Addition {
+                event_id: event.meta.event_id,
+                task_id: a.task_id,
+                title: &a.title,
+                jira_id: a.jira_id.as_deref(),
+            });
+        }
+    }
+    added
+}
+
+/// The prices of a batch's tasks, and which of them it priced.
+struct Priced {
+    prices: HashMap<Uuid, Price>,
+    new: HashSet<Uuid>,
+}
+
+/// Gives every task not priced yet its price, with its title if its `tasks.added` is among
+/// `added` (and queues `accounting.task_priced`, carrying the correlation id of the first of
+/// `events` about the task), then returns the price of every task in `tasks`. A later event
+/// never re-prices a task.
 async fn price(
     tx: &mut PgConnection,
     tasks: &[Uuid],
+    added: &HashMap<Uuid, Addition<'_>>,
     events: &[ReceivedEvent],
-) -> Result<HashMap<Uuid, Price>> {
+) -> Result<Priced> {
     let drawn: Vec<Price> = {
         let mut rng = rand::rng();
         tasks.iter().map(|_| Price::draw(&mut rng)).collect()
     };
+    let addition: Vec<Option<&Addition<'_>>> = tasks.iter().map(|t| added.get(t)).collect();
     let priced = sqlx::query_as!(
         PricedTask,
-        "INSERT INTO tasks (task_id, assign_fee, completion_reward)
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[])
+        "INSERT INTO tasks (task_id, assign_fee, completion_reward, title, jira_id, added_event_id)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::uuid[])
          ON CONFLICT DO NOTHING RETURNING task_id, assign_fee, completion_reward",
         tasks,
         &drawn.iter().map(|p| p.assign_fee).collect::<Vec<_>>(),
         &drawn.iter().map(|p| p.completion_reward).collect::<Vec<_>>(),
+        &addition.iter().map(|a| a.map(|a| a.title)).collect::<Vec<_>>() as &[Option<&str>],
+        &addition.iter().map(|a| a.and_then(|a| a.jira_id)).collect::<Vec<_>>() as &[Option<&str>],
+        &addition.iter().map(|a| a.map(|a| a.event_id)).collect::<Vec<_>>() as &[Option<Uuid>],
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -134,37 +172,39 @@ async fn price(
             correlation.entry(task).or_insert(event.meta.correlation_id);
         }
     }
-    let priced: Vec<Envelope<TaskPricedV1>> = priced
-        .into_iter()
-        .map(|PricedTask { task_id, assign_fee, completion_reward }| {
+    let new: HashSet<Uuid> = priced.iter().map(|p| p.task_id).collect();
+    let earlier: Vec<Uuid> = tasks.iter().filter(|t| !new.contains(t)).copied().collect();
+    let queued: Vec<Envelope<TaskPricedV1>> = priced
+        .iter()
+        .map(|&PricedTask { task_id, assign_fee, completion_reward }| {
             Envelope::new(OUTBOX.producer(), TaskPricedV1 { task_id, assign_fee, completion_reward })
                 .correlated(correlation.get(&task_id).copied().flatten())
         })
         .collect();
-    OUTBOX.add_all(tx, &priced).await?;
-    let prices = sqlx::query_as!(
-        PricedTask,
-        "SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)",
-        tasks,
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(prices
+    OUTBOX.add_all(tx, &queued).await?;
+    let before = match earlier.is_empty() {
+        true => Vec::new(),
+        false => {
+            sqlx::query_as!(
+                PricedTask,
+                "SELECT task_id, assign_fee, completion_reward FROM tasks WHERE task_id = ANY($1)",
+                &earlier,
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    let prices = priced
         .into_iter()
+        .chain(before)
         .map(|p| (p.task_id, Price { assign_fee: p.assign_fee, completion_reward: p.completion_reward }))
-        .collect())
+        .collect();
+    Ok(Priced { prices, new })
 }
 
-/// Fills in the title and jira id of tasks whose `tasks.added` is in the batch, with the id of
-/// that event as its record.
-async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<()> {
-    let added: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            DomainEvent::TaskAdded(added) => Some((e.meta.event_id, added)),
-            _ => None,
-        })
-        .collect();
+/// Fills in the title and jira id of tasks priced before their `tasks.added` came, with the id
+/// of that event as its record.
+async fn record_titles(tx: &mut PgConnection, added: &[&Addition<'_>]) -> Result<()> {
     if added.is_empty() {
         return Ok(());
     }
@@ -172,10 +212,10 @@ async fn record_titles(tx: &mut PgConnection, events: &[ReceivedEvent]) -> Resul
         "UPDATE tasks SET title = v.title, jira_id = v.jira_id, added_event_id = v.event_id
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS v(task_id, title, jira_id, event_id)
          WHERE tasks.task_id = v.task_id",
-        &added.iter().map(|(_, a)| a.task_id).collect::<Vec<_>>(),
-        &added.iter().map(|(_, a)| a.title.as_str()).collect::<Vec<_>>() as &[&str],
-        &added.iter().map(|(_, a)| a.jira_id.as_deref()).collect::<Vec<_>>() as &[Option<&str>],
-        &added.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        &added.iter().map(|a| a.task_id).collect::<Vec<_>>(),
+        &added.iter().map(|a| a.title).collect::<Vec<_>>() as &[&str],
+        &added.iter().map(|a| a.jira_id).collect::<Vec<_>>() as &[Option<&str>],
+        &added.iter().map(|a| a.event_id).collect::<Vec<_>>(),
     )
     .execute(tx)
     .await?;

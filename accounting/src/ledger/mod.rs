@@ -2,7 +2,7 @@
 
 mod post;
 
-pub use post::{Posted, post};
+pub use post::{Posted, TOTAL_SHARDS, post};
 
 use ates_messaging::Outbox;
 

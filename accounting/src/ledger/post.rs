@@ -24,9 +24,11 @@ pub struct Posted {
 
 /// Posts the `postings` that were not posted before, in order, and returns them.
 ///
-/// The balances of every popug involved are locked first, in account order; only then is it
-/// checked which transaction ids exist, so two instances posting the same cause at once cannot
-/// both post it. Nothing every posting needs is locked: the company's side of the postings is
+/// Postings whose transaction exists are dropped before anything is locked, so the balance locks
+/// are not held while that is looked up. Two instances posting the same cause at once cannot both
+/// post it: the second one's insert fails on the transaction's key once the first commits (its
+/// batch is then applied again, and drops it). The balances of every popug involved are locked in
+/// account order. Nothing every posting needs is locked: the company's side of the postings is
 /// one entry of their journal (its balance is the sum of them), and the day's totals go to one of
 /// [`TOTAL_SHARDS`] rows. Each posting is billed on its business date in
 /// `zone`, or the earliest open day if that is closed, unless `billing_date` fixes the day.
@@ -41,6 +43,17 @@ pub async fn post(
     }
     let last_closed =
         sqlx::query_scalar!("SELECT last_closed FROM billing_state FOR SHARE").fetch_one(&mut *tx).await?;
+    let ids: Vec<Uuid> = postings.iter().map(|p| p.transaction_id).collect();
+    let mut seen: HashSet<Uuid> =
+        sqlx::query_scalar!("SELECT transaction_id FROM transactions WHERE transaction_id = ANY($1)", &ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let postings: Vec<Posting> = postings.into_iter().filter(|p| seen.insert(p.transaction_id)).collect();
+    if postings.is_empty() {
+        return Ok(Vec::new());
+    }
     let accounts: Vec<Uuid> =
         postings.iter().map(|p| p.account_id).collect::<BTreeSet<_>>().into_iter().collect();
     sqlx::query!(
@@ -59,17 +72,6 @@ pub async fn post(
     .into_iter()
     .map(|b| (b.account_id, b.balance))
     .collect();
-    let ids: Vec<Uuid> = postings.iter().map(|p| p.transaction_id).collect();
-    let mut seen: HashSet<Uuid> =
-        sqlx::query_scalar!("SELECT transaction_id FROM transactions WHERE transaction_id = ANY($1)", &ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-    let postings: Vec<Posting> = postings.into_iter().filter(|p| seen.insert(p.transaction_id)).collect();
-    if postings.is_empty() {
-        return Ok(Vec::new());
-    }
     let after = running_balances(&postings, &mut balances);
     let posted: Vec<Posted> = postings
         .into_iter()

@@ -35,6 +35,9 @@ pub struct SystemArgs {
     /// measured (each probe polls the account's statement every 10 ms, which is load too).
     #[arg(long, default_value_t = 10)]
     probe_every: u64,
+    /// How often the admin shuffles every open task (0s: never).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    shuffle_every: Duration,
     /// Workers the tasks are assigned to.
     #[arg(long, default_value_t = 100)]
     workers: usize,
@@ -72,6 +75,8 @@ pub struct LoadArgs {
     complete_every: u64,
     #[arg(long)]
     probe_every: u64,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    shuffle_every: Duration,
 }
 
 /// What the load generator measured, printed as JSON on its last line.
@@ -374,6 +379,7 @@ async fn load_generator(plan: &Path, args: &SystemArgs) -> anyhow::Result<LoadRe
         ])
         .args(["--complete-every", &args.complete_every.to_string()])
         .args(["--probe-every", &args.probe_every.to_string()])
+        .args(["--shuffle-every", &humantime::format_duration(args.shuffle_every).to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let output = command.output().await?;
@@ -538,7 +544,10 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut requests = tokio::task::JoinSet::new();
     let mut offered = 0u64;
-    let mut next_shuffle = Duration::from_secs(10);
+    let mut next_shuffle = match args.shuffle_every.is_zero() {
+        true => Duration::MAX,
+        false => args.shuffle_every,
+    };
     while started.elapsed() < args.duration {
         let due = ticks.tick().await;
         offered += 1;
@@ -551,7 +560,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         let (c, p, r) = (client.clone(), plan.clone(), report.clone());
         requests.spawn(async move { one_task(&c, &p, &r, due.into_std(), then).await });
         if started.elapsed() >= next_shuffle {
-            next_shuffle += Duration::from_secs(10);
+            next_shuffle += args.shuffle_every;
             let (c, p, r) = (client.clone(), plan.clone(), report.clone());
             requests.spawn(async move {
                 let shuffled =

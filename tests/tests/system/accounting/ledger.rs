@@ -195,22 +195,11 @@ async fn a_second_consumer_applying_every_event_again_posts_nothing_twice() {
 
 #[tokio::test]
 async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
-    use ates_schemas::Envelope;
-    use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1};
-
     let sys = TestSystem::start().await;
     let popug = sys.popug(Role::Worker).await;
     let js = sys.jetstream().await;
     let task = Uuid::new_v4();
-    let assigned = Envelope::new(
-        "task-tracker",
-        TaskAssignedV1 {
-            task_id: task,
-            assignee_id: popug.id,
-            previous_assignee_id: None,
-            reason: AssignReason::Created,
-        },
-    );
+    let assigned = assigned_on_creation(task, popug.id);
     js.publish("tasks.assigned.v1", serde_json::to_vec(&assigned).unwrap().into())
         .await
         .unwrap()
@@ -225,16 +214,7 @@ async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
     let balance = statement["balance"].as_i64().unwrap();
     assert!((-2000..=-1000).contains(&balance), "the fee was charged before the task was known: {balance}");
 
-    let added = Envelope::new(
-        "task-tracker",
-        TaskAddedV2 {
-            task_id: task,
-            title: "Feed the birds".into(),
-            jira_id: Some("POP-9".into()),
-            description: String::new(),
-            created_by: popug.id,
-        },
-    );
+    let added = feed_the_birds(task, "POP-9", popug.id);
     js.publish("tasks.added.v2", serde_json::to_vec(&added).unwrap().into()).await.unwrap().await.unwrap();
     drained(&sys, 2).await;
 
@@ -256,6 +236,90 @@ async fn a_task_assigned_before_it_is_added_gets_its_title_later() {
     sys.finish().await;
 }
 
+#[tokio::test]
+async fn a_task_added_and_assigned_in_one_batch_is_priced_with_its_title() {
+    use ates_messaging::Handler;
+    use ates_schemas::ReceivedEvent;
+
+    let sys = TestSystem::start().await;
+    let popug = sys.popug(Role::Worker).await;
+    let task = Uuid::new_v4();
+    let added = serde_json::to_vec(&feed_the_birds(task, "POP-7", popug.id)).unwrap();
+    let assigned = serde_json::to_vec(&assigned_on_creation(task, popug.id)).unwrap();
+    let batch: Vec<ReceivedEvent> =
+        [&added, &assigned].map(|bytes| ReceivedEvent::decode(bytes).unwrap()).into_iter().collect();
+    let ids: Vec<Uuid> = batch.iter().map(|e| e.meta.event_id).collect();
+    let handler = ates_accounting::consumers::tasks::TaskEvents { zone: chrono_tz::UTC };
+    // The batch as a consumer applies it (events published nowhere, so accounting's own consumers
+    // never see them), then once more, as after a lost ack.
+    for _ in 0..2 {
+        let mut tx = pool(&sys).begin().await.unwrap();
+        handler.handle(&mut tx, &batch).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    let (title, jira_id, added_event): (Option<String>, Option<String>, Option<Uuid>) =
+        sqlx::query_as("SELECT title, jira_id, added_event_id FROM tasks WHERE task_id = $1")
+            .bind(task)
+            .fetch_one(pool(&sys))
+            .await
+            .unwrap();
+    assert_eq!(
+        (title.as_deref(), jira_id.as_deref(), added_event),
+        (Some("Feed the birds"), Some("POP-7"), Some(ids[0])),
+        "priced with its title, and its tasks.added recorded as applied"
+    );
+    let applied =
+        ates_accounting::consumers::tasks::applied(pool(&sys), "accounting-tasks", &ids).await.unwrap();
+    assert_eq!(applied.len(), 2, "both events are their own record");
+    let (fees, balance): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), (SELECT balance FROM balances WHERE account_id = $1) FROM transactions WHERE task_id = $2",
+    )
+    .bind(popug.id)
+    .bind(task)
+    .fetch_one(pool(&sys))
+    .await
+    .unwrap();
+    let (fee, _) = prices(pool(&sys), &[task]).await[&task];
+    assert_eq!((fees, balance), (1, -fee), "the fee is posted once, at the task's one price");
+    sys.finish().await;
+}
+
+/// `task` assigned to `assignee` on its creation, as the task tracker announces it.
+fn assigned_on_creation(
+    task: Uuid,
+    assignee: Uuid,
+) -> ates_schemas::Envelope<ates_schemas::events::TaskAssignedV1> {
+    use ates_schemas::events::{AssignReason, TaskAssignedV1};
+    ates_schemas::Envelope::new(
+        "task-tracker",
+        TaskAssignedV1 {
+            task_id: task,
+            assignee_id: assignee,
+            previous_assignee_id: None,
+            reason: AssignReason::Created,
+        },
+    )
+}
+
+/// `task` added as "Feed the birds" with `jira_id`, as the task tracker announces it.
+fn feed_the_birds(
+    task: Uuid,
+    jira_id: &str,
+    by: Uuid,
+) -> ates_schemas::Envelope<ates_schemas::events::TaskAddedV2> {
+    ates_schemas::Envelope::new(
+        "task-tracker",
+        ates_schemas::events::TaskAddedV2 {
+            task_id: task,
+            title: "Feed the birds".into(),
+            jira_id: Some(jira_id.into()),
+            description: String::new(),
+            created_by: by,
+        },
+    )
+}
+
 /// A payout of one cent to `account`, caused by nothing else (payouts need no causing event).
 fn cent_payout(account: Uuid) -> ates_accounting::domain::posting::Posting {
     ates_accounting::domain::posting::Posting {
@@ -270,6 +334,52 @@ fn cent_payout(account: Uuid) -> ates_accounting::domain::posting::Posting {
     }
 }
 
+/// Two instances posting the same cause at once: the second looked for it before the first
+/// committed, then waited for the popug's balance row. It must not post it: its insert fails on
+/// the transaction's key (its consumer applies the batch again), the popug is charged once, and
+/// posting it again posts nothing.
+#[tokio::test]
+async fn a_cause_another_instance_posts_meanwhile_is_not_posted_twice() {
+    let sys = TestSystem::start().await;
+    let zone = sys.config.accounting().unwrap().calendar.timezone;
+    let popug = Uuid::new_v4();
+    let payout = cent_payout(popug);
+    let mut first = pool(&sys).begin().await.unwrap();
+    ates_accounting::ledger::post(&mut first, vec![payout.clone()], zone, None).await.unwrap();
+
+    let (racing, pool2) = (payout.clone(), pool(&sys).clone());
+    let second = tokio::spawn(async move {
+        let mut tx = pool2.begin().await.unwrap();
+        let posted = ates_accounting::ledger::post(&mut tx, vec![racing], zone, None).await;
+        tx.rollback().await.unwrap();
+        posted
+    });
+    ates_testkit::eventually("the second posting to wait for the popug's balance", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool(&sys))
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    first.commit().await.unwrap();
+    let raced = second.await.unwrap();
+    assert!(
+        raced.as_ref().is_err_and(|e| e.to_string().contains("transactions_pkey")),
+        "the second posting must fail on the transaction's key: {raced:?}"
+    );
+
+    assert_eq!(balances(pool(&sys), &[popug]).await[&popug], -1, "charged once");
+    let mut again = pool(&sys).begin().await.unwrap();
+    let posted = ates_accounting::ledger::post(&mut again, vec![payout], zone, None).await.unwrap();
+    again.commit().await.unwrap();
+    assert!(posted.is_empty(), "applied again, it finds the transaction posted");
+    assert_invariants(&sys).await;
+    sys.finish().await;
+}
+
 /// Postings for different popugs on the same day never wait for each other: no row that every
 /// posting locks (the company's balance, a day's totals). The second posting may not wait for a
 /// lock at all while the first is still open, and the ledger checks out after both.
@@ -277,7 +387,10 @@ fn cent_payout(account: Uuid) -> ates_accounting::domain::posting::Posting {
 async fn postings_for_different_popugs_do_not_wait_for_each_other() {
     let sys = TestSystem::start().await;
     let zone = sys.config.accounting().unwrap().calendar.timezone;
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // Popugs whose postings go to different rows of the day's totals, as most pairs do.
+    let shard = |account: Uuid| account.as_u128() % ates_accounting::ledger::TOTAL_SHARDS;
+    let a = Uuid::new_v4();
+    let b = std::iter::repeat_with(Uuid::new_v4).find(|b| shard(*b) != shard(a)).unwrap();
     let mut first = pool(&sys).begin().await.unwrap();
     ates_accounting::ledger::post(&mut first, vec![cent_payout(a)], zone, None).await.unwrap();
 
