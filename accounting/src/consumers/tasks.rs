@@ -5,7 +5,7 @@
 //! own, so a reward is not queued behind the burst of fees a shuffle causes. Either consumer
 //! prices a task it sees first, so they need no order between them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ates_messaging::permissions::Subscription;
@@ -115,9 +115,10 @@ struct Addition<'a> {
     jira_id: Option<&'a str>,
 }
 
-/// The first `tasks.added` of each task in `events`.
-fn additions(events: &[ReceivedEvent]) -> HashMap<Uuid, Addition<'_>> {
-    let mut added = HashMap::new();
+/// The first `tasks.added` of each task in `events`, in task order (the order their rows are
+/// written in, as every instance does).
+fn additions(events: &[ReceivedEvent]) -> BTreeMap<Uuid, Addition<'_>> {
+    let mut added = BTreeMap::new();
     for event in events {
         if let DomainEvent::TaskAdded(a) = &event.event {
             added.entry(a.task_id).or_insert(Addition {
@@ -144,7 +145,7 @@ struct Priced {
 async fn price(
     tx: &mut PgConnection,
     tasks: &[Uuid],
-    added: &HashMap<Uuid, Addition<'_>>,
+    added: &BTreeMap<Uuid, Addition<'_>>,
     events: &[ReceivedEvent],
 ) -> Result<Priced> {
     let drawn: Vec<Price> = {
