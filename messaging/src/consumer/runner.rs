@@ -1,6 +1,6 @@
 //! The loop of a durable pull consumer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -245,7 +245,7 @@ impl<H: Handler> Consumer<H> {
             }
             Err(error @ HandlerError::Unavailable(_)) => return Outcome::Held(owned(valid), error),
             Err(error) if batch.len() == 1 => {
-                self.fail(batch[0].0, error, stream_created).await;
+                self.fail(batch[0], error, stream_created).await;
                 return Outcome::Done;
             }
             Err(error) => error,
@@ -257,7 +257,7 @@ impl<H: Handler> Consumer<H> {
                 Err(error @ HandlerError::Unavailable(_)) => {
                     return Outcome::Held(owned(valid.into_iter().skip(index)), error);
                 }
-                Err(error) => self.fail(item.0, error, stream_created).await,
+                Err(error) => self.fail(*item, error, stream_created).await,
             }
         }
         Outcome::Done
@@ -274,7 +274,24 @@ impl<H: Handler> Consumer<H> {
         if exhausted.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = exhausted.iter().map(|(_, e)| e.meta.event_id).collect();
+        let messages: Vec<(&Message, &ReceivedEvent)> = exhausted.iter().map(|(m, e)| (m, e)).collect();
+        let done = self.ack_applied(&messages, stream_created).await?;
+        for (message, _) in exhausted.iter().filter(|(_, e)| !done.contains(&e.meta.event_id)) {
+            let detail = format!("delivered {} times without being acknowledged", deliveries(message));
+            self.park(message, ParkReason::new("deliveries_exhausted", detail), stream_created).await;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges those of `messages` whose event was applied already (by a delivery whose ack
+    /// was lost, or by another instance meanwhile) and returns their event ids. Fails only when
+    /// the database is unavailable; an event it cannot tell about counts as not applied.
+    async fn ack_applied(
+        &self,
+        messages: &[(&Message, &ReceivedEvent)],
+        stream_created: DateTime<Utc>,
+    ) -> Result<HashSet<Uuid>, HandlerError> {
+        let ids: Vec<Uuid> = messages.iter().map(|(_, e)| e.meta.event_id).collect();
         let done = match self
             .handler
             .recorded(&self.pool, &self.spec.name, &ids)
@@ -286,14 +303,10 @@ impl<H: Handler> Consumer<H> {
             Err(_) => Default::default(),
         };
         let applied: Vec<&Message> =
-            exhausted.iter().filter(|(_, e)| done.contains(&e.meta.event_id)).map(|(m, _)| m).collect();
+            messages.iter().filter(|(_, e)| done.contains(&e.meta.event_id)).map(|(m, _)| *m).collect();
         self.took(stream_created, &applied).await?;
         self.ack(&applied).await;
-        for (message, _) in exhausted.iter().filter(|(_, e)| !done.contains(&e.meta.event_id)) {
-            let detail = format!("delivered {} times without being acknowledged", deliveries(message));
-            self.park(message, ParkReason::new("deliveries_exhausted", detail), stream_created).await;
-        }
-        Ok(())
+        Ok(done)
     }
 
     /// Records the newest of `messages` as taken, before they are acknowledged outside a batch
@@ -427,8 +440,15 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// A message failed on its own: retry later, or park it when it can never succeed.
-    async fn fail(&self, message: &Message, error: HandlerError, stream_created: DateTime<Utc>) {
+    /// A message failed on its own: retry later, or park it when it can never succeed. Failed
+    /// on its last delivery, it is acknowledged instead if its event was applied meanwhile (by
+    /// another instance, which makes this one fail on the event's key).
+    async fn fail(
+        &self,
+        (message, event): (&Message, &ReceivedEvent),
+        error: HandlerError,
+        stream_created: DateTime<Utc>,
+    ) {
         let delivered = deliveries(message);
         match error {
             HandlerError::Transient(e) if delivered < self.spec.max_deliveries => {
@@ -439,6 +459,11 @@ impl<H: Handler> Consumer<H> {
                 let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
             HandlerError::Transient(e) | HandlerError::Unavailable(e) => {
+                let applied = self.ack_applied(&[(message, event)], stream_created).await;
+                if applied.is_ok_and(|done| done.contains(&event.meta.event_id)) {
+                    tracing::info!(consumer = %self.spec.name, subject = %message.subject, event_id = %event.meta.event_id, "applied meanwhile, acknowledged: {e}");
+                    return;
+                }
                 let detail = format!("failed on delivery {delivered} of {}: {e}", self.spec.max_deliveries);
                 self.park(message, ParkReason::new("handler_failed", detail), stream_created).await;
             }

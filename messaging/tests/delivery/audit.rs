@@ -169,6 +169,8 @@ async fn lost_events_go_back_into_their_sequences_before_events_committed_out_of
     OUTBOX.add_all(&mut open, &earlier).await.unwrap();
     let later = env.commit_events(200).await;
     env.expect_effects_exactly_once(500).await;
+    // Applied is not yet marked published: the relay marks its rows after the acks.
+    env.expect_all_published().await;
     let sequences = stream_sequences(&env, &later).await;
     put_back(&mut env, &kept).await;
     open.commit().await.unwrap();

@@ -176,3 +176,74 @@ async fn a_rejected_event_is_parked_at_once() {
     assert_eq!((parked.reason.as_str(), parked.deliveries), ("rejected", 1));
     assert_eq!(parked.detail, "this event can never apply");
 }
+
+/// Another instance applies an event while this one is on its last delivery of it, so this one
+/// fails (on the event's key, in the real handlers): the event was applied, so it is acknowledged,
+/// not parked.
+#[tokio::test]
+async fn an_event_another_instance_applied_during_its_last_delivery_is_not_parked() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use ates_messaging::{Handler, HandlerError};
+    use ates_schemas::ReceivedEvent;
+    use sqlx::PgPool;
+    use uuid::Uuid;
+
+    /// Keeps its record in `effects`; fails every delivery, and on the last one another instance
+    /// applies the event first.
+    struct AppliedElsewhere {
+        pool: PgPool,
+        attempts: AtomicI64,
+        last: i64,
+    }
+    impl Handler for AppliedElsewhere {
+        const RECORDS_APPLIED: bool = true;
+
+        async fn handle(
+            &self,
+            _: &mut sqlx::PgConnection,
+            events: &[ReceivedEvent],
+        ) -> Result<(), HandlerError> {
+            if self.attempts.fetch_add(1, Ordering::SeqCst) + 1 == self.last {
+                let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
+                sqlx::query(
+                    "INSERT INTO effects (event_id, task_id) SELECT id, id FROM unnest($1::uuid[]) AS id",
+                )
+                .bind(ids)
+                .execute(&self.pool)
+                .await?;
+            }
+            Err(HandlerError::Transient("duplicate key value violates unique constraint".into()))
+        }
+
+        async fn recorded(&self, pool: &PgPool, _: &str, ids: &[Uuid]) -> sqlx::Result<HashSet<Uuid>> {
+            let applied: Vec<Uuid> =
+                sqlx::query_scalar("SELECT event_id FROM effects WHERE event_id = ANY($1)")
+                    .bind(ids)
+                    .fetch_all(pool)
+                    .await?;
+            Ok(applied.into_iter().collect())
+        }
+    }
+    let env = Env::start().await;
+    let spec = crate::support::spec();
+    let handler = std::sync::Arc::new(AppliedElsewhere {
+        pool: env.pool.clone(),
+        attempts: AtomicI64::new(0),
+        last: spec.max_deliveries,
+    });
+    let consumer = ates_messaging::Consumer::new(env.js.clone(), env.pool.clone(), spec, handler.clone());
+    tokio::spawn(consumer.run(env.shutdown.child_token()));
+    env.commit_events(1).await;
+    env.relay().publish_pending().await.unwrap();
+
+    eventually("the event settled", || async {
+        (handler.attempts.load(Ordering::SeqCst) == handler.last && env.consumer_backlog().await == (0, 0))
+            .then_some(())
+    })
+    .await;
+    let parked = Dlq::new(env.js.clone()).list(None).await.unwrap();
+    assert!(parked.is_empty(), "an applied event was parked: {parked:?}");
+    assert_eq!(env.effects_in("effects").await, (1, 1), "applied once");
+}
