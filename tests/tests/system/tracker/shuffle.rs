@@ -72,6 +72,47 @@ async fn managers_and_admins_shuffle_open_tasks_and_each_reassignment_is_an_even
     sys.finish().await;
 }
 
+/// More open tasks than one outbox statement of a shuffle holds: every task is reassigned once,
+/// with one event each, in one transaction.
+#[tokio::test]
+async fn a_shuffle_of_more_tasks_than_one_outbox_write_holds_writes_every_event() {
+    let sys = TestSystem::start().await;
+    let (worker, manager) = (sys.popug(Role::Worker).await, sys.popug(Role::Manager).await);
+    sys.known_to_task_tracker(&[&worker, &manager]).await;
+    let pool = &sys.system.task_tracker.backbone.pool;
+    let count = 2 * ates_task_tracker::tasks::SHUFFLE_WRITE + 1;
+    let tasks: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
+    sqlx::query(
+        "INSERT INTO tasks (task_id, title, assignee_id, created_by)
+         SELECT id, 'Bulk task', $2, $3 FROM unnest($1::uuid[]) AS id",
+    )
+    .bind(&tasks)
+    .bind(worker.id)
+    .bind(manager.id)
+    .execute(pool)
+    .await
+    .unwrap();
+
+    let shuffled = sys.post("/api/tasks/shuffle", &manager.token, json!({})).await.expect(StatusCode::OK);
+    assert_eq!(shuffled["reassigned"], count);
+    let mut reassigned: Vec<Uuid> = outbox_events(pool)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.event {
+            DomainEvent::TaskAssigned(a) if a.reason == AssignReason::Shuffle => {
+                assert_eq!((a.previous_assignee_id, a.assignee_id), (Some(worker.id), worker.id));
+                Some(a.task_id)
+            }
+            _ => None,
+        })
+        .collect();
+    reassigned.sort();
+    let mut expected = tasks;
+    expected.sort();
+    assert_eq!(reassigned, expected, "one event for every task, none twice");
+    sys.finish().await;
+}
+
 #[tokio::test]
 async fn concurrent_shuffles_and_completions_leave_a_consistent_state() {
     let sys = TestSystem::start().await;
