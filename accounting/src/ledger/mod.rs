@@ -2,7 +2,7 @@
 
 mod post;
 
-pub use post::{Posted, TOTAL_SHARDS, post};
+pub use post::{Posted, TOTAL_SHARDS, post, totals_shard};
 
 use ates_messaging::Outbox;
 

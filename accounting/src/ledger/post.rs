@@ -181,10 +181,15 @@ impl KindTotals {
 /// same one.
 pub const TOTAL_SHARDS: u128 = 16;
 
+/// The row of a day's totals that a batch whose first popug is `account` adds to.
+pub fn totals_shard(account: Uuid) -> i16 {
+    i16::try_from(account.as_u128() % TOTAL_SHARDS).expect("under 16")
+}
+
 /// Adds the posted amounts to the per-day totals, one row per day in the shard of the batch's
 /// first popug.
 async fn add_to_daily_totals(tx: &mut PgConnection, posted: &[Posted]) -> Result<()> {
-    let shard = i16::try_from(posted[0].posting.account_id.as_u128() % TOTAL_SHARDS).expect("under 16");
+    let shard = totals_shard(posted[0].posting.account_id);
     let mut days: BTreeMap<NaiveDate, KindTotals> = BTreeMap::new();
     for p in posted {
         days.entry(p.billing_date).or_default().add(p.posting.kind, p.posting.amount);

@@ -392,7 +392,7 @@ async fn a_cause_another_instance_posts_meanwhile_is_not_posted_twice() {
 async fn postings_for_different_popugs_do_not_wait_for_each_other() {
     let sys = TestSystem::start().await;
     let zone = sys.config.accounting().unwrap().calendar.timezone;
-    let shard = |account: Uuid| account.as_u128() % ates_accounting::ledger::TOTAL_SHARDS;
+    let shard = ates_accounting::ledger::totals_shard;
     let a = Uuid::new_v4();
     let b = std::iter::repeat_with(Uuid::new_v4).find(|b| shard(*b) != shard(a)).unwrap();
     let mut first = pool(&sys).begin().await.unwrap();
