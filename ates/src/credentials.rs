@@ -150,17 +150,27 @@ impl Credentials {
     /// Makes each service's role, as the superuser at `admin_url`, the owner of its schema and of
     /// nothing else: it may connect to the database and migrate and use its own schema, and
     /// cannot read another's. Safe to run again; takes over schemas an earlier run made as
-    /// the superuser.
+    /// the superuser, and safe to run beside another provisioning of the same server.
     pub async fn provision_roles(&self, admin_url: &str) -> anyhow::Result<()> {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.context("connect as the superuser")?;
-        let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut admin).await?;
+        let mut connection =
+            sqlx::PgConnection::connect(admin_url).await.context("connect as the superuser")?;
+        let mut admin = connection.begin().await?;
+        // The grants below rewrite rows of pg_database, which every database of the server
+        // shares (`postgres`' and `template1`'s too): two provisionings at once (two systems on one
+        // server starting together) would fail with "tuple concurrently updated". This lock
+        // conflicts only with itself, so they take turns and nothing else waits.
+        sqlx::query("LOCK TABLE pg_catalog.pg_database IN SHARE UPDATE EXCLUSIVE MODE")
+            .execute(&mut *admin)
+            .await
+            .context("wait for any other provisioning of this server")?;
+        let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *admin).await?;
         let database = Identifier::new(database).map_err(anyhow::Error::msg)?;
         for service in SERVICES {
             let role = self.role(service.schema);
             Identifier::new(role.as_str()).map_err(anyhow::Error::msg)?;
             let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)")
                 .bind(&role)
-                .fetch_one(&mut admin)
+                .fetch_one(&mut *admin)
                 .await?;
             let verb = if exists { "ALTER" } else { "CREATE" };
             // format() quotes the name and the password on the server: nothing is spliced here.
@@ -169,14 +179,14 @@ impl Credentials {
                     .bind(verb)
                     .bind(&role)
                     .bind(&self.postgres[service.schema])
-                    .fetch_one(&mut admin)
+                    .fetch_one(&mut *admin)
                     .await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *admin).await?;
             let take_over = TAKE_OVER
                 .replace("{role}", &role)
                 .replace("{schema}", service.schema)
                 .replace("{database}", &database.to_string());
-            sqlx::raw_sql(sqlx::AssertSqlSafe(take_over)).execute(&mut admin).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(take_over)).execute(&mut *admin).await?;
         }
         database.execute(&mut admin, "REVOKE ALL ON DATABASE {} FROM PUBLIC").await?;
         // Nor the server's own databases: a service role reaches its database and nothing else.
@@ -186,7 +196,8 @@ impl Credentials {
                 .execute(&mut admin, "REVOKE CONNECT ON DATABASE {} FROM PUBLIC")
                 .await?;
         }
-        admin.close().await?;
+        admin.commit().await?;
+        connection.close().await?;
         Ok(())
     }
 }

@@ -117,6 +117,35 @@ async fn each_producer_may_audit_its_own_stream_with_its_own_identity() {
 }
 
 #[tokio::test]
+async fn systems_provisioned_on_one_server_at_once_all_get_their_roles() {
+    // Several systems starting together on one PostgreSQL server (the test suite does this all
+    // the time) each rewrite the server-wide grants of `postgres` and `template1`.
+    let databases = futures::future::join_all((0..6).map(|_| ates_testkit::database())).await;
+    let systems: Vec<_> = databases
+        .iter()
+        .map(|db| (ates::credentials::Credentials::generate(&db.name), db.url.clone()))
+        .collect();
+    for round in 0..3 {
+        let provisioned = futures::future::join_all(
+            systems.iter().map(|(credentials, url)| credentials.provision_roles(url)),
+        )
+        .await;
+        for outcome in provisioned {
+            outcome
+                .unwrap_or_else(|e| panic!("round {round}: a provisioning failed beside the others: {e:#}"));
+        }
+    }
+    for (credentials, url) in &systems {
+        let schema = ates::credentials::SERVICES[0].schema;
+        let as_role =
+            ates_messaging::db::connect(&credentials.database_url(url, schema).unwrap(), schema, 1).unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&as_role).await.expect("the role connects");
+        assert_eq!(one, 1);
+        as_role.close().await;
+    }
+}
+
+#[tokio::test]
 async fn schemas_an_earlier_version_made_as_the_superuser_are_taken_over_by_the_roles() {
     // As before roles existed: every service migrates its schema as the superuser.
     let sys = TestSystem::start_configured(|config| config.database_roles = None).await;
