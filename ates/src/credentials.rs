@@ -157,8 +157,9 @@ impl Credentials {
         let mut admin = connection.begin().await?;
         // The grants below rewrite rows of pg_database, which every database of the server
         // shares (`postgres`' and `template1`'s too): two provisionings at once (two systems on one
-        // server starting together) would fail with "tuple concurrently updated". This lock
-        // conflicts only with itself, so they take turns and nothing else waits.
+        // server starting together) would fail with "tuple concurrently updated". Under this lock
+        // they take turns; connections, CREATE and DROP DATABASE and autovacuum do not wait for
+        // it (a manual VACUUM of pg_database does).
         sqlx::query("LOCK TABLE pg_catalog.pg_database IN SHARE UPDATE EXCLUSIVE MODE")
             .execute(&mut *admin)
             .await
