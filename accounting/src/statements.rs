@@ -94,19 +94,37 @@ pub struct Statement {
 }
 
 /// `account`'s balance and its transactions billed on `date`.
+///
+/// What the account carried into `date` starts from its balance at the end of the last closed
+/// day, when `date` is after it: nothing is ever billed to a closed day, so that sum never
+/// changes, and only the entries of the open days before `date` (usually none) are added. A
+/// statement of today so reads today's transactions and not the account's whole history. For a
+/// closed day the entries before it are summed.
 pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) -> Result<Statement> {
-    let balance = sqlx::query_scalar!("SELECT balance FROM balances WHERE account_id = $1", account)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let day = sqlx::query!(
-        r#"SELECT coalesce(sum(amount) FILTER (WHERE billing_date < $2), 0)::bigint AS "opening_balance!",
-                coalesce(sum(amount), 0)::bigint AS "closing_balance!"
-         FROM transactions WHERE account_id = $1 AND billing_date <= $2"#,
+    let head = sqlx::query!(
+        r#"SELECT b.balance AS "balance?", b.closed_balance AS "closed_balance?", s.last_closed
+         FROM billing_state s LEFT JOIN balances b ON b.account_id = $1"#,
         account,
-        date,
     )
     .fetch_one(&mut *conn)
     .await?;
+    let first_open = head.last_closed.filter(|closed| date > *closed).and_then(|closed| closed.succ_opt());
+    let (carried, since) = match first_open {
+        Some(day) => (head.closed_balance.unwrap_or(0), Some(day)),
+        None => (0, None),
+    };
+    let between = match since {
+        Some(since) if since >= date => 0,
+        _ => sqlx::query_scalar!(
+            r#"SELECT coalesce(sum(amount), 0)::bigint AS "sum!" FROM transactions
+             WHERE account_id = $1 AND billing_date < $2 AND billing_date >= coalesce($3, '-infinity'::date)"#,
+            account,
+            date,
+            since,
+        )
+        .fetch_one(&mut *conn)
+        .await?,
+    };
     let transactions = sqlx::query_as!(
         TransactionRow,
         r#"SELECT t.transaction_id, t.account_id, t.kind, t.amount, t.balance_after, t.task_id,
@@ -118,12 +136,14 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
     )
     .fetch_all(conn)
     .await?;
+    let opening_balance = carried + between;
+    let closing_balance = opening_balance + transactions.iter().map(|t| t.amount).sum::<i64>();
     Ok(Statement {
         account_id: account,
-        balance: balance.unwrap_or(0),
+        balance: head.balance.unwrap_or(0),
         date,
-        opening_balance: day.opening_balance,
-        closing_balance: day.closing_balance,
+        opening_balance,
+        closing_balance,
         transactions: transactions.into_iter().map(Transaction::try_from).collect::<Result<_>>()?,
     })
 }

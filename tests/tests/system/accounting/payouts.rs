@@ -198,6 +198,45 @@ impl History {
     }
 }
 
+/// Each of `accounts`' statements of each day in `days` against the ledger itself: it carried
+/// into the day the sum of its transactions billed before it, and closed the day with that and
+/// the day's transactions it lists.
+async fn assert_statements_add_up(
+    sys: &TestSystem,
+    admin: &str,
+    accounts: &[Uuid],
+    (from, to): (NaiveDate, NaiveDate),
+    context: &str,
+) {
+    for account in accounts {
+        for day in from.iter_days().take_while(|d| *d <= to) {
+            let (opening, closing): (i64, i64) = sqlx::query_as(
+                "SELECT coalesce(sum(amount) FILTER (WHERE billing_date < $2), 0)::bigint, coalesce(sum(amount), 0)::bigint
+                 FROM transactions WHERE account_id = $1 AND billing_date <= $2",
+            )
+            .bind(account)
+            .bind(day)
+            .fetch_one(pool(sys))
+            .await
+            .unwrap();
+            let path = format!("/api/accounting/accounts/{account}?date={day}");
+            let statement = sys.get(&path, admin).await.expect(StatusCode::OK);
+            let listed: i64 = statement["transactions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["amount"].as_i64().unwrap())
+                .sum();
+            assert_eq!(
+                (statement["opening_balance"].as_i64(), statement["closing_balance"].as_i64()),
+                (Some(opening), Some(closing)),
+                "{context}: {account}'s statement of {day}"
+            );
+            assert_eq!(closing - opening, listed, "{context}: {account}'s statement of {day} lists the day");
+        }
+    }
+}
+
 fn event<E: ates_schemas::Event>(envelope: Envelope<E>, effect: Effect) -> Event {
     Event {
         id: envelope.event_id,
@@ -220,7 +259,8 @@ async fn check(seed: u64) {
     })
     .await;
     let today = business_date(Utc::now());
-    let history = History::generate(seed, today - Duration::days(DAYS + 2));
+    let first = today - Duration::days(DAYS + 2);
+    let history = History::generate(seed, first);
     let (js, admin) = (sys.jetstream().await, sys.admin_token().await);
     for step in &history.steps {
         match step {
@@ -236,6 +276,15 @@ async fn check(seed: u64) {
             Step::Close(day) => {
                 let path = format!("/api/accounting/billing-days/{day}/close");
                 sys.post(&path, &admin, serde_json::json!({})).await.expect(StatusCode::OK);
+                let days = (first - Duration::days(1), today + Duration::days(1));
+                assert_statements_add_up(
+                    &sys,
+                    &admin,
+                    &history.accounts,
+                    days,
+                    &format!("seed {seed}, {day} closed"),
+                )
+                .await;
             }
         }
     }
