@@ -108,19 +108,17 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
     )
     .fetch_one(&mut *conn)
     .await?;
+    // The day after the last closed one, if `date` is on or after it: the sum is carried from there.
     let first_open = head.last_closed.filter(|closed| date > *closed).and_then(|closed| closed.succ_opt());
-    let (carried, since) = match first_open {
-        Some(day) => (head.closed_balance.unwrap_or(0), Some(day)),
-        None => (0, None),
-    };
-    let between = match since {
-        Some(since) if since >= date => 0,
-        _ => sqlx::query_scalar!(
+    let carried = first_open.map_or(0, |_| head.closed_balance.unwrap_or(0));
+    let between = match first_open == Some(date) {
+        true => 0,
+        false => sqlx::query_scalar!(
             r#"SELECT coalesce(sum(amount), 0)::bigint AS "sum!" FROM transactions
              WHERE account_id = $1 AND billing_date < $2 AND billing_date >= coalesce($3, '-infinity'::date)"#,
             account,
             date,
-            since,
+            first_open,
         )
         .fetch_one(&mut *conn)
         .await?,
