@@ -95,11 +95,13 @@ pub struct Statement {
 
 /// `account`'s balance and its transactions billed on `date`.
 ///
-/// What the account carried into `date` starts from its balance at the end of the last closed
-/// day, when `date` is after it: nothing is ever billed to a closed day, so that sum never
-/// changes, and only the entries of the open days before `date` (usually none) are added. A
-/// statement of today so reads today's transactions and not the account's whole history. For a
-/// closed day the entries before it are summed.
+/// Both balances of the day are worked out from the account's balance at the end of the last
+/// closed day (`closed_balance`), not by summing its whole history: nothing is ever billed to a
+/// closed day, so the sums of closed days never change. For a day after the last closed one, the
+/// entries of the open days before it (usually none) are added; for a closed day, those of the
+/// closed days after it (none for the day just closed, which the payout email shows) are taken
+/// off. Callers that want every figure from one moment run it in a snapshot
+/// ([`ates_messaging::db::begin_snapshot`]).
 pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) -> Result<Statement> {
     let head = sqlx::query!(
         r#"SELECT b.balance AS "balance?", b.closed_balance AS "closed_balance?", s.last_closed
@@ -108,21 +110,6 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
     )
     .fetch_one(&mut *conn)
     .await?;
-    // The day after the last closed one, if `date` is on or after it: the sum is carried from there.
-    let first_open = head.last_closed.filter(|closed| date > *closed).and_then(|closed| closed.succ_opt());
-    let carried = first_open.map_or(0, |_| head.closed_balance.unwrap_or(0));
-    let between = match first_open == Some(date) {
-        true => 0,
-        false => sqlx::query_scalar!(
-            r#"SELECT coalesce(sum(amount), 0)::bigint AS "sum!" FROM transactions
-             WHERE account_id = $1 AND billing_date < $2 AND billing_date >= coalesce($3, '-infinity'::date)"#,
-            account,
-            date,
-            first_open,
-        )
-        .fetch_one(&mut *conn)
-        .await?,
-    };
     let transactions = sqlx::query_as!(
         TransactionRow,
         r#"SELECT t.transaction_id, t.account_id, t.kind, t.amount, t.balance_after, t.task_id,
@@ -132,10 +119,21 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
         account,
         date,
     )
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let opening_balance = carried + between;
-    let closing_balance = opening_balance + transactions.iter().map(|t| t.amount).sum::<i64>();
+    let listed: i64 = transactions.iter().map(|t| t.amount).sum();
+    let closed_balance = head.closed_balance.unwrap_or(0);
+    let (opening_balance, closing_balance) = match head.last_closed {
+        Some(closed) if date <= closed => {
+            let closing = closed_balance - billed(conn, account, Some(date), Some(closed)).await?;
+            (closing - listed, closing)
+        }
+        last_closed => {
+            let carried = last_closed.map_or(0, |_| closed_balance);
+            let opening = carried + billed(conn, account, last_closed, date.pred_opt()).await?;
+            (opening, opening + listed)
+        }
+    };
     Ok(Statement {
         account_id: account,
         balance: head.balance.unwrap_or(0),
@@ -144,6 +142,26 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
         closing_balance,
         transactions: transactions.into_iter().map(Transaction::try_from).collect::<Result<_>>()?,
     })
+}
+
+/// The sum of `account`'s entries billed after `after` (from the first if `None`) and on or
+/// before `through` (none if `None`); no query when that is no day at all.
+async fn billed(
+    conn: &mut PgConnection,
+    account: Uuid,
+    after: Option<NaiveDate>,
+    through: Option<NaiveDate>,
+) -> Result<i64> {
+    let Some(through) = through.filter(|through| after < Some(*through)) else { return Ok(0) };
+    Ok(sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(amount), 0)::bigint AS "sum!" FROM transactions
+         WHERE account_id = $1 AND billing_date > coalesce($2, '-infinity'::date) AND billing_date <= $3"#,
+        account,
+        after,
+        through,
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 /// An account with its balance, for admins and accountants.

@@ -82,6 +82,13 @@ impl std::fmt::Display for Identifier {
     }
 }
 
+/// A read-only transaction whose every query sees one snapshot: one moment of the database.
+pub async fn begin_snapshot(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+}
+
 /// Whether an error means the database cannot do any work right now, as opposed to a statement
 /// that failed on a healthy database: a consumer holds its messages through such an outage,
 /// however long it lasts, instead of counting deliveries towards the DLQ.

@@ -49,7 +49,7 @@ pub async fn current_generation(conn: &mut PgConnection) -> Result<i64, sqlx::Er
 pub async fn read_current(
     pool: &PgPool,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let mut tx = crate::db::begin_snapshot(pool).await?;
     // LOCK takes no snapshot: it waits out a swap that is committing, and holds off the next
     // swap's update; the snapshot is taken by the first query after it.
     sqlx::query!("LOCK TABLE projection_state IN SHARE MODE").execute(&mut *tx).await?;

@@ -31,9 +31,7 @@ pub async fn me(
     caller: Caller,
     Query(query): Query<DayQuery>,
 ) -> Result<Json<Statement>> {
-    let date = ates_web::check_date("date", query.date.unwrap_or_else(|| state.today()))?;
-    let mut conn = state.pool.acquire().await?;
-    Ok(Json(statements::statement(&mut conn, caller.account_id, date).await?))
+    statement(&state, caller.account_id, query).await
 }
 
 /// Every account with its balance.
@@ -71,7 +69,14 @@ pub async fn one(
     if account_id != caller.account_id && !matches!(caller.role, Role::Admin | Role::Accountant) {
         return Err(Problem::forbidden("You can see only your own account.").into());
     }
+    statement(&state, account_id, query).await
+}
+
+/// `account`'s statement of the day asked for, every figure of it from one moment.
+async fn statement(state: &AppState, account: Uuid, query: DayQuery) -> Result<Json<Statement>> {
     let date = ates_web::check_date("date", query.date.unwrap_or_else(|| state.today()))?;
-    let mut conn = state.pool.acquire().await?;
-    Ok(Json(statements::statement(&mut conn, account_id, date).await?))
+    let mut tx = ates_messaging::db::begin_snapshot(&state.pool).await?;
+    let statement = statements::statement(&mut tx, account, date).await?;
+    tx.commit().await?;
+    Ok(Json(statement))
 }

@@ -627,3 +627,58 @@ async fn a_ledger_of_entries_per_transaction_becomes_one_journal_per_transaction
         assert!(["23502", "23503"].contains(&code.as_str()), "journal {journal}: {refused}");
     }
 }
+
+/// A statement's figures are all of one moment, however many postings commit while it is read:
+/// the balance is the day's closing balance (nothing is billed to a later day) and the balance
+/// after the last transaction it lists. Two tasks post to the popug one transaction at a time
+/// throughout; read at different moments, the figures would disagree.
+#[tokio::test]
+async fn a_statement_is_of_one_moment_while_postings_commit() {
+    let sys = TestSystem::start_configured(|config| {
+        config.accounting.close_schedule = "0 0 0 1 1 *".parse().unwrap(); // never during the test
+    })
+    .await;
+    let zone = sys.config.accounting().unwrap().calendar.timezone;
+    let (popug, at) = (Uuid::new_v4(), chrono::Utc::now());
+    let payout =
+        move || ates_accounting::domain::posting::Posting { business_time: at, ..cent_payout(popug) };
+    let mut first = pool(&sys).begin().await.unwrap();
+    let day =
+        ates_accounting::ledger::post(&mut first, vec![payout()], zone, None).await.unwrap()[0].billing_date;
+    first.commit().await.unwrap();
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let posters: Vec<_> = (0..2)
+        .map(|_| {
+            let (pool, stop, payout) = (pool(&sys).clone(), stop.clone(), payout);
+            tokio::spawn(async move {
+                let mut posted = 0;
+                while !stop.is_cancelled() {
+                    let mut tx = pool.begin().await.unwrap();
+                    ates_accounting::ledger::post(&mut tx, vec![payout()], zone, Some(day)).await.unwrap();
+                    tx.commit().await.unwrap();
+                    posted += 1;
+                }
+                posted
+            })
+        })
+        .collect();
+    let admin = sys.admin_token().await;
+    let path = format!("/api/accounting/accounts/{popug}?date={day}");
+    for read in 0..300 {
+        let statement = sys.get(&path, &admin).await.expect(StatusCode::OK);
+        let figure = |name: &str| statement[name].as_i64().unwrap();
+        let last = statement["transactions"].as_array().unwrap().last().unwrap()["balance_after"].as_i64();
+        assert_eq!(
+            (figure("closing_balance"), last),
+            (figure("balance"), Some(figure("balance"))),
+            "read {read}: the closing balance and the last transaction's balance after it, against the balance"
+        );
+    }
+    stop.cancel();
+    for poster in posters {
+        assert!(poster.await.unwrap() > 0, "each poster posted while the statements were read");
+    }
+    assert_invariants(&sys).await;
+    sys.finish().await;
+}
