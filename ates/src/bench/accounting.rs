@@ -25,10 +25,14 @@ pub struct AccountingArgs {
     accounts: usize,
     #[command(flatten)]
     statements: super::Statements,
+    /// A PostgreSQL setting (`name=value`) on top of the usual ones, to measure a tuning; may be
+    /// given more than once.
+    #[arg(long = "postgres-setting", value_name = "NAME=VALUE", value_parser = super::postgres_setting)]
+    postgres_settings: Vec<String>,
 }
 
 pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start_with(args.statements).await?;
+    let servers = super::Servers::start_with(args.statements, &args.postgres_settings).await?;
     let accounting =
         AccountingService::build(&servers.system_config("http://127.0.0.1:1")?.accounting()?).await?;
     super::provision(&accounting.backbone, &[ates_messaging::streams::TASKS]).await?;
@@ -57,6 +61,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
     );
 
     args.statements.reset(pool).await?;
+    let wal = super::Wal::now(pool).await?;
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let consumers = accounting.task_consumers().map(|c| tokio::spawn(c.run(shutdown.clone())));
@@ -65,6 +70,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = per_second(backlog.len(), started.elapsed());
+    let wal = super::Wal::now(pool).await?.since(wal, u64::try_from(backlog.len())?, "event");
     shutdown.cancel();
     for consumer in consumers {
         consumer.await?;
@@ -88,6 +94,7 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
         grouped(u64::try_from(transactions)?),
         grouped(u64::try_from(outbox)?)
     );
+    println!("{:<44} {}", "WAL written during the drain", wal);
     let report = ates_accounting::invariants::check(pool, Duration::from_secs(3600)).await?;
     println!(
         "{:<44} {}",

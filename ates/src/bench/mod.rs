@@ -101,6 +101,59 @@ impl Statements {
     }
 }
 
+/// A `--postgres-setting`: `name=value`, as `postgres -c` takes it.
+pub fn postgres_setting(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((name, _)) if !name.is_empty() && !name.contains(char::is_whitespace) => Ok(text.to_owned()),
+        _ => Err(format!("expected NAME=VALUE, e.g. max_wal_size=4GB, not {text:?}")),
+    }
+}
+
+/// What PostgreSQL has written to its write-ahead log since it started, to tell how much of a
+/// measurement is WAL: its volume, the full-page images in it (a page's first change after a
+/// checkpoint logs the whole page) and the checkpoints.
+#[derive(Clone, Copy)]
+pub struct Wal {
+    bytes: i64,
+    full_page_images: i64,
+    checkpoints: i64,
+}
+
+impl Wal {
+    /// The server's counters now (they lag its backends by up to a second or so).
+    pub async fn now(pool: &sqlx::PgPool) -> anyhow::Result<Wal> {
+        let (bytes, full_page_images): (i64, i64) =
+            sqlx::query_as("SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal").fetch_one(pool).await?;
+        // PostgreSQL 17 moved the checkpoint counters to a view of their own.
+        let checkpoints =
+            match sqlx::query_scalar("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+                .fetch_one(pool)
+                .await
+            {
+                Ok(checkpoints) => checkpoints,
+                Err(_) => {
+                    sqlx::query_scalar("SELECT num_timed + num_requested FROM pg_stat_checkpointer")
+                        .fetch_one(pool)
+                        .await?
+                }
+            };
+        Ok(Wal { bytes, full_page_images, checkpoints })
+    }
+
+    /// What was written since `before`, and per one of `count` things (`what`).
+    #[allow(clippy::float_arithmetic, reason = "sizes for reading, not money")]
+    pub fn since(self, before: Wal, count: u64, what: &str) -> String {
+        let bytes = self.bytes - before.bytes;
+        format!(
+            "{:.2} GB ({:.1} kB a {what}), {} full-page images, {} checkpoints",
+            bytes as f64 / 1e9,
+            bytes as f64 / 1e3 / count.max(1) as f64,
+            grouped(u64::try_from(self.full_page_images - before.full_page_images).unwrap_or(0)),
+            self.checkpoints - before.checkpoints
+        )
+    }
+}
+
 /// A throw-away nats-server and a durable (fsync on) PostgreSQL for one benchmark run.
 pub struct Servers {
     pub nats: ates_devservers::NatsServer,
@@ -110,16 +163,17 @@ pub struct Servers {
 
 impl Servers {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(Statements::default()).await
+        Self::start_with(Statements::default(), &[]).await
     }
 
-    /// The servers, PostgreSQL counting what each statement costs when `statements` asks for it.
-    pub async fn start_with(statements: Statements) -> anyhow::Result<Self> {
+    /// The servers, PostgreSQL counting what each statement costs when `statements` asks for it
+    /// and run with `settings` (`name=value`) on top of the usual ones.
+    pub async fn start_with(statements: Statements, settings: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let settings = match statements.top {
-            0 => Vec::new(),
-            _ => vec!["shared_preload_libraries=pg_stat_statements".to_owned()],
-        };
+        let mut settings = settings.to_vec();
+        if statements.top > 0 {
+            settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
+        }
         let options = ates_devservers::PostgresOptions {
             dir: dir.path().to_path_buf(),
             port: None,
@@ -205,5 +259,15 @@ mod tests {
         assert_eq!(super::ratio(1, 3), "0.33");
         assert_eq!(super::ratio(5, 2), "2.50");
         assert_eq!(super::per_second(500, std::time::Duration::from_millis(250)), 2000);
+    }
+
+    #[test]
+    fn a_postgres_setting_is_a_name_and_a_value() {
+        assert_eq!(super::postgres_setting("max_wal_size=4GB").as_deref(), Ok("max_wal_size=4GB"));
+        assert_eq!(super::postgres_setting("search_path=a,b").as_deref(), Ok("search_path=a,b"));
+        for wrong in ["max_wal_size", "=4GB", "max wal=4GB", ""] {
+            let refused = super::postgres_setting(wrong).unwrap_err();
+            assert!(refused.contains("NAME=VALUE"), "{wrong:?}: {refused}");
+        }
     }
 }

@@ -50,6 +50,10 @@ pub struct SystemArgs {
     /// Printed for the load and for the drain apart.
     #[command(flatten)]
     statements: super::Statements,
+    /// A PostgreSQL setting (`name=value`) on top of the usual ones, to measure a tuning; may be
+    /// given more than once.
+    #[arg(long = "postgres-setting", value_name = "NAME=VALUE", value_parser = super::postgres_setting)]
+    postgres_settings: Vec<String>,
 }
 
 /// What the load generator is told: where the services are and who to be.
@@ -113,7 +117,7 @@ struct Service {
 }
 
 pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start_with(args.statements).await?;
+    let servers = super::Servers::start_with(args.statements, &args.postgres_settings).await?;
     let database = servers.postgres.url("postgres");
     let pool = ates_messaging::db::connect(&database, "bench", 32)?;
     sqlx::raw_sql(
@@ -147,8 +151,10 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     let processes = measured(&servers, &services);
     let before = cpu_ticks(&processes);
     args.statements.reset(&pool).await?;
+    let wal = super::Wal::now(&pool).await?;
     let load = load_generator(&plan_file, &args).await?;
     let load_cpu = cpu_used(&processes, &before);
+    let load_wal = super::Wal::now(&pool).await?.since(wal, load.created, "task created");
     let rss: Vec<(&str, u64)> = services.iter().map(|s| (s.binary, peak_rss_mib(&s.program))).collect();
     println!(
         "{:<44} {:>10} req/s   p50 {:.1} ms, p99 {:.1} ms ({} offered/s, {} created, {} failed)",
@@ -180,6 +186,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         legs.posting_p99_ms
     );
     println!("{:<44} {} (of {:?} × {} cores)", "CPU used during the load", load_cpu, args.duration, cores());
+    println!("{:<44} {}", "WAL written during the load", load_wal);
     let rss_text: Vec<String> = rss.iter().map(|(name, mib)| format!("{name} {mib} MiB")).collect();
     println!("{:<44} {}", "peak resident memory", rss_text.join(", "));
     args.statements.print(&pool).await?;
@@ -204,6 +211,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             drain.elapsed,
             cores()
         );
+        println!("{:<44} {}", "WAL written during the drain", drain.wal);
         args.statements.print(&pool).await?;
     }
     let accounting = ates_messaging::db::connect(&database, "accounting", 2)?;
@@ -474,6 +482,8 @@ struct Drain {
     elapsed: Duration,
     rate: u64,
     cpu: String,
+    /// What PostgreSQL wrote to its WAL meanwhile.
+    wal: String,
 }
 
 /// Stops accounting, publishes `events` task events, starts it again and times how long it
@@ -499,6 +509,7 @@ async fn drain_backlog(
     // The backlog, and whatever of the load was not acknowledged yet when accounting stopped.
     let total = unacknowledged(&js).await?;
     statements.reset(&pool).await?;
+    let wal = super::Wal::now(&pool).await?;
     let started = Instant::now();
     services[2].program.restart()?;
     let processes = measured(servers, services);
@@ -524,7 +535,8 @@ async fn drain_backlog(
                 "accounting acknowledged the backlog but recorded only {recorded} of {events} events as applied"
             );
             let rate = per_second(usize::try_from(total)?, elapsed);
-            return Ok(Drain { events: total, elapsed, rate, cpu });
+            let wal = super::Wal::now(&pool).await?.since(wal, total, "event");
+            return Ok(Drain { events: total, elapsed, rate, cpu, wal });
         }
         services[2].program.ensure_running()?;
         tokio::time::sleep(Duration::from_millis(200)).await;
