@@ -120,23 +120,23 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// The server's counters now (they lag its backends by up to a second or so).
+    /// The server's counters now. The volume is the WAL's insert position, exact at once; the
+    /// full-page images and checkpoints come from the statistics views, which a backend may
+    /// report up to 10 s late.
     pub async fn now(pool: &sqlx::PgPool) -> anyhow::Result<Wal> {
-        let (bytes, full_page_images): (i64, i64) =
-            sqlx::query_as("SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal").fetch_one(pool).await?;
+        let (bytes, full_page_images, version): (i64, i64, i32) = sqlx::query_as(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint, wal_fpi,
+                    current_setting('server_version_num')::int
+             FROM pg_stat_wal",
+        )
+        .fetch_one(pool)
+        .await?;
         // PostgreSQL 17 moved the checkpoint counters to a view of their own.
-        let checkpoints =
-            match sqlx::query_scalar("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
-                .fetch_one(pool)
-                .await
-            {
-                Ok(checkpoints) => checkpoints,
-                Err(_) => {
-                    sqlx::query_scalar("SELECT num_timed + num_requested FROM pg_stat_checkpointer")
-                        .fetch_one(pool)
-                        .await?
-                }
-            };
+        let checkpoints = match version {
+            170_000.. => "SELECT num_timed + num_requested FROM pg_stat_checkpointer",
+            _ => "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",
+        };
+        let checkpoints = sqlx::query_scalar(checkpoints).fetch_one(pool).await?;
         Ok(Wal { bytes, full_page_images, checkpoints })
     }
 
@@ -167,13 +167,15 @@ impl Servers {
     }
 
     /// The servers, PostgreSQL counting what each statement costs when `statements` asks for it
-    /// and run with `settings` (`name=value`) on top of the usual ones.
-    pub async fn start_with(statements: Statements, settings: &[String]) -> anyhow::Result<Self> {
+    /// and run with `settings_asked` (`name=value`) on top of the usual ones.
+    pub async fn start_with(statements: Statements, settings_asked: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut settings = settings.to_vec();
+        let mut settings = Vec::new();
         if statements.top > 0 {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         }
+        // Last, so that a setting asked for wins.
+        settings.extend_from_slice(settings_asked);
         let options = ates_devservers::PostgresOptions {
             dir: dir.path().to_path_buf(),
             port: None,
