@@ -129,8 +129,8 @@ pub async fn statement(conn: &mut PgConnection, account: Uuid, date: NaiveDate) 
             (closing - listed, closing)
         }
         last_closed => {
-            let carried = last_closed.map_or(0, |_| closed_balance);
-            let opening = carried + billed(conn, account, last_closed, date.pred_opt()).await?;
+            // Zero when no day was ever closed.
+            let opening = closed_balance + billed(conn, account, last_closed, date.pred_opt()).await?;
             (opening, opening + listed)
         }
     };
