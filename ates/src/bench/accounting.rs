@@ -25,14 +25,12 @@ pub struct AccountingArgs {
     accounts: usize,
     #[command(flatten)]
     statements: super::Statements,
-    /// A PostgreSQL setting (`name=value`) on top of the usual ones, to measure a tuning; may be
-    /// given more than once.
-    #[arg(long = "postgres-setting", value_name = "NAME=VALUE", value_parser = super::postgres_setting)]
-    postgres_settings: Vec<String>,
+    #[command(flatten)]
+    postgres: super::PostgresSettings,
 }
 
 pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start_with(args.statements, &args.postgres_settings).await?;
+    let servers = super::Servers::start_with(args.statements, &args.postgres).await?;
     let accounting =
         AccountingService::build(&servers.system_config("http://127.0.0.1:1")?.accounting()?).await?;
     super::provision(&accounting.backbone, &[ates_messaging::streams::TASKS]).await?;

@@ -101,8 +101,17 @@ impl Statements {
     }
 }
 
+/// PostgreSQL settings on top of the usual ones, to measure a tuning.
+#[derive(clap::Args, Default, Clone)]
+pub struct PostgresSettings {
+    /// A PostgreSQL setting (`name=value`) on top of the usual ones, to measure a tuning; may be
+    /// given more than once.
+    #[arg(long = "postgres-setting", value_name = "NAME=VALUE", value_parser = postgres_setting)]
+    settings: Vec<String>,
+}
+
 /// A `--postgres-setting`: `name=value`, as `postgres -c` takes it.
-pub fn postgres_setting(text: &str) -> Result<String, String> {
+fn postgres_setting(text: &str) -> Result<String, String> {
     match text.split_once('=') {
         Some((name, _)) if !name.is_empty() && !name.contains(char::is_whitespace) => Ok(text.to_owned()),
         _ => Err(format!("expected NAME=VALUE, e.g. max_wal_size=4GB, not {text:?}")),
@@ -163,19 +172,19 @@ pub struct Servers {
 
 impl Servers {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(Statements::default(), &[]).await
+        Self::start_with(Statements::default(), &PostgresSettings::default()).await
     }
 
     /// The servers, PostgreSQL counting what each statement costs when `statements` asks for it
-    /// and run with `settings_asked` (`name=value`) on top of the usual ones.
-    pub async fn start_with(statements: Statements, settings_asked: &[String]) -> anyhow::Result<Self> {
+    /// and run with the settings `asked` for on top of the usual ones.
+    pub async fn start_with(statements: Statements, asked: &PostgresSettings) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut settings = Vec::new();
         if statements.top > 0 {
             settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         }
         // Last, so that a setting asked for wins.
-        settings.extend_from_slice(settings_asked);
+        settings.extend_from_slice(&asked.settings);
         let options = ates_devservers::PostgresOptions {
             dir: dir.path().to_path_buf(),
             port: None,

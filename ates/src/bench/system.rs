@@ -50,10 +50,8 @@ pub struct SystemArgs {
     /// Printed for the load and for the drain apart.
     #[command(flatten)]
     statements: super::Statements,
-    /// A PostgreSQL setting (`name=value`) on top of the usual ones, to measure a tuning; may be
-    /// given more than once.
-    #[arg(long = "postgres-setting", value_name = "NAME=VALUE", value_parser = super::postgres_setting)]
-    postgres_settings: Vec<String>,
+    #[command(flatten)]
+    postgres: super::PostgresSettings,
 }
 
 /// What the load generator is told: where the services are and who to be.
@@ -117,7 +115,7 @@ struct Service {
 }
 
 pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
-    let servers = super::Servers::start_with(args.statements, &args.postgres_settings).await?;
+    let servers = super::Servers::start_with(args.statements, &args.postgres).await?;
     let database = servers.postgres.url("postgres");
     let pool = ates_messaging::db::connect(&database, "bench", 32)?;
     sqlx::raw_sql(
