@@ -149,16 +149,57 @@ impl Wal {
         Ok(Wal { bytes, full_page_images, checkpoints })
     }
 
-    /// What was written since `before`, and per one of `count` things (`what`).
+    /// What was written since `before`, for `count` things (`what`).
+    pub fn since(self, before: Wal, count: u64, what: &'static str) -> WalWritten {
+        WalWritten {
+            bytes: u64::try_from(self.bytes - before.bytes).unwrap_or(0),
+            count,
+            what,
+            full_page_images: u64::try_from(self.full_page_images - before.full_page_images).unwrap_or(0),
+            checkpoints: u64::try_from(self.checkpoints - before.checkpoints).unwrap_or(0),
+        }
+    }
+}
+
+/// What PostgreSQL wrote to its WAL during one measurement of `count` things (`what`).
+#[derive(Debug, Clone, Copy)]
+pub struct WalWritten {
+    bytes: u64,
+    count: u64,
+    what: &'static str,
+    full_page_images: u64,
+    checkpoints: u64,
+}
+
+impl WalWritten {
     #[allow(clippy::float_arithmetic, reason = "sizes for reading, not money")]
-    pub fn since(self, before: Wal, count: u64, what: &str) -> String {
-        let bytes = self.bytes - before.bytes;
-        format!(
-            "{:.2} GB ({:.1} kB a {what}), {} full-page images, {} checkpoints",
-            bytes as f64 / 1e9,
-            bytes as f64 / 1e3 / count.max(1) as f64,
-            grouped(u64::try_from(self.full_page_images - before.full_page_images).unwrap_or(0)),
-            self.checkpoints - before.checkpoints
+    fn bytes_each(&self) -> f64 {
+        self.bytes as f64 / self.count.max(1) as f64
+    }
+
+    /// The same figures for `--json`: `bytes`, `bytes_each` (per thing), `full_page_images`,
+    /// `checkpoints`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "bytes": self.bytes,
+            "bytes_each": self.bytes_each().round(),
+            "full_page_images": self.full_page_images,
+            "checkpoints": self.checkpoints,
+        })
+    }
+}
+
+impl std::fmt::Display for WalWritten {
+    #[allow(clippy::float_arithmetic, reason = "sizes for reading, not money")]
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} GB ({:.1} kB a {}), {} full-page images, {} checkpoints",
+            self.bytes as f64 / 1e9,
+            self.bytes_each() / 1e3,
+            self.what,
+            grouped(self.full_page_images),
+            self.checkpoints
         )
     }
 }

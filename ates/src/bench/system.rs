@@ -236,6 +236,8 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             "raw_insert_rows_per_s": raw_insert,
             "raw_commit_tx_per_s": raw_commit,
             "invariants_hold": report.ok,
+            "wal_load": load_wal.json(),
+            "wal_drain": drain.as_ref().map(|d| d.wal.json()),
         });
         println!("{figures}");
     }
@@ -481,7 +483,7 @@ struct Drain {
     rate: u64,
     cpu: String,
     /// What PostgreSQL wrote to its WAL meanwhile.
-    wal: String,
+    wal: super::WalWritten,
 }
 
 /// Stops accounting, publishes `events` task events, starts it again and times how long it

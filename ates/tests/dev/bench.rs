@@ -37,6 +37,14 @@ async fn the_system_benchmark_reports_every_figure_and_leaves_the_ledger_consist
             "{service}'s memory in {figures}"
         );
     }
+    for measurement in ["wal_load", "wal_drain"] {
+        let wal = &figures[measurement];
+        assert!(wal["bytes"].as_u64().is_some_and(|bytes| bytes > 0), "{measurement} in {figures}");
+        assert!(wal["bytes_each"].as_f64().is_some_and(|each| each > 0.0), "{measurement} in {figures}");
+        for count in ["full_page_images", "checkpoints"] {
+            assert!(wal[count].is_u64(), "{measurement}.{count} in {figures}");
+        }
+    }
     assert_eq!(figures["invariants_hold"], true, "{printed}");
     assert!(figures["create_per_s"].as_u64().unwrap() > 0, "tasks were created: {printed}");
     assert!(printed.contains("machine: "), "it says what it ran on: {printed}");
