@@ -148,6 +148,9 @@ async fn one_correlation_id_follows_a_request_through_every_event_it_causes_and_
     let failed = sys.http.get(format!("{}/api/nothing-here", sys.url)).send().await.unwrap();
     assert!(failed.headers().contains_key("x-correlation-id"), "errors carry one too");
 
+    // Accounting prices a task from the first event it hears of it, and completions have a
+    // consumer of their own: let the creation's events arrive first, so the price is theirs.
+    sys.settled().await;
     let path = format!("/api/tasks/{task_id}/complete");
     assert_eq!(send(&path, &worker.token, &done_by.to_string()).await.unwrap().status(), StatusCode::OK);
     sys.settled().await;
