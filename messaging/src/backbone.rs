@@ -124,6 +124,7 @@ impl Backbone {
     ) -> Result<Self, crate::BoxError> {
         let pool = db::connect(config.database_url()?, schema, 16)?;
         db::migrate(&pool, schema, migrations.iter().flat_map(|m| m.iter())).await?;
+        tokio::spawn(crate::outbox::indexes::build_in_background(pool.clone(), schema));
         let nats = config.nats.connect(&format!("ates-{schema}")).await?;
         let js = nats::jetstream(nats.clone(), Duration::from_secs(10));
         streams::ensure(&js, &config.streams, &bus.provisions()).await?;

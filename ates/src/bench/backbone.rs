@@ -80,6 +80,7 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     };
     let pool = db::connect(&database_url, SCHEMA, 8)?;
     db::migrate(&pool, SCHEMA, std::iter::empty()).await.context("migrate the bench schema")?;
+    ates_messaging::outbox::indexes::build(&pool).await.context("build the outbox's time indexes")?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS raw_insert, effects;
          CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL);

@@ -2,6 +2,7 @@
 //! the [`Relay`] after commit, so a state change and its events are never separated.
 
 mod audit;
+pub mod indexes;
 mod relay;
 mod republish;
 

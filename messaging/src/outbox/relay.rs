@@ -29,6 +29,8 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Published rows are kept this long as an event log for `republish`.
     pub retention: Duration,
+    /// Rows retention looks at per statement.
+    pub retention_batch: i64,
     /// The longest the relay goes without looking for rows: for rows written by another
     /// process (another instance of the service). After a write in this process, or a round
     /// that found rows, it looks again within a millisecond, then ever less often up to this.
@@ -48,6 +50,7 @@ impl RelaySettings {
         RelaySettings {
             batch_size: 1000,
             retention,
+            retention_batch: 10_000,
             idle_poll: Duration::from_secs(1),
             audit: None,
             lost_lock_wait: Duration::from_secs(15),
@@ -435,14 +438,45 @@ impl Relay {
     }
 
     /// Deletes published rows older than the retention horizon.
+    ///
+    /// It walks the log from its smallest ids, a batch per statement, and stops at the first
+    /// batch with no expired row. It does not ask for `created_at < horizon` across the table:
+    /// the time index is BRIN (see [`super::indexes`]), whose summaries widen once freed pages
+    /// take new rows, and would read the whole log. Ids follow the order in which rows were
+    /// written, not quite their `created_at` (a transaction's start), so a row written late by a
+    /// long transaction, behind a whole batch of newer rows, outlives the horizon until they
+    /// expire; none goes before it, and no single row (one dated ahead by a clock that jumped)
+    /// stops the walk. Unpublished rows stay, however old.
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
         let retention = chrono::Duration::from_std(self.settings.retention).unwrap_or(chrono::Duration::MAX);
         let horizon = chrono::Utc::now() - retention;
-        let deleted =
-            sqlx::query!("DELETE FROM outbox WHERE created_at < $1 AND published_at IS NOT NULL", horizon)
-                .execute(&self.pool)
-                .await?;
-        Ok(deleted.rows_affected())
+        let mut after = 0_i64;
+        let mut deleted = 0;
+        loop {
+            // The conditions are the DELETE's own, so a row the auditor marks lost meanwhile is
+            // checked again as marked, and stays.
+            let batch = sqlx::query!(
+                r#"WITH batch AS (SELECT id, created_at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2),
+                        expired AS (
+                            DELETE FROM outbox USING batch
+                            WHERE outbox.id = batch.id AND outbox.created_at < $3 AND outbox.published_at IS NOT NULL
+                            RETURNING 1
+                        )
+                   SELECT (SELECT count(*) FROM expired) AS "deleted!",
+                          (SELECT max(id) FROM batch) AS last,
+                          (SELECT bool_or(created_at < $3) FROM batch) AS any_expired"#,
+                after,
+                self.settings.retention_batch,
+                horizon,
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            deleted += u64::try_from(batch.deleted).unwrap_or(0);
+            match (batch.last, batch.any_expired) {
+                (Some(last), Some(true)) => after = last,
+                _ => return Ok(deleted),
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod cluster;
 mod consumer;
 mod dlq;
 mod faults;
+mod indexes;
 mod outbox;
 mod position;
 mod replay;

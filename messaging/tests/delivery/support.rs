@@ -70,6 +70,7 @@ impl Env {
     async fn with_streams(db: TestDb, nats_urls: &str, settings: &StreamSettings) -> Self {
         let pool = db::connect(&db.url, SCHEMA, 10).unwrap();
         db::migrate(&pool, SCHEMA, std::iter::empty()).await.unwrap();
+        ates_messaging::outbox::indexes::build(&pool).await.unwrap();
         for table in ["effects", "replayed"] {
             sqlx::query(AssertSqlSafe(format!(
                 "CREATE TABLE {table} (event_id uuid NOT NULL, task_id uuid NOT NULL)"

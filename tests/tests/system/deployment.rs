@@ -514,6 +514,29 @@ async fn the_deployment_shape_survives_a_node_and_an_instance_killed_mid_run() {
     assert_eq!(dlq, 0, "nothing parked");
     let replicas = js.get_stream("TASKS").await.unwrap().info().await.unwrap().config.num_replicas;
     assert_eq!(replicas, 3, "the streams are replicated to every node");
+    // Each service, as its own role, rebuilt its outbox's time indexes as BRIN at start.
+    let expected: Vec<(String, String, bool)> = ["accounting", "analytics", "auth", "task_tracker"]
+        .into_iter()
+        .flat_map(|schema| {
+            ["outbox_created_brin", "outbox_published_brin"]
+                .map(|index| (schema.to_owned(), index.to_owned(), true))
+        })
+        .collect();
+    eventually_with("BRIN time indexes, valid, and no B-trees", Duration::from_secs(30), || async {
+        let time_indexes: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT n.nspname::text, c.relname::text, i.indisvalid FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE t.relname = 'outbox'
+               AND c.relname IN ('outbox_created_at', 'outbox_published', 'outbox_created_brin', 'outbox_published_brin')
+             ORDER BY 1, 2",
+        )
+        .fetch_all(&admin_pool)
+        .await
+        .ok()?;
+        (time_indexes == expected).then_some(())
+    })
+    .await;
     eprintln!(
         "deployment: {} tasks accepted ({} retries), {} completed, {} assignments",
         accepted.tasks.len(),
