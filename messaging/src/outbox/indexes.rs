@@ -2,10 +2,10 @@
 //!
 //! `created_at` and `published_at` rise with the row's place in the table, so a BRIN index (the
 //! range of times in each run of 128 pages) finds recent rows about as well as a B-tree, at a
-//! fraction of the upkeep: each B-tree took an entry for every insert and every mark (4–6 s of
-//! the mark's time in the 1M drain, and 6 % of its WAL; BENCHMARKS.md). Recent rows are read
-//! from a few more pages than before, since a mark writes the row's new version into whatever
-//! page has room. A BRIN summary only ever widens, so queries for *old* rows lose it once
+//! fraction of the upkeep: each B-tree took an entry for every insert and every mark (3.5–7 s of
+//! the mark's time in the 1M drain, 6 % of its WAL, and a third of the relay's rate on its own;
+//! BENCHMARKS.md). Recent rows are read from about three times as many pages as before, since a
+//! mark writes the row's new version into whatever page has room. A BRIN summary only ever widens, so queries for *old* rows lose it once
 //! retention has freed pages that newer rows fill: retention walks ids instead
 //! ([`super::Relay::delete_expired`]), and `republish` one pass over the time range.
 //!
@@ -17,8 +17,8 @@
 //! background, under a lock of its own that nobody blocks on. A build killed halfway leaves an
 //! invalid index: the next one drops it and builds it again. Until the BRIN indexes are valid,
 //! the B-trees stay, so queries are never left without an index. (A later migration that locks
-//! the outbox while a first build runs can still deadlock with it; PostgreSQL cancels one, and
-//! either the build or that service's start is tried again.)
+//! the outbox while a first build runs can still deadlock with it; PostgreSQL cancels one of the
+//! two: the build is then tried again, or that service fails to start and is started again.)
 //!
 //! An older version's retention asks for `created_at < horizon`: to go back to one, first put
 //! its B-trees back (`CREATE INDEX CONCURRENTLY outbox_created_at ON outbox (created_at)` and
