@@ -1,6 +1,7 @@
 //! The task store: every change commits together with its `tasks.*` events.
 
 use ates_messaging::Outbox;
+use ates_messaging::outbox::Events;
 use ates_schemas::Envelope;
 use ates_schemas::events::{AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1};
 use chrono::{DateTime, Utc};
@@ -53,7 +54,8 @@ pub struct Task {
 
 /// Creates the task with id `task_id`, assigned to a random assignable account (active, a
 /// worker or an accountant), and writes `tasks.added` and `tasks.assigned`. With nobody to
-/// assign it to nothing is stored. The events carry `correlation`, the request's id.
+/// assign it to nothing is stored. The events carry `correlation`, the request's id. Two
+/// statements: the task with its assignee drawn, then both events.
 pub async fn create(
     tx: &mut PgConnection,
     task_id: Uuid,
@@ -61,29 +63,23 @@ pub async fn create(
     new: &NewTask,
     correlation: Uuid,
 ) -> Result<Task> {
-    let assignee = sqlx::query_scalar!(
-        "SELECT account_id FROM accounts
-         WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
-         ORDER BY random() LIMIT 1"
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NobodyToAssign { creating: true })?;
     let task = sqlx::query_as!(
         Task,
         r#"INSERT INTO tasks (task_id, title, jira_id, description, assignee_id, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6)
+           SELECT $1, $2, $3, $4, account_id, $5 FROM accounts
+           WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
+           ORDER BY random() LIMIT 1
            RETURNING task_id, title, jira_id, description, status AS "status: TaskStatus",
                      assignee_id, created_by, created_at, completed_at"#,
         task_id,
         new.title,
         new.jira_id,
         new.description,
-        assignee,
         creator,
     )
-    .fetch_one(&mut *tx)
-    .await?;
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NobodyToAssign { creating: true })?;
     let added = TaskAddedV2 {
         task_id,
         title: task.title.clone(),
@@ -93,17 +89,15 @@ pub async fn create(
     };
     let assigned = TaskAssignedV1 {
         task_id,
-        assignee_id: assignee,
+        assignee_id: task.assignee_id,
         previous_assignee_id: None,
         reason: AssignReason::Created,
     };
     let correlation = Some(correlation);
-    OUTBOX
-        .add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, added).correlated(correlation)])
-        .await?;
-    OUTBOX
-        .add_all(tx, &[Envelope::at(OUTBOX.producer(), task.created_at, assigned).correlated(correlation)])
-        .await?;
+    let events = Events::default()
+        .with(&[Envelope::at(OUTBOX.producer(), task.created_at, added).correlated(correlation)])?
+        .with(&[Envelope::at(OUTBOX.producer(), task.created_at, assigned).correlated(correlation)])?;
+    OUTBOX.write(tx, events).await?;
     Ok(task)
 }
 

@@ -112,13 +112,14 @@ impl Outbox {
         conn: &mut PgConnection,
         envelopes: &[Envelope<E>],
     ) -> Result<(), OutboxError> {
-        let rows = envelopes.iter().map(validated).collect::<Result<Vec<Row>, _>>()?;
-        for envelope in envelopes {
-            tracing::debug!(event_id = %envelope.event_id, event_name = %envelope.event_name, correlation_id = ?envelope.correlation_id, "event recorded");
-        }
+        self.write(conn, Events::default().with(envelopes)?).await
+    }
+
+    /// Writes `events`, of whatever kinds, in one statement.
+    pub async fn write(&self, conn: &mut PgConnection, events: Events) -> Result<(), OutboxError> {
         let (mut ids, mut subjects, mut payloads, mut traces) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for row in rows {
+        for row in events.rows {
             ids.push(row.event_id);
             subjects.push(row.subject);
             payloads.push(row.payload);
@@ -136,6 +137,24 @@ impl Outbox {
         .await?;
         written();
         Ok(())
+    }
+}
+
+/// Events of any kinds for one outbox statement ([`Outbox::write`]), in the order they are
+/// added, each validated against its committed schema as it is added.
+#[derive(Default)]
+pub struct Events {
+    rows: Vec<Row>,
+}
+
+impl Events {
+    /// These events and `envelopes` after them; an error if any of `envelopes` is invalid.
+    pub fn with<E: Event>(mut self, envelopes: &[Envelope<E>]) -> Result<Self, OutboxError> {
+        for envelope in envelopes {
+            self.rows.push(validated(envelope)?);
+            tracing::debug!(event_id = %envelope.event_id, event_name = %envelope.event_name, correlation_id = ?envelope.correlation_id, "event recorded");
+        }
+        Ok(self)
     }
 }
 

@@ -1,6 +1,8 @@
 use std::collections::HashSet;
+use std::slice::from_ref;
 use std::time::Duration;
 
+use ates_messaging::outbox::Events;
 use ates_messaging::{OutboxError, Relay, RelayRound, RelaySettings};
 use ates_schemas::Envelope;
 use ates_schemas::events::TaskAddedV2;
@@ -29,30 +31,61 @@ async fn committed_events_are_published_once_each_and_rolled_back_ones_never() {
     eventually("every row marked published", || async { (env.unpublished().await == 0).then_some(()) }).await;
 }
 
+/// A `tasks.added` of a new task titled `title`.
+fn added(title: &str) -> Envelope<TaskAddedV2> {
+    let task = TaskAddedV2 {
+        task_id: Uuid::new_v4(),
+        title: title.into(),
+        jira_id: None,
+        description: String::new(),
+        created_by: Uuid::new_v4(),
+    };
+    Envelope::new("test", task)
+}
+
 #[tokio::test]
 async fn an_invalid_event_is_refused_before_it_reaches_the_outbox() {
     let env = Env::start().await;
-    let task = |title: &str| {
-        Envelope::new(
-            "test",
-            TaskAddedV2 {
-                task_id: Uuid::new_v4(),
-                title: title.into(),
-                jira_id: None,
-                description: String::new(),
-                created_by: Uuid::new_v4(),
-            },
-        )
-    };
     let mut tx = env.pool.begin().await.unwrap();
 
-    let batch = [task("Feed the birds"), task("[POP-1] brackets belong in jira_id")];
+    let batch = [added("Feed the birds"), added("[POP-1] brackets belong in jira_id")];
     let error = OUTBOX.add_all(&mut tx, &batch).await.unwrap_err();
 
     assert!(matches!(&error, OutboxError::Invalid(e) if e.kind() == "invalid"), "{error}");
     tx.commit().await.unwrap();
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&env.pool).await.unwrap();
     assert_eq!(rows, 0, "nothing of the batch is written");
+}
+
+#[tokio::test]
+async fn events_of_several_kinds_are_written_together_in_order_or_not_at_all() {
+    let env = Env::start().await;
+    let (first, second, third) = (added("Feed the birds"), completed(), added("Count the eggs"));
+    let mut tx = env.pool.begin().await.unwrap();
+    let events = Events::default().with(from_ref(&first)).unwrap();
+    let events = events.with(from_ref(&second)).unwrap().with(from_ref(&third)).unwrap();
+    OUTBOX.write(&mut tx, events).await.unwrap();
+    tx.commit().await.unwrap();
+    let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT event_id, subject FROM outbox ORDER BY id")
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    let expected = [
+        (first.event_id, "tasks.added.v2"),
+        (second.event_id, "tasks.completed.v1"),
+        (third.event_id, "tasks.added.v2"),
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|(id, subject)| (id, subject.to_owned())),
+        "every event, in the order added"
+    );
+
+    let invalid = Events::default().with(&[completed()]).unwrap().with(&[added("[POP-1] in the title")]);
+    assert!(
+        matches!(&invalid, Err(OutboxError::Invalid(e)) if e.kind() == "invalid"),
+        "refused as it is added"
+    );
 }
 
 #[tokio::test]
