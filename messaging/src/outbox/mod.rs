@@ -66,6 +66,8 @@ pub enum OutboxError {
 /// One validated event, ready to insert.
 struct Row {
     event_id: Uuid,
+    event_name: &'static str,
+    correlation_id: Option<Uuid>,
     subject: String,
     payload: Vec<u8>,
     traceparent: Option<String>,
@@ -117,6 +119,11 @@ impl Outbox {
 
     /// Writes `events`, of whatever kinds, in one statement.
     pub async fn write(&self, conn: &mut PgConnection, events: Events) -> Result<(), OutboxError> {
+        // Logged once written, so a line never names an event that was refused.
+        let logged: Vec<(Uuid, &str, Option<Uuid>)> = match tracing::enabled!(tracing::Level::DEBUG) {
+            true => events.rows.iter().map(|r| (r.event_id, r.event_name, r.correlation_id)).collect(),
+            false => Vec::new(),
+        };
         let (mut ids, mut subjects, mut payloads, mut traces) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for row in events.rows {
@@ -135,6 +142,9 @@ impl Outbox {
         )
         .execute(conn)
         .await?;
+        for (event_id, event_name, correlation_id) in logged {
+            tracing::debug!(%event_id, event_name, ?correlation_id, "event recorded");
+        }
         written();
         Ok(())
     }
@@ -152,7 +162,6 @@ impl Events {
     pub fn with<E: Event>(mut self, envelopes: &[Envelope<E>]) -> Result<Self, OutboxError> {
         for envelope in envelopes {
             self.rows.push(validated(envelope)?);
-            tracing::debug!(event_id = %envelope.event_id, event_name = %envelope.event_name, correlation_id = ?envelope.correlation_id, "event recorded");
         }
         Ok(self)
     }
@@ -163,6 +172,8 @@ fn validated<E: Event>(envelope: &Envelope<E>) -> Result<Row, RegistryError> {
     Registry::global().validate_value(E::NAME, E::VERSION, &value)?;
     Ok(Row {
         event_id: envelope.event_id,
+        event_name: E::NAME,
+        correlation_id: envelope.correlation_id,
         subject: E::subject(),
         payload: serde_json::to_vec(&value).expect("a JSON value serializes"),
         traceparent: traceparent_for(envelope.correlation_id),
