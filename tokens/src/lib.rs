@@ -17,4 +17,4 @@ pub use caller::{Authenticator, Caller, Freshness};
 pub use claims::Claims;
 pub use error::TokenError;
 pub use keyring::{HttpKeySource, KeySource, Keyring, public_jwk};
-pub use verifier::{TokenConfig, TokenSettings, Verifier};
+pub use verifier::{LEEWAY_SECS, TokenConfig, TokenSettings, Verifier};

@@ -1,7 +1,7 @@
 //! Verifying an access token against the keyring.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
 use crate::{Claims, Keyring, TokenError};
 
@@ -25,6 +25,18 @@ pub struct TokenSettings {
 pub struct Verifier {
     keyring: Keyring,
     validation: Validation,
+    verified: quick_cache::sync::Cache<String, Verified>,
+}
+
+/// How many verified tokens a verifier remembers.
+const VERIFIED_TOKENS: usize = 4_096;
+
+/// A token that passed every check, and the key its signature was checked with.
+#[derive(Clone)]
+struct Verified {
+    kid: String,
+    key: Vec<u8>,
+    claims: Claims,
 }
 
 impl Verifier {
@@ -36,11 +48,34 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        Verifier { keyring, validation }
+        Verifier { keyring, validation, verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS) }
     }
 
     /// The claims of `token` if it is a valid, current access token.
+    ///
+    /// A token shown again (a client keeps one for up to 15 minutes) is not checked again
+    /// byte for byte: its signature stands as long as its key is still the keyring's for its
+    /// `kid` (so a retired key stops verifying within the JWKS TTL, as before), and only its
+    /// expiry is checked anew.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(seen) = self.verified.get(token) {
+            let key = self.keyring.key(&seen.kid).await?;
+            if key.try_get_as_bytes().is_ok_and(|current| current == seen.key.as_slice()) {
+                return unexpired(seen.claims);
+            }
+            self.verified.remove(token);
+        }
+        let (kid, key, claims) = self.check(token).await?;
+        if let Ok(key) = key.try_get_as_bytes() {
+            let seen = Verified { kid, key: key.to_vec(), claims: claims.clone() };
+            self.verified.insert(token.to_owned(), seen);
+        }
+        Ok(claims)
+    }
+
+    /// Every check of `token`, signature included: its `kid`, the key that verified it and its
+    /// claims.
+    async fn check(&self, token: &str) -> Result<(String, DecodingKey, Claims), TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Malformed(format!("the {:?} algorithm is not accepted", header.alg)));
@@ -54,15 +89,27 @@ impl Verifier {
             _ => TokenError::Malformed(e.to_string()),
         })?;
         let claims = data.claims;
-        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
-        if claims.exp - claims.iat > MAX_LIFETIME_SECS + leeway {
+        if claims.exp - claims.iat > MAX_LIFETIME_SECS + leeway() {
             return Err(TokenError::Malformed("it claims to live longer than 15 minutes".into()));
         }
-        if claims.iat > chrono::Utc::now().timestamp() + leeway {
+        if claims.iat > chrono::Utc::now().timestamp() + leeway() {
             return Err(TokenError::Malformed("it claims to be issued in the future".into()));
         }
-        Ok(claims)
+        Ok((kid, key, claims))
     }
+}
+
+fn leeway() -> i64 {
+    i64::try_from(LEEWAY_SECS).unwrap_or(0)
+}
+
+/// `claims` unless they have expired since they were verified (`nbf` and `iat` only ever pass
+/// once they have).
+fn unexpired(claims: Claims) -> Result<Claims, TokenError> {
+    if claims.exp < chrono::Utc::now().timestamp() - leeway() {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
 }
 
 /// Token settings of a service, read from the environment.

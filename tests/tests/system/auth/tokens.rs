@@ -107,6 +107,33 @@ async fn forged_and_stale_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_accepted_before_is_refused_once_it_expires() {
+    let sys = TestSystem::start().await;
+    let worker = sys.popug(Role::Worker).await;
+    sys.known_to_task_tracker(&[&worker]).await;
+    let (kid, key) = auth_key(&sys).await;
+    let now = chrono::Utc::now().timestamp();
+    // Good for two more seconds, with the leeway.
+    let leeway = i64::try_from(ates_tokens::LEEWAY_SECS).unwrap();
+    let mut claims = part(&worker.token, 1);
+    let times = json!({ "iat": now - 60, "nbf": now - 60, "exp": now - leeway + 2 });
+    claims.as_object_mut().unwrap().extend(times.as_object().unwrap().clone());
+    let token = sign(&kid, &key, &claims);
+    for path in ["/api/auth/me", "/api/tasks", "/api/accounting/me"] {
+        sys.get(path, &token).await.expect(StatusCode::OK);
+    }
+
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    for path in ["/api/auth/me", "/api/tasks", "/api/accounting/me"] {
+        let reply = sys.call(Method::GET, path, Some(&token), None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}: {reply:?}");
+        assert!(reply.detail().contains("expired"), "{path}: {}", reply.detail());
+    }
+    sys.finish().await;
+}
+
+#[tokio::test]
 async fn a_rotated_key_stays_published_until_its_tokens_expire() {
     let sys = TestSystem::start().await;
     let (before, _) = sys.tokens(ADMIN_EMAIL, ADMIN_PASSWORD).await;
