@@ -1,5 +1,7 @@
 //! Verifying an access token against the keyring.
 
+use std::sync::Arc;
+
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
@@ -25,14 +27,13 @@ pub struct TokenSettings {
 pub struct Verifier {
     keyring: Keyring,
     validation: Validation,
-    verified: quick_cache::sync::Cache<String, Verified>,
+    verified: quick_cache::sync::Cache<String, Arc<Verified>>,
 }
 
 /// How many verified tokens a verifier remembers.
 const VERIFIED_TOKENS: usize = 4_096;
 
 /// A token that passed every check, and the key its signature was checked with.
-#[derive(Clone)]
 struct Verified {
     kid: String,
     key: Vec<u8>,
@@ -61,14 +62,14 @@ impl Verifier {
         if let Some(seen) = self.verified.get(token) {
             let key = self.keyring.key(&seen.kid).await?;
             if key.try_get_as_bytes().is_ok_and(|current| current == seen.key.as_slice()) {
-                return unexpired(seen.claims);
+                return unexpired(&seen.claims);
             }
             self.verified.remove(token);
         }
         let (kid, key, claims) = self.check(token).await?;
         if let Ok(key) = key.try_get_as_bytes() {
             let seen = Verified { kid, key: key.to_vec(), claims: claims.clone() };
-            self.verified.insert(token.to_owned(), seen);
+            self.verified.insert(token.to_owned(), Arc::new(seen));
         }
         Ok(claims)
     }
@@ -105,11 +106,11 @@ fn leeway() -> i64 {
 
 /// `claims` unless they have expired since they were verified (`nbf` and `iat` only ever pass
 /// once they have).
-fn unexpired(claims: Claims) -> Result<Claims, TokenError> {
+fn unexpired(claims: &Claims) -> Result<Claims, TokenError> {
     if claims.exp < chrono::Utc::now().timestamp() - leeway() {
         return Err(TokenError::Expired);
     }
-    Ok(claims)
+    Ok(claims.clone())
 }
 
 /// Token settings of a service, read from the environment.

@@ -120,9 +120,10 @@ impl Outbox {
     /// Writes `events`, of whatever kinds, in one statement.
     pub async fn write(&self, conn: &mut PgConnection, events: Events) -> Result<(), OutboxError> {
         // Logged once written, so a line never names an event that was refused.
-        let logged: Vec<(Uuid, &str, Option<Uuid>)> = match tracing::enabled!(tracing::Level::DEBUG) {
-            true => events.rows.iter().map(|r| (r.event_id, r.event_name, r.correlation_id)).collect(),
-            false => Vec::new(),
+        let logged: Vec<(Uuid, &str, Option<Uuid>)> = if tracing::enabled!(tracing::Level::DEBUG) {
+            events.rows.iter().map(|r| (r.event_id, r.event_name, r.correlation_id)).collect()
+        } else {
+            Vec::new()
         };
         let (mut ids, mut subjects, mut payloads, mut traces) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -14,6 +14,13 @@ fn part(token: &str, index: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
 }
 
+/// `claims` with `changes` written over them.
+fn changed(claims: &Value, changes: Value) -> Value {
+    let mut claims = claims.clone();
+    claims.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
+    claims
+}
+
 fn encode_part(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
 }
@@ -49,11 +56,7 @@ async fn forged_and_stale_tokens_are_refused() {
     let signature = genuine.rsplit('.').next().unwrap();
     let (kid, key) = auth_key(&sys).await;
     let now = chrono::Utc::now().timestamp();
-    let with = |changes: Value| {
-        let mut claims = claims.clone();
-        claims.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
-        claims
-    };
+    let with = |changes: Value| changed(&claims, changes);
 
     let tampered =
         format!("{}.{}.{signature}", encode_part(&header), encode_part(&with(json!({ "role": "admin" }))));
@@ -115,10 +118,8 @@ async fn a_token_accepted_before_is_refused_once_it_expires() {
     let now = chrono::Utc::now().timestamp();
     // Good for two more seconds, with the leeway.
     let leeway = i64::try_from(ates_tokens::LEEWAY_SECS).unwrap();
-    let mut claims = part(&worker.token, 1);
     let times = json!({ "iat": now - 60, "nbf": now - 60, "exp": now - leeway + 2 });
-    claims.as_object_mut().unwrap().extend(times.as_object().unwrap().clone());
-    let token = sign(&kid, &key, &claims);
+    let token = sign(&kid, &key, &changed(&part(&worker.token, 1), times));
     for path in ["/api/auth/me", "/api/tasks", "/api/accounting/me"] {
         sys.get(path, &token).await.expect(StatusCode::OK);
     }
