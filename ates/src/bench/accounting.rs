@@ -38,7 +38,8 @@ pub async fn run(args: AccountingArgs) -> anyhow::Result<()> {
 
     println!("aTES accounting benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
     println!("machine: {}", machine::describe());
-    println!("PostgreSQL with fsync on; one accounting instance, batches of up to 500 events\n");
+    let batch = accounting.backbone.config.delivery.batch_size;
+    println!("PostgreSQL with fsync on; one accounting instance, batches of up to {batch} events\n");
 
     sqlx::raw_sql(
         "CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL)",

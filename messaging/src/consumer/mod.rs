@@ -86,7 +86,7 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// The subjects it wants from that stream; all when empty.
     pub subjects: Vec<String>,
-    /// The most messages applied in one transaction.
+    /// The most messages applied in one transaction ([`DEFAULT_BATCH_SIZE`] unless configured).
     pub batch_size: usize,
     /// How long to wait for more messages to fill a batch once the first has arrived.
     pub batch_linger: Duration,
@@ -105,10 +105,19 @@ pub struct ConsumerSpec {
     pub loss_margin: Duration,
 }
 
-/// When a consumer gives up on a message and how long it waits between tries; read from the
-/// environment by every service.
+/// How many messages a consumer applies in one transaction unless configured otherwise. A batch
+/// costs its handler's statements and one commit however many events it holds, so with a backlog
+/// a larger one spends fewer round trips per event; it also holds its locks longer (measured in
+/// BENCHMARKS.md, "Batches of a thousand").
+pub const DEFAULT_BATCH_SIZE: u16 = 1000;
+
+/// How many messages a consumer applies at once, when it gives up on a message and how long it
+/// waits between tries; read from the environment by every service.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct DeliverySettings {
+    /// The most messages a consumer applies in one transaction.
+    #[arg(id = "consumer_batch_size", long = "consumer-batch-size", env = "ATES_CONSUMER_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub batch_size: u16,
     /// After this many failed deliveries a consumer parks a message on the DLQ.
     #[arg(id = "consumer_max_deliveries", long = "consumer-max-deliveries", env = "ATES_CONSUMER_MAX_DELIVERIES", default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=1000))]
     pub max_deliveries: i64,
@@ -121,8 +130,9 @@ pub struct DeliverySettings {
 }
 
 impl ConsumerSpec {
-    /// This spec with `delivery`'s give-up and retry settings.
+    /// This spec with `delivery`'s batch size, give-up and retry settings.
     pub fn with_delivery(mut self, delivery: DeliverySettings) -> Self {
+        self.batch_size = usize::from(delivery.batch_size);
         self.max_deliveries = delivery.max_deliveries;
         self.retry_initial = delivery.retry_initial;
         self.retry_max = delivery.retry_max.max(delivery.retry_initial);
@@ -139,7 +149,7 @@ impl ConsumerSpec {
             name: name.to_owned(),
             stream: stream.to_owned(),
             subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
-            batch_size: 500,
+            batch_size: usize::from(DEFAULT_BATCH_SIZE),
             batch_linger: Duration::from_millis(10),
             max_deliveries: 8,
             ack_wait: Duration::from_secs(30),
@@ -147,6 +157,31 @@ impl ConsumerSpec {
             retry_max: Duration::from_secs(60),
             pull_expiry: Duration::from_secs(30),
             loss_margin: position::LOSS_MARGIN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{DEFAULT_BATCH_SIZE, DeliverySettings};
+
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        delivery: DeliverySettings,
+    }
+
+    #[test]
+    fn the_batch_size_is_a_thousand_unless_configured_between_one_and_ten_thousand() {
+        let parse = |args: &[&str]| Settings::try_parse_from([&["service"], args].concat());
+        assert_eq!(parse(&[]).unwrap().delivery.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(DEFAULT_BATCH_SIZE, 1000);
+        assert_eq!(parse(&["--consumer-batch-size", "250"]).unwrap().delivery.batch_size, 250);
+        for refused in ["0", "10001", "many"] {
+            let error = parse(&["--consumer-batch-size", refused]).err().expect(refused).to_string();
+            assert!(error.contains("--consumer-batch-size"), "{refused}: {error}");
         }
     }
 }

@@ -185,6 +185,35 @@ async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_park
 }
 
 #[tokio::test]
+async fn a_consumer_applies_at_most_its_configured_batch_in_one_transaction() {
+    use ates_messaging::consumer::DeliverySettings;
+
+    let env = Env::start().await;
+    env.commit_events(10).await;
+    env.relay().publish_pending().await.unwrap();
+    let handler = Effects::new("effects");
+    let defaults = spec();
+    let delivery = DeliverySettings {
+        batch_size: 3,
+        max_deliveries: defaults.max_deliveries,
+        retry_initial: defaults.retry_initial,
+        retry_max: defaults.retry_max,
+    };
+    let consumer =
+        Consumer::new(env.js.clone(), env.pool.clone(), defaults.with_delivery(delivery), handler.clone());
+    env.spawn_consumer_from(consumer);
+
+    // All ten wait in the stream before the consumer starts, so only the setting splits them.
+    env.expect_effects_exactly_once(10).await;
+    assert!(
+        handler.largest_batch() <= 3,
+        "a batch of {} events, configured for three",
+        handler.largest_batch()
+    );
+    assert!(handler.calls() >= 4, "ten events in batches of three: {} batches", handler.calls());
+}
+
+#[tokio::test]
 async fn a_consumer_of_the_whole_stream_narrowed_to_some_events_keeps_its_place_and_gets_only_those() {
     use ates_schemas::Envelope;
     use ates_schemas::events::{AssignReason, TaskAssignedV1};

@@ -328,6 +328,7 @@ pub struct Effects {
     failures: Mutex<HashMap<Uuid, Failure>>,
     attempts: Mutex<HashMap<Uuid, usize>>,
     calls: AtomicUsize,
+    largest: AtomicUsize,
     gate: Option<Arc<Gate>>,
 }
 
@@ -342,6 +343,7 @@ impl Effects {
             failures: Mutex::default(),
             attempts: Mutex::default(),
             calls: AtomicUsize::new(0),
+            largest: AtomicUsize::new(0),
             gate: None,
         }
     }
@@ -365,6 +367,11 @@ impl Effects {
     /// How many batches the handler was given.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The most events the handler was given in one batch.
+    pub fn largest_batch(&self) -> usize {
+        self.largest.load(Ordering::SeqCst)
     }
 
     fn check(&self, task_id: Uuid) -> Result<(), HandlerError> {
@@ -394,6 +401,7 @@ pub fn task_id(event: &ReceivedEvent) -> Uuid {
 impl Handler for Effects {
     async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.largest.fetch_max(events.len(), Ordering::SeqCst);
         for event in events {
             self.check(task_id(event))?;
         }
