@@ -112,9 +112,19 @@ pub struct PostgresSettings {
 
 /// A `--postgres-setting`: `name=value`, as `postgres -c` takes it.
 fn postgres_setting(text: &str) -> Result<String, String> {
+    name_value(text, "max_wal_size=4GB").map(|_| text.to_owned())
+}
+
+/// A `--service-setting`: an environment variable's `NAME=VALUE`, split.
+pub fn service_setting(text: &str) -> Result<(String, String), String> {
+    name_value(text, "ATES_CONSUMER_BATCH_SIZE=2000").map(|(name, value)| (name.to_owned(), value.to_owned()))
+}
+
+/// `text` split at its first `=`, refused with `example` when it names nothing before it.
+fn name_value<'a>(text: &'a str, example: &str) -> Result<(&'a str, &'a str), String> {
     match text.split_once('=') {
-        Some((name, _)) if !name.is_empty() && !name.contains(char::is_whitespace) => Ok(text.to_owned()),
-        _ => Err(format!("expected NAME=VALUE, e.g. max_wal_size=4GB, not {text:?}")),
+        Some((name, value)) if !name.is_empty() && !name.contains(char::is_whitespace) => Ok((name, value)),
+        _ => Err(format!("expected NAME=VALUE, e.g. {example}, not {text:?}")),
     }
 }
 
@@ -314,12 +324,16 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_setting_is_a_name_and_a_value() {
+    fn a_postgres_or_service_setting_is_a_name_and_a_value() {
         assert_eq!(super::postgres_setting("max_wal_size=4GB").as_deref(), Ok("max_wal_size=4GB"));
         assert_eq!(super::postgres_setting("search_path=a,b").as_deref(), Ok("search_path=a,b"));
         for wrong in ["max_wal_size", "=4GB", "max wal=4GB", ""] {
             let refused = super::postgres_setting(wrong).unwrap_err();
             assert!(refused.contains("NAME=VALUE"), "{wrong:?}: {refused}");
+            let refused = super::service_setting(wrong).unwrap_err();
+            assert!(refused.contains("ATES_CONSUMER_BATCH_SIZE=2000"), "{wrong:?}: {refused}");
         }
+        let setting = super::service_setting("ATES_CONSUMER_BATCH_SIZE=2000").unwrap();
+        assert_eq!(setting, ("ATES_CONSUMER_BATCH_SIZE".to_owned(), "2000".to_owned()));
     }
 }

@@ -52,6 +52,10 @@ pub struct SystemArgs {
     statements: super::Statements,
     #[command(flatten)]
     postgres: super::PostgresSettings,
+    /// An environment variable (`NAME=VALUE`) every service process gets on top of the usual
+    /// ones, to measure a service setting; may be given more than once.
+    #[arg(long = "service-setting", value_name = "NAME=VALUE", value_parser = super::service_setting)]
+    service_settings: Vec<(String, String)>,
 }
 
 /// What the load generator is told: where the services are and who to be.
@@ -129,8 +133,12 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     println!("aTES system benchmark, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
     println!("machine: {}", machine::describe());
     println!(
-        "each service its own process, the load generator another; one nats-server, PostgreSQL with fsync on\n"
+        "each service its own process, the load generator another; one nats-server, PostgreSQL with fsync on"
     );
+    for (name, value) in &args.service_settings {
+        println!("every service with {name}={value}");
+    }
+    println!();
     let raw_insert = super::backbone::raw_postgres_insert(&pool, 100_000, &[0; 350]).await?;
     let raw_commit = small_commits(&pool, 32, Duration::from_secs(3)).await?;
     println!("{:<44} {:>10} rows/s", "raw PostgreSQL batched insert", grouped(raw_insert));
@@ -140,7 +148,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
         grouped(raw_commit)
     );
 
-    let mut services = start_services(&servers, &database).await?;
+    let mut services = start_services(&servers, &database, &args.service_settings).await?;
     let plan = prepare(&services, args.workers).await?;
     let plan_file = servers.dir().join("plan.json");
     std::fs::write(&plan_file, serde_json::to_vec(&plan)?)?;
@@ -222,6 +230,8 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
     if args.json {
         let rss: serde_json::Map<String, Value> =
             rss.iter().map(|(name, mib)| ((*name).to_owned(), json!(mib))).collect();
+        let settings: serde_json::Map<String, Value> =
+            args.service_settings.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
         let figures = json!({
             "offered_tasks_per_s": args.rate,
             "create_per_s": load.create_per_s,
@@ -238,6 +248,7 @@ pub async fn run(args: SystemArgs) -> anyhow::Result<()> {
             "invariants_hold": report.ok,
             "wal_load": load_wal.json(),
             "wal_drain": drain.as_ref().map(|d| d.wal.json()),
+            "service_settings": settings,
         });
         println!("{figures}");
     }
@@ -314,13 +325,18 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn start_services(servers: &super::Servers, database: &str) -> anyhow::Result<Vec<Service>> {
+/// Starts every service, each with the usual environment and `settings` on top (which win).
+async fn start_services(
+    servers: &super::Servers,
+    database: &str,
+    settings: &[(String, String)],
+) -> anyhow::Result<Vec<Service>> {
     let mut services = Vec::new();
     let auth_port = ates_devservers::free_port()?;
     for (index, (name, _)) in SERVICES.iter().enumerate() {
         let port = if index == 0 { auth_port } else { ates_devservers::free_port()? };
         let max = u32::MAX.to_string();
-        let env: Vec<(&str, String)> = vec![
+        let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", database.to_owned()),
             ("NATS_URL", servers.nats.url()),
             ("ATES_HTTP", format!("127.0.0.1:{port}")),
@@ -331,12 +347,15 @@ async fn start_services(servers: &super::Servers, database: &str) -> anyhow::Res
             ("ATES_LOGIN_ATTEMPTS_PER_ADDRESS", max),
             ("ATES_MAIL_DIR", servers.dir().join("mail").display().to_string()),
             ("RUST_LOG", "warn".to_owned()),
-        ];
+        ]
+        .map(|(name, value)| (name.to_owned(), value))
+        .into();
+        env.extend_from_slice(settings);
         let path = binary(name)?;
         let log = servers.dir().join(format!("{name}.log"));
         let program = Program::start(name, &log, move || {
             let mut command = Command::new(&path);
-            command.env_clear().envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
             command
         })?;
         let url = format!("http://127.0.0.1:{port}");
