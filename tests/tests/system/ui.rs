@@ -87,6 +87,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
     }
 
+    /// Waits until `css` is shown and enabled, so it takes typing and clicks. The screens are all
+    /// in the page, hidden but one: the sign-in form is there while a sign-out is still under way.
+    async fn wait_for_usable(&self, css: &str) -> fantoccini::elements::Element {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let element = self.wait_for(css).await;
+            if element.is_displayed().await.unwrap_or(false) && element.is_enabled().await.unwrap_or(false) {
+                return element;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{css} never became visible and enabled");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until the text of `css` satisfies `check`, and returns it.
     async fn wait_for_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -103,13 +117,13 @@ impl Browser {
     }
 
     async fn fill(&self, css: &str, text: &str) {
-        let input = self.wait_for(css).await;
+        let input = self.wait_for_usable(css).await;
         input.clear().await.unwrap();
         input.send_keys(text).await.unwrap();
     }
 
     async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        self.wait_for_usable(css).await.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
     async fn sign_in(&self, email: &str, password: &str) {
@@ -121,7 +135,7 @@ impl Browser {
 
     async fn sign_out(&self) {
         self.click("#logout").await;
-        self.wait_for("#login-email").await;
+        self.wait_for_usable("#login-email").await;
     }
 }
 
