@@ -111,12 +111,19 @@ pub struct ConsumerSpec {
 /// BENCHMARKS.md, "Batches of a thousand").
 pub const DEFAULT_BATCH_SIZE: u16 = 1000;
 
+/// The most a batch may be configured to hold. A batch that fails is applied again one message
+/// at a time, and only the message in hand is kept from timing out meanwhile; the others of the
+/// batch, and the next batch already fetched (the runner asks for two), wait within their 30 s
+/// ack wait. At a few milliseconds a transaction, 4,000 of them fit, and two batches' worth
+/// stays well inside the consumer's 20,000 unacknowledged messages.
+pub const MAX_BATCH_SIZE: i64 = 4000;
+
 /// How many messages a consumer applies at once, when it gives up on a message and how long it
 /// waits between tries; read from the environment by every service.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct DeliverySettings {
     /// The most messages a consumer applies in one transaction.
-    #[arg(id = "consumer_batch_size", long = "consumer-batch-size", env = "ATES_CONSUMER_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    #[arg(id = "consumer_batch_size", long = "consumer-batch-size", env = "ATES_CONSUMER_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH_SIZE))]
     pub batch_size: u16,
     /// After this many failed deliveries a consumer parks a message on the DLQ.
     #[arg(id = "consumer_max_deliveries", long = "consumer-max-deliveries", env = "ATES_CONSUMER_MAX_DELIVERIES", default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=1000))]
@@ -163,7 +170,7 @@ impl ConsumerSpec {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::{DEFAULT_BATCH_SIZE, DeliverySettings};
 
@@ -174,12 +181,17 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_size_is_a_thousand_unless_configured_between_one_and_ten_thousand() {
-        let parse = |args: &[&str]| Settings::try_parse_from([&["service"], args].concat());
+    fn the_batch_size_is_the_default_unless_configured_between_one_and_the_maximum() {
+        // Whatever ATES_CONSUMER_BATCH_SIZE the tests run with.
+        let command = Settings::command().mut_arg("consumer_batch_size", |arg| arg.env(None));
+        let parse = |args: &[&str]| {
+            let matches = command.clone().try_get_matches_from([&["service"], args].concat())?;
+            Settings::from_arg_matches(&matches)
+        };
         assert_eq!(parse(&[]).unwrap().delivery.batch_size, DEFAULT_BATCH_SIZE);
-        assert_eq!(DEFAULT_BATCH_SIZE, 1000);
         assert_eq!(parse(&["--consumer-batch-size", "250"]).unwrap().delivery.batch_size, 250);
-        for refused in ["0", "10001", "many"] {
+        assert_eq!(parse(&["--consumer-batch-size", "4000"]).unwrap().delivery.batch_size, 4000);
+        for refused in ["0", "4001", "many"] {
             let error = parse(&["--consumer-batch-size", refused]).err().expect(refused).to_string();
             assert!(error.contains("--consumer-batch-size"), "{refused}: {error}");
         }
