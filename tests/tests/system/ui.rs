@@ -90,28 +90,38 @@ impl Browser {
     /// Waits until `css` is shown and enabled, so it takes typing and clicks. The screens are all
     /// in the page, hidden but one: the sign-in form is there while a sign-out is still under way.
     async fn wait_for_usable(&self, css: &str) -> fantoccini::elements::Element {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let element = self.wait_for(css).await;
-            if element.is_displayed().await.unwrap_or(false) && element.is_enabled().await.unwrap_or(false) {
-                return element;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{css} never became visible and enabled");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let usable = async |element: &fantoccini::elements::Element| {
+            let shown =
+                element.is_displayed().await.unwrap_or(false) && element.is_enabled().await.unwrap_or(false);
+            shown.then(|| element.clone())
+        };
+        self.poll(css, Duration::from_secs(20), "became visible and enabled", usable).await
     }
 
     /// Waits until the text of `css` satisfies `check`, and returns it.
     async fn wait_for_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let text =
+            async |element: &fantoccini::elements::Element| element.text().await.ok().filter(|t| check(t));
+        self.poll(css, Duration::from_secs(30), "showed the expected text", text).await
+    }
+
+    /// Looks for `css` every 100 ms until `found` makes something of it, for at most `within`;
+    /// fails saying what it never did.
+    async fn poll<T>(
+        &self,
+        css: &str,
+        within: Duration,
+        never: &str,
+        found: impl AsyncFn(&fantoccini::elements::Element) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Ok(element) = self.client().find(Locator::Css(css)).await
-                && let Ok(text) = element.text().await
-                && check(&text)
+                && let Some(done) = found(&element).await
             {
-                return text;
+                return done;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{css} never showed the expected text");
+            assert!(tokio::time::Instant::now() < deadline, "{css} never {never}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
