@@ -68,6 +68,12 @@ pub const METRICS: &[Metric] = &[
     ),
     metric("ates_consumer_batch_size", Kind::Histogram, &["consumer"], "Messages per consumer batch"),
     metric(
+        "ates_consumer_batch_splits_total",
+        Kind::Counter,
+        &["consumer"],
+        "Times events failed together in one transaction and a consumer tried them again in parts",
+    ),
+    metric(
         "ates_consumer_restarts_total",
         Kind::Counter,
         &["consumer"],

@@ -1,6 +1,7 @@
 //! The backbone benchmark: raw JetStream and PostgreSQL rates, and the relay and consumer
 //! throughput measured against them in the same run.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use ates_schemas::{Envelope, ReceivedEvent};
 use clap::Args;
 use futures::StreamExt;
 use futures::future::join_all;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -82,9 +83,10 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     db::migrate(&pool, SCHEMA, std::iter::empty()).await.context("migrate the bench schema")?;
     ates_messaging::outbox::indexes::build(&pool).await.context("build the outbox's time indexes")?;
     sqlx::raw_sql(
-        "DROP TABLE IF EXISTS raw_insert, effects;
+        "DROP TABLE IF EXISTS raw_insert, effects, effects_some_rejected;
          CREATE TABLE raw_insert (event_id uuid PRIMARY KEY, subject text NOT NULL, payload bytea NOT NULL);
          CREATE TABLE effects (event_id uuid NOT NULL, assignee_id uuid NOT NULL);
+         CREATE TABLE effects_some_rejected (LIKE effects);
          TRUNCATE outbox, processed_events, consumer_positions;",
     )
     .execute(&pool)
@@ -128,8 +130,14 @@ pub async fn run(args: BackboneArgs) -> anyhow::Result<()> {
     line("relay (outbox -> JetStream)", relay, "events/s", Some((raw_publish, "raw publish")));
     let raw_pull = raw_jetstream_pull(&js, n).await?;
     line("raw JetStream pull + ack", raw_pull, "msg/s", None);
-    let consumer = consumer_throughput(&pool, &js, n).await?;
+    let all = OneRow { table: "effects", rejected: HashSet::new() };
+    let consumer = consumer_throughput(&pool, &js, all).await?;
     line("consumer (dedupe + one-row effect)", consumer, "events/s", Some((raw_insert, "raw insert")));
+    let rejected = every_nth_event(&pool, REJECTED_EVERY).await?;
+    let some_bad = OneRow { table: "effects_some_rejected", rejected };
+    let with_bad = consumer_throughput(&pool, &js, some_bad).await?;
+    let label = format!("consumer, 1 in {} events rejected", grouped(REJECTED_EVERY as u64));
+    line(&label, with_bad, "events/s", Some((consumer, "consumer")));
     Ok(())
 }
 
@@ -218,11 +226,21 @@ async fn raw_jetstream_pull(js: &jetstream::Context, n: usize) -> anyhow::Result
     Ok(per_second(n, started.elapsed()))
 }
 
-/// The effect the consumer benchmark applies: one row per event.
-struct OneRow;
+/// The effect the consumer benchmarks apply: one row per event in `table`, except for the
+/// events in `rejected`, which can never succeed.
+struct OneRow {
+    table: &'static str,
+    rejected: HashSet<Uuid>,
+}
 
 impl Handler for OneRow {
     async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
+        if let Some(bad) = events.iter().find(|e| self.rejected.contains(&e.meta.event_id)) {
+            return Err(HandlerError::Rejected(format!(
+                "event {} is one the benchmark rejects",
+                bad.meta.event_id
+            )));
+        }
         let ids: Vec<Uuid> = events.iter().map(|e| e.meta.event_id).collect();
         let assignees: Vec<Uuid> = events
             .iter()
@@ -231,31 +249,47 @@ impl Handler for OneRow {
                 _ => Uuid::nil(),
             })
             .collect();
-        sqlx::query("INSERT INTO effects SELECT * FROM unnest($1::uuid[], $2::uuid[])")
-            .bind(ids)
-            .bind(assignees)
-            .execute(tx)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} SELECT * FROM unnest($1::uuid[], $2::uuid[])",
+            self.table
+        )))
+        .bind(ids)
+        .bind(assignees)
+        .execute(tx)
+        .await?;
         Ok(())
     }
 }
 
-async fn consumer_throughput(pool: &PgPool, js: &jetstream::Context, n: usize) -> anyhow::Result<u64> {
-    let mut spec = ConsumerSpec::new("bench", "TASKS", &[]);
+/// Every `REJECTED_EVERY`th event of the stream, in the consumer benchmark with bad events.
+const REJECTED_EVERY: usize = 1000;
+
+/// Events of the outbox, one in `every` (from the middle of the first `every`), for the
+/// consumer to reject.
+async fn every_nth_event(pool: &PgPool, every: usize) -> anyhow::Result<HashSet<Uuid>> {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY id").fetch_all(pool).await?;
+    Ok(ids.into_iter().skip(every / 2).step_by(every).collect())
+}
+
+/// Runs a durable consumer named after `handler`'s table over the whole stream until it has
+/// applied every event it does not reject. Returns the events it applied a second.
+async fn consumer_throughput(pool: &PgPool, js: &jetstream::Context, handler: OneRow) -> anyhow::Result<u64> {
+    let (table, rejected) = (handler.table, handler.rejected.len());
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(pool).await?;
+    let expected = n - i64::try_from(rejected)?;
+    let mut spec = ConsumerSpec::new(&format!("bench-{table}"), "TASKS", &[]);
     spec.batch_size = 1000;
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(js.clone(), pool.clone(), spec, Arc::new(OneRow));
+    let consumer = Consumer::new(js.clone(), pool.clone(), spec, Arc::new(handler));
     let started = Instant::now();
     let running = tokio::spawn(consumer.run(shutdown.clone()));
-    loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM effects").fetch_one(pool).await?;
-        if usize::try_from(done)? >= n {
-            break;
-        }
+    let count = format!("SELECT count(*) FROM {table}");
+    while sqlx::query_scalar::<_, i64>(AssertSqlSafe(count.as_str())).fetch_one(pool).await? < expected {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.await?;
-    Ok(per_second(n, elapsed))
+    Ok(per_second(usize::try_from(expected)?, elapsed))
 }

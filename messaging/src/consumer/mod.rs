@@ -111,11 +111,11 @@ pub struct ConsumerSpec {
 /// BENCHMARKS.md, "Batches of a thousand").
 pub const DEFAULT_BATCH_SIZE: u16 = 1000;
 
-/// The most a batch may be configured to hold. A batch that fails is applied again one message
-/// at a time, and only the message in hand is kept from timing out meanwhile; the others of the
-/// batch, and the next batch already fetched (the runner asks for two), wait within their 30 s
-/// ack wait. At a few milliseconds a transaction, 4,000 of them fit, and two batches' worth
-/// stays well inside the consumer's 20,000 unacknowledged messages.
+/// The most a batch may be configured to hold. A batch that fails is applied again in parts, at
+/// worst about one transaction an event (once bad events are common), while the next batch
+/// already fetched (the runner asks for two) waits within its 30 s ack wait. At a few milliseconds a
+/// transaction, 4,000 of them fit, and two batches' worth stays well inside the consumer's
+/// 20,000 unacknowledged messages.
 pub const MAX_BATCH_SIZE: i64 = 4000;
 
 /// How many messages a consumer applies at once, when it gives up on a message and how long it

@@ -1,8 +1,9 @@
 //! The loop of a durable pull consumer.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, PullConsumer, pull};
@@ -212,8 +213,10 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Handles one batch: parks what cannot be decoded, applies the rest in one transaction,
-    /// and falls back to one transaction per message when the batch fails. Stops at the first
-    /// sign that the database is out, handing back what is still to do.
+    /// and applies the parts of a batch that fails the same way, down to the single events that
+    /// fail on their own (see [`Consumer::apply_in_parts`]). The server is told the whole while
+    /// that the messages not yet settled are in progress. Stops at the first sign that the
+    /// database is out, handing back what is still to do.
     ///
     /// Before any message is acknowledged, the newest one taken is recorded (`stream_created` is
     /// its stream's creation time).
@@ -238,29 +241,51 @@ impl<H: Handler> Consumer<H> {
             return Outcome::Done;
         }
         let batch: Vec<(&Message, &ReceivedEvent)> = valid.iter().map(|(m, e)| (m, e)).collect();
-        let error = match self.attempt(&batch, stream_created).await {
-            Ok(()) => {
-                self.ack(&batch.iter().map(|(m, _)| *m).collect::<Vec<_>>()).await;
-                return Outcome::Done;
-            }
-            Err(error @ HandlerError::Unavailable(_)) => return Outcome::Held(owned(valid), error),
-            Err(error) if batch.len() == 1 => {
-                self.fail(batch[0], error, stream_created).await;
-                return Outcome::Done;
-            }
-            Err(error) => error,
-        };
-        tracing::debug!(consumer = %self.spec.name, "batch failed, applying one by one: {error}");
-        for (index, item) in batch.iter().enumerate() {
-            match self.attempt(&[*item], stream_created).await {
-                Ok(()) => self.ack(&[item.0]).await,
-                Err(error @ HandlerError::Unavailable(_)) => {
-                    return Outcome::Held(owned(valid.into_iter().skip(index)), error);
+        let messages: Vec<&Message> = valid.iter().map(|(m, _)| m).collect();
+        let settled = AtomicUsize::new(0);
+        let applied = self.apply_in_parts(&batch, &settled, stream_created);
+        match self.in_progress(&messages, &settled, applied).await {
+            Ok(()) => Outcome::Done,
+            Err((from, error)) => Outcome::Held(owned(valid.into_iter().skip(from)), error),
+        }
+    }
+
+    /// Applies `batch` in one transaction and acknowledges it; when that fails, tries its parts
+    /// the same way ([`parts_after_failure`]), down to single events, which fail on their own
+    /// ([`Consumer::fail`]). So a bad event among n costs about 2·log2(n) transactions, and at
+    /// worst the batch costs about one transaction an event. Events are tried in their order, and
+    /// `settled` counts those at the front that are done with (acknowledged, retried later or
+    /// parked). When the database is out, returns where the events still to do begin.
+    async fn apply_in_parts(
+        &self,
+        batch: &[(&Message, &ReceivedEvent)],
+        settled: &AtomicUsize,
+        stream_created: DateTime<Utc>,
+    ) -> Result<(), (usize, HandlerError)> {
+        // The parts still to try, the next on top: always the rest of the batch, in order.
+        #[expect(clippy::single_range_in_vec_init, reason = "a stack of ranges, the whole batch first")]
+        let mut parts = vec![0..batch.len()];
+        let mut failed_alone = 0;
+        while let Some(part) = parts.pop() {
+            settled.store(part.start, Ordering::Relaxed);
+            let events = &batch[part.clone()];
+            match self.attempt(events, stream_created).await {
+                Ok(()) => self.ack(&events.iter().map(|(m, _)| *m).collect::<Vec<_>>()).await,
+                Err(error @ HandlerError::Unavailable(_)) => return Err((part.start, error)),
+                Err(error) if events.len() == 1 => {
+                    failed_alone += 1;
+                    self.fail(events[0], error, stream_created).await;
                 }
-                Err(error) => self.fail(*item, error, stream_created).await,
+                Err(error) => {
+                    tracing::debug!(consumer = %self.spec.name, "{} events failed together, trying them in parts: {error}", events.len());
+                    metrics::counter!("ates_consumer_batch_splits_total", "consumer" => self.spec.name.clone())
+                        .increment(1);
+                    parts.extend(parts_after_failure(part, failed_alone).into_iter().rev());
+                }
             }
         }
-        Outcome::Done
+        settled.store(batch.len(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Messages delivered more often than allowed without an ack: acknowledged if their event
@@ -335,12 +360,13 @@ impl<H: Handler> Consumer<H> {
             let delay = backoff.next_delay();
             tracing::warn!(consumer = %self.spec.name, round, "database unavailable, holding {} message(s) and pulling no more, retrying in {delay:?}: {error}", held.len());
             let in_hand: Vec<&Message> = held.iter().collect();
+            let none_settled = AtomicUsize::new(0);
             tokio::select! {
                 () = shutdown.cancelled() => {
                     self.release(&in_hand).await;
                     return;
                 }
-                () = self.in_progress(&in_hand, tokio::time::sleep(delay)) => {}
+                () = self.in_progress(&in_hand, &none_settled, tokio::time::sleep(delay)) => {}
             }
             let mut still = Vec::new();
             let chunks: Vec<Vec<Message>> =
@@ -359,8 +385,8 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Applies events in one transaction, telling the server meanwhile that they are in progress.
-    /// The newest message of the batch is recorded as taken in the same transaction.
+    /// Applies events in one transaction; the newest message of the batch is recorded as taken in
+    /// the same transaction. The caller tells the server meanwhile that they are in progress.
     async fn attempt(
         &self,
         batch: &[(&Message, &ReceivedEvent)],
@@ -373,9 +399,7 @@ impl<H: Handler> Consumer<H> {
         let position = Position::newest(stream_created, batch.iter().map(|(m, _)| *m));
         let work =
             apply(&self.pool, key, self.handler.as_ref(), &events, position.as_ref().map(|p| (name, p)));
-        let work = crate::outbox::continuing(causes, work);
-        let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
-        let new = self.in_progress(&messages, work).await;
+        let new = crate::outbox::continuing(causes, work).await;
         drop(spans);
         let new = new?;
         let counter = |outcome: &'static str| metrics::counter!("ates_consumer_events_total", "consumer" => self.spec.name.clone(), "outcome" => outcome);
@@ -407,8 +431,17 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Runs `work` while telling the server, well within every ack wait, that `messages` are
-    /// still being worked on: a long batch or a long outage never has them redelivered.
-    async fn in_progress<T>(&self, messages: &[&Message], work: impl Future<Output = T>) -> T {
+    /// still being worked on: a long batch or a long outage never has them redelivered. Those
+    /// of them at the front that `settled` counts are left out: they are acknowledged, or handed
+    /// back to come again after a delay, which "in progress" would replace with a whole ack wait.
+    /// (One handed back just before a tick may still be told once, if its nak was still queued
+    /// in the client when `settled` moved on.)
+    async fn in_progress<T>(
+        &self,
+        messages: &[&Message],
+        settled: &AtomicUsize,
+        work: impl Future<Output = T>,
+    ) -> T {
         let every = (self.spec.ack_wait / 3).max(Duration::from_millis(100));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut work = std::pin::pin!(work);
@@ -417,7 +450,8 @@ impl<H: Handler> Consumer<H> {
                 out = &mut work => return out,
                 _ = ticks.tick() => {
                     // Bounded, so a NATS outage cannot keep the work (and its locks) waiting.
-                    let progress = futures::future::join_all(messages.iter().map(|m| m.ack_with(AckKind::Progress)));
+                    let waiting = &messages[settled.load(Ordering::Relaxed).min(messages.len())..];
+                    let progress = futures::future::join_all(waiting.iter().map(|m| m.ack_with(AckKind::Progress)));
                     let _ = tokio::time::timeout(Duration::from_secs(1), progress).await;
                 }
             }
@@ -497,6 +531,23 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+/// The parts to try next, in their order, after the events of `part` (more than one) of a batch
+/// failed together, `failed_alone` of the events before it having failed on their own.
+///
+/// Halving finds each bad event among m in about 2·log2(m) transactions, while trying each event
+/// alone costs m. The events before the part, `failed_alone` of those `part.start` bad, tell
+/// how many bad events it likely holds, and so which of the two costs less: halves while bad
+/// events are rare, single events once they are common.
+fn parts_after_failure(part: Range<usize>, failed_alone: usize) -> Vec<Range<usize>> {
+    let halving_per_bad_event = 2 * part.len().ilog2() as usize;
+    if failed_alone * halving_per_bad_event >= part.start.max(1) {
+        part.map(|event| event..event + 1).collect()
+    } else {
+        let middle = part.start + part.len() / 2;
+        vec![part.start..middle, middle..part.end]
+    }
+}
+
 fn owned(items: impl IntoIterator<Item = (Message, ReceivedEvent)>) -> Vec<Message> {
     items.into_iter().map(|(message, _)| message).collect()
 }
@@ -511,4 +562,63 @@ fn envelope_ids(message: &Message) -> (String, String) {
 
 fn deliveries(message: &Message) -> i64 {
     message.info().map(|info| info.delivered).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The transactions a batch of `n` events costs when those in `bad` fail whenever they are
+    /// tried, following [`parts_after_failure`] the way [`Consumer::apply_in_parts`] does.
+    fn transactions(n: usize, bad: &BTreeSet<usize>) -> usize {
+        #[expect(clippy::single_range_in_vec_init, reason = "a stack of ranges, the whole batch first")]
+        let (mut parts, mut failed_alone, mut tried) = (vec![0..n], 0, 0);
+        while let Some(part) = parts.pop() {
+            tried += 1;
+            if bad.range(part.clone()).next().is_none() {
+                continue;
+            }
+            if part.len() == 1 {
+                failed_alone += 1;
+            } else {
+                parts.extend(parts_after_failure(part, failed_alone).into_iter().rev());
+            }
+        }
+        tried
+    }
+
+    #[test]
+    fn a_few_bad_events_are_found_by_halving() {
+        // 1 + 2·log2(1024): the batch, then two parts a level.
+        assert_eq!(transactions(1024, &BTreeSet::from([700])), 21);
+        assert_eq!(transactions(1024, &BTreeSet::from([0])), 21);
+        assert_eq!(transactions(1024, &BTreeSet::from([1023])), 21);
+        let three = transactions(1000, &BTreeSet::from([10, 500, 990]));
+        assert!(three <= 3 * 21, "three bad events among 1,000: {three} transactions");
+    }
+
+    #[test]
+    fn many_bad_events_cost_about_a_transaction_each_not_two() {
+        // Halving alone would try every part of every level: 2n - 1.
+        for n in [2, 3, 32, 1000, 4000] {
+            let all: BTreeSet<usize> = (0..n).collect();
+            let every_other: BTreeSet<usize> = (0..n).step_by(2).collect();
+            for (what, bad) in [("all", all), ("every other", every_other)] {
+                let cost = transactions(n, &bad);
+                assert!(cost <= n + 2 * n.ilog2() as usize + 2, "{what} of {n} bad: {cost} transactions");
+            }
+        }
+    }
+
+    #[test]
+    fn parts_after_a_failure_cover_the_part_in_order() {
+        for (part, failed_alone) in [(0..2, 0), (0..1000, 0), (10..17, 0), (500..1000, 1), (6..9, 3)] {
+            let parts = parts_after_failure(part.clone(), failed_alone);
+            assert!(parts.len() >= 2 && parts.iter().all(|p| !p.is_empty()), "{part:?}: {parts:?}");
+            let covered: Vec<usize> = parts.into_iter().flatten().collect();
+            assert_eq!(covered, part.collect::<Vec<_>>());
+        }
+    }
 }

@@ -1,9 +1,13 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
-use ates_messaging::Consumer;
+use ates_messaging::{Consumer, ConsumerSpec};
+use ates_schemas::Envelope;
+use ates_schemas::events::TaskCompletedV1;
 use ates_testkit::{TcpProxy, TestPostgres, eventually};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::support::{Effects, Env, Failure, Gate, completed, spec};
 
@@ -211,6 +215,96 @@ async fn a_consumer_applies_at_most_its_configured_batch_in_one_transaction() {
         handler.largest_batch()
     );
     assert!(handler.calls() >= 4, "ten events in batches of three: {} batches", handler.calls());
+}
+
+/// 32 events waiting in the stream, the one at `bad` failing as `failure` says; returns them.
+async fn a_batch_with_one_bad_event(
+    env: &Env,
+    handler: &Effects,
+    bad: usize,
+    failure: Failure,
+) -> Vec<Envelope<TaskCompletedV1>> {
+    let events: Vec<_> = (0..32).map(|_| completed()).collect();
+    handler.fail(events[bad].data.task_id, failure);
+    crate::support::commit(&env.pool, &events).await;
+    env.relay().publish_pending().await.unwrap();
+    events
+}
+
+/// Runs a consumer that takes the 32 events as one batch, however slowly they come in (a batch
+/// otherwise closes 10 ms after its first message), with `spec` changed by `adjust`.
+fn consume_as_one_batch(env: &Env, handler: &Arc<Effects>, adjust: impl FnOnce(&mut ConsumerSpec)) {
+    let mut spec = spec();
+    spec.batch_size = 32;
+    spec.batch_linger = Duration::from_secs(1);
+    adjust(&mut spec);
+    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), spec, handler.clone()));
+}
+
+/// The rest of `events` applied once each, and the bad one alone parked after its last delivery.
+async fn expect_all_but_the_bad_one(env: &Env, events: &[Envelope<TaskCompletedV1>], bad: usize) {
+    env.expect_effects_exactly_once(events.len() as i64 - 1).await;
+    let parked = eventually("the bad event parked", || async {
+        let parked = env.stream_contents("DLQ").await;
+        (!parked.is_empty()).then_some(parked)
+    })
+    .await;
+    let ids: Vec<Option<Uuid>> = parked.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids, [Some(events[bad].event_id)], "only the bad event is parked");
+}
+
+#[tokio::test]
+async fn one_bad_event_in_a_batch_is_found_by_halving_it_not_by_a_transaction_per_event() {
+    let env = Env::start().await;
+    let handler = Effects::new("effects");
+    let events = a_batch_with_one_bad_event(&env, &handler, 20, Failure::Always).await;
+    consume_as_one_batch(&env, &handler, |_| {});
+
+    expect_all_but_the_bad_one(&env, &events, 20).await;
+    // Its first delivery: the batch, then two halves a level down to the bad event
+    // (1 + 2 * log2(32) = 11 calls), then one call for each of its two redeliveries. A
+    // transaction per event after the failed batch would be 1 + 32 + 2.
+    assert_eq!(handler.calls(), 13, "handler calls for 32 events, one of them bad");
+}
+
+#[tokio::test]
+async fn the_rest_of_a_batch_being_halved_is_kept_from_timing_out() {
+    let env = Env::start().await;
+    // Each call takes 300 ms, so halving the batch takes about 3.3 s, past the 2 s ack wait
+    // (`spec`) of the events that wait for their turn. Each part alone is shorter than the
+    // 667 ms between "in progress" messages. (The bad event is parked at once: nothing is
+    // retried that could time out waiting behind the batch.)
+    let handler = Effects::slow("effects", Duration::from_millis(300));
+    let events = a_batch_with_one_bad_event(&env, &handler, 20, Failure::Rejected).await;
+    consume_as_one_batch(&env, &handler, |_| {});
+
+    expect_all_but_the_bad_one(&env, &events, 20).await;
+    assert_eq!(env.consumer_deliveries().await, 32, "nothing was delivered again");
+}
+
+#[tokio::test]
+async fn an_event_that_failed_while_its_batch_is_halved_is_retried_after_its_delay_not_an_ack_wait() {
+    let env = Env::start().await;
+    // Each call takes a second; "in progress" goes out every 4 s (a third of the ack wait). The
+    // bad event fails on its first delivery: in the batch, three halves, the quarter [2, 4) and
+    // alone, about 7 s in, when it is handed back to come again in a second. Halving the rest
+    // takes until about 11 s. Told "in progress" at 8 s, the server would hold it back for a
+    // whole ack wait more.
+    let ack_wait = Duration::from_secs(12);
+    let handler = Effects::slow("effects", Duration::from_secs(1));
+    let events = a_batch_with_one_bad_event(&env, &handler, 2, Failure::Times(6)).await;
+    consume_as_one_batch(&env, &handler, |spec| {
+        spec.ack_wait = ack_wait;
+        spec.retry_initial = Duration::from_secs(1);
+        spec.retry_max = Duration::from_secs(1);
+    });
+
+    env.expect_effects_exactly_once(32).await;
+    let times = handler.attempt_times(events[2].data.task_id);
+    assert_eq!(times.len(), 7, "six attempts on its first delivery, then its retry");
+    let waited = times[6] - times[5];
+    assert!(waited < ack_wait, "retried {waited:?} after it failed alone, an ack wait or more");
+    assert!(env.stream_contents("DLQ").await.is_empty(), "nothing parked");
 }
 
 #[tokio::test]

@@ -53,7 +53,10 @@ async fn broken_messages_are_parked_with_their_reason_and_later_ones_are_process
     }
     let exhausted = parked.iter().find(|p| p.reason == "handler_failed").unwrap();
     assert_eq!(exhausted.deliveries, 3, "parked after its last allowed delivery");
-    assert_eq!(handler.attempts(doomed.data.task_id), 4, "one batch attempt, then alone on each delivery");
+    // Its first delivery: with the other ten, then in halves down to itself (at most four
+    // tries among eleven); then alone on each of its two redeliveries.
+    let attempts = handler.attempts(doomed.data.task_id);
+    assert!((4..=6).contains(&attempts), "{attempts} attempts of the failing event");
     eventually("nothing left to deliver", || async {
         (env.consumer_backlog().await == (0, 0)).then_some(())
     })

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use ates_messaging::streams::{self, StreamSettings};
@@ -275,10 +275,19 @@ impl Env {
 
     /// The durable consumer's (unacknowledged, not yet delivered) message counts.
     pub async fn consumer_backlog(&self) -> (usize, u64) {
+        let info = self.consumer_info().await;
+        (info.num_ack_pending, info.num_pending)
+    }
+
+    /// How many messages the server has delivered to the test consumer, redeliveries included.
+    pub async fn consumer_deliveries(&self) -> u64 {
+        self.consumer_info().await.delivered.consumer_sequence
+    }
+
+    async fn consumer_info(&self) -> jetstream::consumer::Info {
         let stream = self.js.get_stream("TASKS").await.unwrap();
         let mut consumer: jetstream::consumer::PullConsumer = stream.get_consumer(CONSUMER).await.unwrap();
-        let info = consumer.info().await.unwrap();
-        (info.num_ack_pending, info.num_pending)
+        consumer.info().await.unwrap().clone()
     }
 }
 
@@ -319,6 +328,8 @@ pub enum Failure {
     Always,
     /// Fails transiently on the first `n` attempts.
     Times(usize),
+    /// Can never succeed, and says so: parked at once.
+    Rejected,
 }
 
 /// A handler with a one-row effect per event: a row in its table. It can be told to fail for
@@ -326,10 +337,13 @@ pub enum Failure {
 pub struct Effects {
     table: &'static str,
     failures: Mutex<HashMap<Uuid, Failure>>,
-    attempts: Mutex<HashMap<Uuid, usize>>,
+    /// When each task's events were tried, in order.
+    attempts: Mutex<HashMap<Uuid, Vec<Instant>>>,
     calls: AtomicUsize,
     largest: AtomicUsize,
     gate: Option<Arc<Gate>>,
+    /// How long each call takes before it writes.
+    pause: Duration,
 }
 
 impl Effects {
@@ -345,7 +359,13 @@ impl Effects {
             calls: AtomicUsize::new(0),
             largest: AtomicUsize::new(0),
             gate: None,
+            pause: Duration::ZERO,
         }
+    }
+
+    /// A handler whose every call takes `pause` (a slow database).
+    pub fn slow(table: &'static str, pause: Duration) -> Arc<Self> {
+        Arc::new(Effects { pause, ..Self::plain(table) })
     }
 
     pub fn gated(table: &'static str, gate: &Arc<Gate>) -> Arc<Self> {
@@ -361,7 +381,12 @@ impl Effects {
     }
 
     pub fn attempts(&self, task_id: Uuid) -> usize {
-        self.attempts.lock().unwrap().get(&task_id).copied().unwrap_or(0)
+        self.attempts.lock().unwrap().get(&task_id).map_or(0, Vec::len)
+    }
+
+    /// When the handler was given the task's events, in order.
+    pub fn attempt_times(&self, task_id: Uuid) -> Vec<Instant> {
+        self.attempts.lock().unwrap().get(&task_id).cloned().unwrap_or_default()
     }
 
     /// How many batches the handler was given.
@@ -377,12 +402,13 @@ impl Effects {
     fn check(&self, task_id: Uuid) -> Result<(), HandlerError> {
         let attempt = {
             let mut attempts = self.attempts.lock().unwrap();
-            let attempt = attempts.entry(task_id).or_default();
-            *attempt += 1;
-            *attempt
+            let times = attempts.entry(task_id).or_default();
+            times.push(Instant::now());
+            times.len()
         };
         match self.failures.lock().unwrap().get(&task_id) {
             Some(Failure::Always) => Err(HandlerError::Transient("the handler always fails".into())),
+            Some(Failure::Rejected) => Err(HandlerError::Rejected("the handler never takes it".into())),
             Some(Failure::Times(n)) if attempt <= *n => {
                 Err(HandlerError::Transient(format!("failure {attempt} of {n}").into()))
             }
@@ -402,6 +428,9 @@ impl Handler for Effects {
     async fn handle(&self, tx: &mut PgConnection, events: &[ReceivedEvent]) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.largest.fetch_max(events.len(), Ordering::SeqCst);
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause).await;
+        }
         for event in events {
             self.check(task_id(event))?;
         }
