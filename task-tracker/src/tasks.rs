@@ -53,9 +53,10 @@ pub struct Task {
 }
 
 /// Creates the task with id `task_id`, assigned to a random assignable account (active, a
-/// worker or an accountant), and writes `tasks.added` and `tasks.assigned`. With nobody to
-/// assign it to nothing is stored. The events carry `correlation`, the request's id. Two
-/// statements: the task with its assignee drawn, then both events.
+/// worker or an accountant: one of `assignees`, drawn by its slot), and writes `tasks.added`
+/// and `tasks.assigned`. With nobody to assign it to nothing is stored. The events carry
+/// `correlation`, the request's id. Two statements: the task with its assignee drawn, then
+/// both events.
 pub async fn create(
     tx: &mut PgConnection,
     task_id: Uuid,
@@ -66,9 +67,8 @@ pub async fn create(
     let task = sqlx::query_as!(
         Task,
         r#"INSERT INTO tasks (task_id, title, jira_id, description, assignee_id, created_by)
-           SELECT $1, $2, $3, $4, account_id, $5 FROM accounts
-           WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
-           ORDER BY random() LIMIT 1
+           SELECT $1, $2, $3, $4, account_id, $5 FROM assignees
+           WHERE slot = (SELECT floor(random() * (max(slot) + 1))::int FROM assignees)
            RETURNING task_id, title, jira_id, description, status AS "status: TaskStatus",
                      assignee_id, created_by, created_at, completed_at"#,
         task_id,
@@ -139,8 +139,7 @@ pub async fn complete(tx: &mut PgConnection, task_id: Uuid, caller: Uuid, correl
 pub async fn shuffle(tx: &mut PgConnection, correlation: Uuid) -> Result<usize> {
     let shuffled = sqlx::query!(
         r#"WITH pool AS (
-               SELECT array_agg(account_id) AS ids FROM accounts
-               WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
+               SELECT array_agg(account_id) AS ids FROM assignees
            ), open AS (
                SELECT task_id, assignee_id FROM tasks
                WHERE status = 'open' AND (SELECT ids FROM pool) IS NOT NULL

@@ -22,6 +22,10 @@ pub struct TasksArgs {
     /// Open tasks to shuffle.
     #[arg(long, default_value_t = 100_000)]
     shuffle: usize,
+    /// More assignable popugs for the draw, besides the 20 workers: written straight into the
+    /// task tracker's accounts replica, as their `accounts.created` would write them.
+    #[arg(long, default_value_t = 0)]
+    popugs: usize,
 }
 
 pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
@@ -47,6 +51,16 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         create_workers(&client, &base, &admin, 20).await?.into_iter().map(|id| id.to_string()).collect();
     let worker = login(&client, &base, "worker0@ates.test", WORKER_PASSWORD).await?;
     wait_until_assignable(&client, &base, &worker).await?;
+    let pool = &system.task_tracker.backbone.pool;
+    sqlx::query(
+        "INSERT INTO accounts (account_id, email, full_name, role, active, state_time)
+         SELECT gen_random_uuid(), 'popug' || n || '@ates.test', 'Popug ' || n, 'worker', true, now()
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(i64::try_from(args.popugs)?)
+    .execute(pool)
+    .await?;
+    println!("{:<40} {:>10}\n", "assignable popugs", grouped(20 + args.popugs as u64));
 
     let (rate, p50, p99) = create_load(&client, &base, &worker, args.requests, args.concurrency).await?;
     println!(
@@ -58,7 +72,6 @@ pub async fn run(args: TasksArgs) -> anyhow::Result<()> {
         grouped(args.requests as u64)
     );
 
-    let pool = &system.task_tracker.backbone.pool;
     sqlx::query(
         "INSERT INTO tasks (task_id, title, assignee_id, created_by)
          SELECT gen_random_uuid(), 'Bulk task ' || n, $2, $2 FROM generate_series(1, $1) AS n",

@@ -1,5 +1,7 @@
 use ates_tests::Role;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ates_schemas::DomainEvent;
 use ates_tests::{TestSystem, outbox_events};
@@ -194,4 +196,198 @@ async fn a_task_and_its_events_commit_together_and_are_published() {
     })
     .await;
     sys.finish().await;
+}
+
+/// The tracker's schema alone (its accounts replica and `assignees`, which a draw numbers),
+/// migrated after the replica received `accounts`, each `(role, active, state known)`.
+async fn tracker_schema_after(accounts: &[(&str, bool, bool)]) -> (ates_testkit::TestDb, sqlx::PgPool) {
+    use ates_messaging::db;
+
+    let testdb = ates_testkit::database().await;
+    let pool = db::connect(&testdb.url, "task_tracker", 10).unwrap();
+    db::migrate(&pool, "task_tracker", ates_accounts_replica::MIGRATIONS.iter()).await.unwrap();
+    for (role, active, known) in accounts {
+        sqlx::query("INSERT INTO accounts (account_id, role, active, state_time) VALUES ($1, $2, $3, $4)")
+            .bind(uuid::Uuid::new_v4())
+            .bind(role)
+            .bind(active)
+            .bind(known.then(chrono::Utc::now))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let migrations = ates_accounts_replica::MIGRATIONS.iter().chain(ates_task_tracker::MIGRATIONS.iter());
+    db::migrate(&pool, "task_tracker", migrations).await.unwrap();
+    (testdb, pool)
+}
+
+/// What is wrong with `assignees`: it must number exactly the assignable accounts from 0,
+/// without a gap, or a draw finds a slot empty or an account that may not be drawn.
+async fn assignees_problems(pool: &sqlx::PgPool) -> Vec<String> {
+    let (count, slots, first, last): (i64, i64, Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT slot), min(slot), max(slot) FROM assignees")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let mismatched: Vec<(uuid::Uuid, bool)> = sqlx::query_as(
+        "SELECT account_id, s.slot IS NOT NULL FROM accounts a FULL JOIN assignees s USING (account_id)
+         WHERE (s.slot IS NOT NULL) IS DISTINCT FROM
+               coalesce(a.active AND a.role IN ('accountant', 'worker') AND a.state_time IS NOT NULL, false)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut problems = Vec::new();
+    if count > 0 && (first, last, slots) != (Some(0), Some(i32::try_from(count).unwrap() - 1), count) {
+        problems.push(format!("{count} assignees in slots {first:?}..={last:?}, {slots} distinct"));
+    }
+    for (account, numbered) in mismatched {
+        let what = if numbered { "numbered but not assignable" } else { "assignable but not numbered" };
+        problems.push(format!("{account}: {what}"));
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_assignable_account_keeps_one_slot_without_gaps_through_concurrent_changes() {
+    use rand::Rng as _;
+
+    let before = [
+        ("worker", true, true),
+        ("accountant", true, true),
+        ("worker", false, true),
+        ("worker", true, false),
+    ];
+    let (db, pool) = tracker_schema_after(&before).await;
+    assert_eq!(assignees_problems(&pool).await, Vec::<String>::new(), "after the migration");
+    let numbered: i64 = sqlx::query_scalar("SELECT count(*) FROM assignees").fetch_one(&pool).await.unwrap();
+    assert_eq!(numbered, 2, "the migration numbers the two assignable accounts it found");
+    // These come after, as the replica would write them (some still waiting for their
+    // accounts.created).
+    sqlx::query(
+        "INSERT INTO accounts (account_id, role, active, state_time)
+         SELECT gen_random_uuid(), (ARRAY['worker', 'accountant', 'manager', 'admin'])[1 + i % 4], i % 5 <> 0,
+                CASE WHEN i % 7 = 0 THEN NULL ELSE now() END
+         FROM generate_series(1, 200) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(assignees_problems(&pool).await, Vec::<String>::new(), "after the inserts");
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT account_id FROM accounts ORDER BY account_id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+
+    // Eight writers at once, as instances applying account events would be, each changing two
+    // accounts a transaction in either order: deactivations, role changes, accounts.created. A
+    // gap left by one writer could be closed by the next, so each looks before it commits,
+    // while it is the only writer. Meanwhile creations draw, and always find someone.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writers = (0..8).map(|_| {
+        let (pool, ids) = (pool.clone(), ids.clone());
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let picks: Vec<uuid::Uuid> = {
+                    let mut rng = rand::rng();
+                    (0..2).map(|_| ids[rng.random_range(0..ids.len())]).collect()
+                };
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("UPDATE accounts SET active = NOT active WHERE account_id = $1")
+                    .bind(picks[0])
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "UPDATE accounts SET state_time = coalesce(state_time, now()),
+                         role = CASE role WHEN 'worker' THEN 'manager' ELSE 'worker' END
+                     WHERE account_id = $1",
+                )
+                .bind(picks[1])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                let (count, next): (i64, Option<i32>) =
+                    sqlx::query_as("SELECT count(*), max(slot) + 1 FROM assignees")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap();
+                assert_eq!(count, i64::from(next.unwrap_or(0)), "slots 0 to {next:?} hold {count} accounts");
+                tx.commit().await.unwrap();
+            }
+        })
+    });
+    let drawers = (0..2).map(|_| {
+        let (pool, writing) = (pool.clone(), writing.clone());
+        tokio::spawn(async move {
+            let new = ates_task_tracker::domain::task::NewTask {
+                title: "Count the seeds".into(),
+                jira_id: None,
+                description: String::new(),
+            };
+            let mut draws = 0;
+            // At least once, however soon the writers are done.
+            while draws == 0 || writing.load(Ordering::SeqCst) {
+                // One snapshot for the draw and the look at who was drawn.
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let (task, creator) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+                let created = ates_task_tracker::tasks::create(&mut tx, task, creator, &new, task).await;
+                let assignee = created.expect("someone to draw while others are assignable").assignee_id;
+                let (assignable,): (bool,) = sqlx::query_as(
+                    "SELECT active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL
+                     FROM accounts WHERE account_id = $1",
+                )
+                .bind(assignee)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                assert!(assignable, "drew {assignee}, who is not assignable");
+                tx.rollback().await.unwrap();
+                draws += 1;
+            }
+            draws
+        })
+    });
+    let drawers: Vec<_> = drawers.collect();
+    for writer in futures::future::join_all(writers).await {
+        writer.expect("a writer failed (a deadlock would fail its statement)");
+    }
+    writing.store(false, Ordering::SeqCst);
+    for drawer in futures::future::join_all(drawers).await {
+        assert!(drawer.expect("a draw failed") > 0, "draws while accounts changed");
+    }
+    assert_eq!(assignees_problems(&pool).await, Vec::<String>::new(), "after concurrent changes");
+
+    sqlx::query("DELETE FROM accounts WHERE account_id = ANY($1)")
+        .bind(&ids[..50])
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(assignees_problems(&pool).await, Vec::<String>::new(), "after deletions");
+
+    // From a session that names the schema rather than setting it (an operator's psql).
+    let elsewhere = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE task_tracker.accounts SET active = NOT active WHERE account_id = ANY($1)")
+        .bind(&ids[50..60])
+        .execute(&elsewhere)
+        .await
+        .expect("a write that names the schema");
+    assert_eq!(assignees_problems(&pool).await, Vec::<String>::new(), "after writes from another session");
+    // A writer whose snapshot is older than its statement would number from a stale count.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await.unwrap();
+    let refused = sqlx::query("UPDATE accounts SET active = NOT active WHERE account_id = $1")
+        .bind(ids[60])
+        .execute(&mut *tx)
+        .await
+        .expect_err("a write under REPEATABLE READ");
+    assert!(refused.to_string().contains("READ COMMITTED only"), "{refused}");
+    drop(tx);
+    sqlx::query("TRUNCATE accounts").execute(&pool).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM assignees").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0, "nobody left to draw once the replica is emptied");
 }
