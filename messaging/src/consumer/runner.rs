@@ -251,9 +251,9 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Applies `batch` in one transaction and acknowledges it; when that fails, tries its parts
-    /// the same way ([`parts_after_failure`]), down to single events, which fail on their own
-    /// ([`Consumer::fail`]). So a bad event among n costs about 2·log2(n) transactions, and at
-    /// worst the batch costs about one transaction an event. Events are tried in their order, and
+    /// the same way ([`Parts`]), down to single events, which fail on their own ([`Consumer::fail`]).
+    /// So a bad event among n costs about 2·log2(n) transactions, and at worst the batch costs
+    /// about one transaction an event. Events are tried in their order, and
     /// `settled` counts those at the front that are done with (acknowledged, retried later or
     /// parked). When the database is out, returns where the events still to do begin.
     async fn apply_in_parts(
@@ -262,25 +262,22 @@ impl<H: Handler> Consumer<H> {
         settled: &AtomicUsize,
         stream_created: DateTime<Utc>,
     ) -> Result<(), (usize, HandlerError)> {
-        // The parts still to try, the next on top: always the rest of the batch, in order.
-        #[expect(clippy::single_range_in_vec_init, reason = "a stack of ranges, the whole batch first")]
-        let mut parts = vec![0..batch.len()];
-        let mut failed_alone = 0;
-        while let Some(part) = parts.pop() {
+        let mut parts = Parts::of(batch.len());
+        while let Some(part) = parts.next() {
             settled.store(part.start, Ordering::Relaxed);
             let events = &batch[part.clone()];
             match self.attempt(events, stream_created).await {
                 Ok(()) => self.ack(&events.iter().map(|(m, _)| *m).collect::<Vec<_>>()).await,
                 Err(error @ HandlerError::Unavailable(_)) => return Err((part.start, error)),
-                Err(error) if events.len() == 1 => {
-                    failed_alone += 1;
-                    self.fail(events[0], error, stream_created).await;
-                }
                 Err(error) => {
-                    tracing::debug!(consumer = %self.spec.name, "{} events failed together, trying them in parts: {error}", events.len());
-                    metrics::counter!("ates_consumer_batch_splits_total", "consumer" => self.spec.name.clone())
-                        .increment(1);
-                    parts.extend(parts_after_failure(part, failed_alone).into_iter().rev());
+                    if let [alone] = events {
+                        self.fail(*alone, error, stream_created).await;
+                    } else {
+                        tracing::debug!(consumer = %self.spec.name, "{} events failed together, trying them in parts: {error}", events.len());
+                        metrics::counter!("ates_consumer_batch_splits_total", "consumer" => self.spec.name.clone())
+                            .increment(1);
+                    }
+                    parts.failed(part);
                 }
             }
         }
@@ -531,6 +528,39 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+/// The parts of a batch still to try, the next last: always the rest of the batch, in order.
+/// First the whole batch; a part that failed is followed by its parts ([`parts_after_failure`]).
+struct Parts {
+    stack: Vec<Range<usize>>,
+    /// How many of the events before the next part failed on their own.
+    failed_alone: usize,
+}
+
+impl Parts {
+    fn of(len: usize) -> Self {
+        #[expect(clippy::single_range_in_vec_init, reason = "a stack of ranges, the whole batch first")]
+        Parts { stack: vec![0..len], failed_alone: 0 }
+    }
+
+    /// `part`, the one last taken, failed: alone, or to be tried again in parts.
+    fn failed(&mut self, part: Range<usize>) {
+        if part.len() == 1 {
+            self.failed_alone += 1;
+        } else {
+            self.stack.extend(parts_after_failure(part, self.failed_alone).into_iter().rev());
+        }
+    }
+}
+
+impl Iterator for Parts {
+    type Item = Range<usize>;
+
+    /// The next part to try.
+    fn next(&mut self) -> Option<Range<usize>> {
+        self.stack.pop()
+    }
+}
+
 /// The parts to try next, in their order, after the events of `part` (more than one) of a batch
 /// failed together, `failed_alone` of the events before it having failed on their own.
 ///
@@ -571,19 +601,13 @@ mod tests {
     use super::*;
 
     /// The transactions a batch of `n` events costs when those in `bad` fail whenever they are
-    /// tried, following [`parts_after_failure`] the way [`Consumer::apply_in_parts`] does.
+    /// tried, walking its [`Parts`] as [`Consumer::apply_in_parts`] does.
     fn transactions(n: usize, bad: &BTreeSet<usize>) -> usize {
-        #[expect(clippy::single_range_in_vec_init, reason = "a stack of ranges, the whole batch first")]
-        let (mut parts, mut failed_alone, mut tried) = (vec![0..n], 0, 0);
-        while let Some(part) = parts.pop() {
+        let (mut parts, mut tried) = (Parts::of(n), 0);
+        while let Some(part) = parts.next() {
             tried += 1;
-            if bad.range(part.clone()).next().is_none() {
-                continue;
-            }
-            if part.len() == 1 {
-                failed_alone += 1;
-            } else {
-                parts.extend(parts_after_failure(part, failed_alone).into_iter().rev());
+            if bad.range(part.clone()).next().is_some() {
+                parts.failed(part);
             }
         }
         tried
