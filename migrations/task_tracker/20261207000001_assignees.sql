@@ -6,6 +6,13 @@ CREATE TABLE assignees (
     account_id uuid    NOT NULL UNIQUE
 );
 
+-- Whether an account with this state is one a task can go to: the one definition, for the
+-- triggers and the backfill below.
+CREATE FUNCTION assignable(active boolean, role text, state_time timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL, false)
+$$;
+
 -- Keeps assignees in step with every change to accounts, in the same transaction. One writer
 -- of accounts at a time (lock_assignees): an account that stops being assignable hands its slot
 -- to the last one, and two at once could leave a gap, which a draw would find empty.
@@ -14,10 +21,8 @@ CREATE TABLE assignees (
 -- the table with its schema still finds assignees.
 CREATE FUNCTION keep_assignees() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    was boolean := TG_OP <> 'INSERT' AND coalesce(
-        OLD.active AND OLD.role IN ('accountant', 'worker') AND OLD.state_time IS NOT NULL, false);
-    is_now boolean := TG_OP <> 'DELETE' AND coalesce(
-        NEW.active AND NEW.role IN ('accountant', 'worker') AND NEW.state_time IS NOT NULL, false);
+    was boolean := TG_OP <> 'INSERT' AND assignable(OLD.active, OLD.role, OLD.state_time);
+    is_now boolean := TG_OP <> 'DELETE' AND assignable(NEW.active, NEW.role, NEW.state_time);
     freed integer;
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.account_id <> NEW.account_id THEN
@@ -75,4 +80,4 @@ CREATE TRIGGER forget_assignees AFTER TRUNCATE ON accounts
 -- The accounts known before this migration.
 INSERT INTO assignees (slot, account_id)
 SELECT row_number() OVER (ORDER BY account_id) - 1, account_id FROM accounts
-WHERE active AND role IN ('accountant', 'worker') AND state_time IS NOT NULL;
+WHERE assignable(active, role, state_time);
