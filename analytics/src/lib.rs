@@ -1,9 +1,10 @@
 //! aTES analytics: the admins' dashboards, built only from events.
 //!
-//! It keeps its own replica of the accounts (for token checks) and a projection of `tasks.*`
-//! and `accounting.*` into per-day tables: management earnings, how many popugs are negative,
-//! and the most expensive completed task. The projection can be rebuilt from the streams into
-//! fresh tables and swapped in while the dashboards keep answering (`ates replay analytics`).
+//! It keeps its own replica of the accounts (for token checks) and a projection of the task
+//! additions and completions and accounting's transactions into per-day tables: management
+//! earnings, how many popugs are negative, and the most expensive completed task. The projection
+//! can be rebuilt from the streams into fresh tables and swapped in while the dashboards keep
+//! answering (`ates replay analytics`).
 
 pub mod config;
 mod consumers;
@@ -20,6 +21,8 @@ use ates_accounts_replica::ReplicaFreshness;
 use ates_messaging::permissions::{Bus, Subscription};
 use ates_messaging::projection::{self, Live};
 use ates_messaging::{Backbone, Consumer, streams};
+use ates_schemas::Event;
+use ates_schemas::events::{TaskAddedV2, TaskCompletedV1, TransactionAppliedV1};
 use ates_tokens::Authenticator;
 use ates_web::Readiness;
 use axum::Router;
@@ -50,10 +53,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     http::router().split_for_parts().1
 }
 
-/// The streams the dashboards are built from, with the name of each live consumer.
+/// The streams the dashboards are built from, with the name of each live consumer and the
+/// events it asks for: only those that change what the dashboards show. Assignments (half of
+/// `TASKS`) and `task_priced`, `billing_day_closed` and `payout_sent` are not sent to analytics,
+/// so they cost it no delivery, acknowledgement, validation or record of having been applied.
+/// (When an older instance's consumer is narrowed to these, what it had been given and not
+/// acknowledged still comes once more, and is ignored as before. While old and new instances
+/// run side by side, each connection sets the filter its own instance has; the consumer keeps
+/// its place either way.)
 pub const SOURCES: [Subscription; 2] = [
-    Subscription::all(streams::TASKS, consumers::tasks::NAME),
-    Subscription::all(streams::ACCOUNTING, consumers::accounting::NAME),
+    Subscription {
+        stream: streams::TASKS,
+        consumer: consumers::tasks::NAME,
+        events: &[TaskAddedV2::NAME, TaskCompletedV1::NAME],
+    },
+    Subscription {
+        stream: streams::ACCOUNTING,
+        consumer: consumers::accounting::NAME,
+        events: &[TransactionAppliedV1::NAME],
+    },
 ];
 
 /// Analytics, connected and migrated.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use ates_accounts_replica::AccountsReplica;
 use ates_analytics::dashboards::Dashboards;
+use ates_messaging::permissions::Subscription;
 use ates_messaging::projection::{self, Source};
 use ates_messaging::replay::{ReplayProgress, ReplaySpec, StartAt, replay};
 use ates_messaging::{db, streams};
@@ -63,15 +64,21 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 /// The read models `ates replay` knows.
 enum Target {
     Dashboards,
-    Replica { schema: &'static str },
+    /// The accounts replica in `schema`, which its durable consumer `consumer` keeps.
+    Replica {
+        schema: &'static str,
+        consumer: &'static str,
+    },
 }
 
 fn target(consumer: &str) -> anyhow::Result<Target> {
     Ok(match consumer {
         "analytics" => Target::Dashboards,
-        "task-tracker-accounts" => Target::Replica { schema: "task_tracker" },
-        "accounting-accounts" => Target::Replica { schema: "accounting" },
-        "analytics-accounts" => Target::Replica { schema: "analytics" },
+        "task-tracker-accounts" => {
+            Target::Replica { schema: "task_tracker", consumer: "task-tracker-accounts" }
+        }
+        "accounting-accounts" => Target::Replica { schema: "accounting", consumer: "accounting-accounts" },
+        "analytics-accounts" => Target::Replica { schema: "analytics", consumer: "analytics-accounts" },
         other => bail!(
             "{other:?} has no read model to replay; use analytics, task-tracker-accounts, accounting-accounts or analytics-accounts"
         ),
@@ -95,30 +102,31 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
             let pool = db::connect(&args.database_url, ates_analytics::SCHEMA, 8)?;
             let dashboards = Arc::new(Dashboards { zone: args.calendar.timezone });
             let report = if args.from.from_start {
-                let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|source| source.stream).collect();
-                projection::rebuild(&js, &pool, dashboards, &sources, |s, p| bars.show(s, p)).await
+                projection::rebuild(&js, &pool, dashboards, &ates_analytics::SOURCES, |s, p| bars.show(s, p))
+                    .await
             } else {
-                let sources = sources(&args, ates_analytics::SOURCES.iter().map(|source| source.stream))?;
+                let sources = sources(&args, &ates_analytics::SOURCES)?;
                 projection::catch_up(&js, &pool, dashboards, &sources, |s, p| bars.show(s, p)).await
             }
             .map_err(anyhow::Error::from_boxed)?;
             Outcome { generation: Some(report.generation), streams: report.streams }
         }
-        Target::Replica { schema } => {
+        Target::Replica { schema, consumer } => {
             let pool = db::connect(&args.database_url, schema, 4)?;
             let mut streams_done = Vec::new();
-            for source in sources(&args, [streams::ACCOUNTS])? {
+            for source in sources(&args, &[Subscription::all(streams::ACCOUNTS, consumer)])? {
+                let stream = source.from.stream.to_owned();
                 let spec = ReplaySpec {
-                    stream: source.stream.clone(),
-                    subjects: Vec::new(),
+                    stream: stream.clone(),
+                    subjects: source.from.filter_subjects(),
                     start: source.start,
                     batch_size: 1000,
                     dedupe_key: None,
                 };
-                let progress = replay(&js, &pool, &spec, &AccountsReplica, |p| bars.show(&source.stream, p))
+                let progress = replay(&js, &pool, &spec, &AccountsReplica, |p| bars.show(&stream, p))
                     .await
                     .map_err(anyhow::Error::from_boxed)?;
-                streams_done.push((source.stream, progress));
+                streams_done.push((stream, progress));
             }
             Outcome { generation: None, streams: streams_done }
         }
@@ -137,8 +145,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Where each stream's replay starts.
-fn sources<'a>(args: &ReplayArgs, streams: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Vec<Source>> {
-    let streams: Vec<&str> = streams.into_iter().collect();
+fn sources(args: &ReplayArgs, subscriptions: &[Subscription]) -> anyhow::Result<Vec<Source>> {
+    let streams: Vec<&str> = subscriptions.iter().map(|s| s.stream).collect();
     let start = match (&args.from, &args.stream) {
         (From { from_start: true, .. }, _) => StartAt::Beginning,
         (From { since: Some(time), .. }, _) => StartAt::Time(*time),
@@ -152,12 +160,14 @@ fn sources<'a>(args: &ReplayArgs, streams: impl IntoIterator<Item = &'a str>) ->
         (From { from_seq: Some(seq), .. }, _) => StartAt::Sequence(*seq),
         _ => bail!("say where to start: --from-start, --since or --from-seq"),
     };
-    let chosen: Vec<&str> = match &args.stream {
-        Some(wanted) if streams.contains(&wanted.as_str()) => vec![wanted.as_str()],
-        Some(wanted) => bail!("{} does not read {wanted}; it reads {}", args.consumer, streams.join(" and ")),
-        None => streams,
-    };
-    Ok(chosen.into_iter().map(|stream| Source { stream: stream.to_owned(), start }).collect())
+    if let Some(wanted) = &args.stream
+        && !streams.contains(&wanted.as_str())
+    {
+        bail!("{} does not read {wanted}; it reads {}", args.consumer, streams.join(" and "));
+    }
+    let chosen =
+        subscriptions.iter().filter(|s| args.stream.as_ref().is_none_or(|wanted| wanted == s.stream));
+    Ok(chosen.map(|&from| Source { from, start }).collect())
 }
 
 /// One progress bar per stream.

@@ -17,6 +17,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::db::Identifier;
+use crate::permissions::Subscription;
 use crate::replay::{ReplayProgress, ReplaySpec, StartAt, replay};
 use crate::{BoxError, Handler, HandlerError};
 
@@ -158,13 +159,26 @@ impl<P: Projection> Handler for Into<P> {
     }
 }
 
-/// A stream a projection reads, and where a replay starts in it.
-#[derive(Debug, Clone)]
+/// A stream a projection reads, the events it takes of it, and where a replay starts in it.
+#[derive(Debug, Clone, Copy)]
 pub struct Source {
-    /// The stream.
-    pub stream: String,
+    /// The stream and its events, as the live consumer asks for them: a replay reads no
+    /// more than the live consumer would have been given.
+    pub from: Subscription,
     /// Where to start.
     pub start: StartAt,
+}
+
+impl Source {
+    fn spec(&self) -> ReplaySpec {
+        ReplaySpec {
+            stream: self.from.stream.to_owned(),
+            subjects: self.from.filter_subjects(),
+            start: self.start,
+            batch_size: 4000,
+            dedupe_key: None,
+        }
+    }
 }
 
 /// What a rebuild or catch-up did, per stream.
@@ -189,23 +203,21 @@ pub async fn catch_up<P: Projection>(
     let mut report = Report { generation, streams: Vec::new() };
     let target = Into { projection, generation };
     for source in sources {
-        let progress = replay(js, pool, &spec(&source.stream, source.start), &target, |p| {
-            on_progress(&source.stream, p)
-        })
-        .await?;
-        report.streams.push((source.stream.clone(), progress));
+        let stream = source.from.stream;
+        let progress = replay(js, pool, &source.spec(), &target, |p| on_progress(stream, p)).await?;
+        report.streams.push((stream.to_owned(), progress));
     }
     Ok(report)
 }
 
-/// Rebuilds the projection from the start of every stream into a fresh generation and swaps
+/// Rebuilds the projection from the start of every source into a fresh generation and swaps
 /// it in; the current generation keeps answering until then. Replaying twice gives the same
 /// state.
 pub async fn rebuild<P: Projection>(
     js: &jetstream::Context,
     pool: &PgPool,
     projection: Arc<P>,
-    streams: &[&str],
+    sources: &[Subscription],
     on_progress: impl Fn(&str, ReplayProgress) + Sync,
 ) -> Result<Report, BoxError> {
     let old = current_generation(&mut *pool.acquire().await?).await?;
@@ -217,20 +229,19 @@ pub async fn rebuild<P: Projection>(
     }
     let target = Into { projection, generation };
     let mut report = Report { generation, streams: Vec::new() };
-    for stream in streams {
-        let progress =
-            replay(js, pool, &spec(stream, StartAt::Beginning), &target, |p| on_progress(stream, p)).await?;
-        report.streams.push(((*stream).to_owned(), progress));
+    for &from in sources {
+        let source = Source { from, start: StartAt::Beginning };
+        let progress = replay(js, pool, &source.spec(), &target, |p| on_progress(from.stream, p)).await?;
+        report.streams.push((from.stream.to_owned(), progress));
     }
     // Live batches hold the state row shared: taking it exclusively waits for them and stops
     // new ones. Then replay what arrived meanwhile and switch; the switch waits for readers
     // of the old generation (`read_current`), and the old partitions are dropped after it.
     let mut swap = pool.begin().await?;
     sqlx::query!("SELECT generation FROM projection_state FOR UPDATE").fetch_one(&mut *swap).await?;
-    for (stream, progress) in &mut report.streams {
-        let rest =
-            replay(js, pool, &spec(stream, StartAt::Sequence(progress.last_sequence + 1)), &target, |_| {})
-                .await?;
+    for (&from, (_, progress)) in sources.iter().zip(&mut report.streams) {
+        let since = Source { from, start: StartAt::Sequence(progress.last_sequence + 1) };
+        let rest = replay(js, pool, &since.spec(), &target, |_| {}).await?;
         progress.read += rest.read;
         progress.handled += rest.handled;
         progress.invalid += rest.invalid;
@@ -241,8 +252,4 @@ pub async fn rebuild<P: Projection>(
     drop_partitions::<P>(&mut *pool.acquire().await?, old).await?;
     tracing::info!(generation, "rebuilt a projection and swapped it in");
     Ok(report)
-}
-
-fn spec(stream: &str, start: StartAt) -> ReplaySpec {
-    ReplaySpec { stream: stream.to_owned(), subjects: Vec::new(), start, batch_size: 4000, dedupe_key: None }
 }

@@ -1,7 +1,7 @@
-//! `accounting.*` for the dashboards: every `transaction_applied` moves its billing day's money
+//! `ACCOUNTING` for the dashboards: every `transaction_applied` moves its billing day's money
 //! and its account's end-of-day balances (which decide how many popugs are negative), and a
 //! `completion_reward` gives its task its reward. `task_priced`, `billing_day_closed` and
-//! `payout_sent` change nothing the dashboards show.
+//! `payout_sent` change nothing the dashboards show, so the consumer does not ask for them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,7 +15,7 @@ use crate::Result;
 use crate::dashboards::TaskFacts;
 use crate::domain::timeline::{self, Timeline};
 
-/// The live consumer of `accounting.*`.
+/// The live consumer of `accounting.transaction_applied`.
 pub const NAME: &str = "analytics-accounting";
 
 /// The advisory-lock namespace of account timelines (the two-key form, so it shares nothing

@@ -1,15 +1,16 @@
-//! `tasks.*` for the dashboards: a task's title and jira id from `tasks.added`, its completion
-//! time from `tasks.completed`. Assignments change nothing the dashboards show.
+//! `TASKS` for the dashboards: a task's title and jira id from `tasks.added`, its completion
+//! time from `tasks.completed`. Assignments change nothing the dashboards show, so the consumer
+//! does not ask for them.
 
 use ates_schemas::{DomainEvent, ReceivedEvent};
 
 use crate::dashboards::{TaskFacts, TaskName};
 
-/// The live consumer of `tasks.*`.
+/// The live consumer of `tasks.added` and `tasks.completed`.
 pub const NAME: &str = "analytics-tasks";
 
 /// Adds what `events` say about tasks to `facts`; the task rows are written once per batch,
-/// together with the rewards from `accounting.*`.
+/// together with the rewards from `accounting.transaction_applied`.
 pub(crate) fn collect<'a>(events: &'a [ReceivedEvent], facts: &mut TaskFacts<'a>) {
     for event in events {
         match &event.event {

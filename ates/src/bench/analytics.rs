@@ -65,13 +65,12 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let js = &analytics.backbone.js;
     super::accounting::publish(js, &history).await?;
 
-    let sources: Vec<&str> = ates_analytics::SOURCES.iter().map(|source| source.stream).collect();
     let started = Instant::now();
     let report = projection::rebuild(
         js,
         &analytics.backbone.pool,
         Arc::new(analytics.dashboards),
-        &sources,
+        &ates_analytics::SOURCES,
         |_, _| {},
     )
     .await

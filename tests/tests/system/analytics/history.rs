@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use ates_schemas::Envelope;
-use ates_schemas::events::{TaskAddedV2, TaskCompletedV1, TransactionAppliedV1, TransactionKind};
+use ates_schemas::events::{
+    AssignReason, TaskAddedV2, TaskAssignedV1, TaskCompletedV1, TaskPricedV1, TransactionAppliedV1,
+    TransactionKind,
+};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -87,13 +90,15 @@ impl History {
         History { accounts, transactions, titles, completions, first, last }
     }
 
-    /// How many distinct events [`History::publish`] publishes.
+    /// How many distinct events [`History::publish`] publishes that the dashboards are made of.
     pub fn event_count(&self) -> i64 {
         i64::try_from(self.titles.len() + self.completions.len() + self.transactions.len()).unwrap()
     }
 
     /// Publishes the titles and transactions in random order, about a third of them twice,
-    /// each copy with its own `Nats-Msg-Id`.
+    /// each copy with its own `Nats-Msg-Id`. Each task's assignment and price go out too, as
+    /// the task tracker and accounting would publish them; they change nothing the dashboards
+    /// show, and are not among [`History::event_count`].
     pub async fn publish(&self, js: &jetstream::Context, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
@@ -108,6 +113,21 @@ impl History {
             messages.push((
                 "tasks.added.v2".into(),
                 serde_json::to_vec(&Envelope::new("task-tracker", added)).unwrap(),
+            ));
+            let assigned = TaskAssignedV1 {
+                task_id: *task,
+                assignee_id: self.accounts[1],
+                previous_assignee_id: None,
+                reason: AssignReason::Created,
+            };
+            messages.push((
+                "tasks.assigned.v1".into(),
+                serde_json::to_vec(&Envelope::new("task-tracker", assigned)).unwrap(),
+            ));
+            let priced = TaskPricedV1 { task_id: *task, assign_fee: 1000, completion_reward: 3000 };
+            messages.push((
+                "accounting.task_priced.v1".into(),
+                serde_json::to_vec(&Envelope::new("accounting", priced)).unwrap(),
             ));
         }
         for (task, (account, at)) in &self.completions {

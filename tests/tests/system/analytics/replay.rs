@@ -47,6 +47,13 @@ async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables
     assert_eq!(after_first, live, "a rebuild reproduces the dashboards");
     assert_eq!(after_second, live, "and so does a second one");
     assert_eq!(partitions(&sys).await, ["days_g3"], "the old tables are dropped");
+    // A rebuild reads what the live consumers read: the assignments and prices are not its to
+    // record as applied.
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
+        .fetch_one(&sys.system.analytics.backbone.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, history.event_count());
     let read: u64 = first.streams.iter().map(|(_, p)| p.read).sum();
     assert!(
         usize::try_from(read).unwrap() >= history.transactions.len() + history.titles.len(),
@@ -88,6 +95,11 @@ async fn a_rebuild_while_events_keep_arriving_loses_nothing_and_keeps_answering(
     expected.titles.extend(during.titles.clone());
     expected.completions.extend(during.completions.clone());
     assert_eq!(days, serde_json::Value::Array(expected.days(before.first, before.last)));
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
+        .fetch_one(&sys.system.analytics.backbone.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, before.event_count() + during.event_count(), "no assignment or price among them");
     sys.finish().await;
 }
 
@@ -123,6 +135,15 @@ async fn replaying_since_a_time_or_a_sequence_adds_only_what_is_missing() {
     missing.stream = Some("ACCOUNTING".into());
     run(missing).await.unwrap();
     assert_eq!(settled_days(&sys, &admin, history.first, history.last).await, live);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
+        .fetch_one(&sys.system.analytics.backbone.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        usize::try_from(applied).unwrap(),
+        history.transactions.len(),
+        "the transactions, not the prices"
+    );
     sys.finish().await;
 }
 
