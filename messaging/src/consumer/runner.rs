@@ -1,6 +1,6 @@
 //! The loop of a durable pull consumer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -341,44 +341,78 @@ impl<H: Handler> Consumer<H> {
         Ok(position.record(&mut conn, &self.spec.name).await?)
     }
 
-    /// Holds messages through a database outage, however long: retries with backoff while
-    /// telling the server they are in progress, one at a time after a few rounds (so one
-    /// message the database cannot do in time does not hold the others), until none is left or
-    /// `shutdown`, which hands them back.
+    /// Holds messages through a database outage, however long: retries with backoff, one at a
+    /// time after a few rounds (so one message the database cannot do in time does not hold the
+    /// others), until none is left or `shutdown`, which hands them back. The server is told every
+    /// third of the ack wait that the held messages are in progress, on one clock for the whole
+    /// outage: neither a backoff shorter than that nor a long round of single attempts lets the
+    /// ack wait of a message waiting for its turn run out.
     async fn hold(
         &self,
-        mut held: Vec<Message>,
+        held: Vec<Message>,
+        error: HandlerError,
+        shutdown: &CancellationToken,
+        stream_created: DateTime<Utc>,
+    ) {
+        // The held messages not being tried right now; the one being tried is told "in
+        // progress" by `process`, which leaves out what it settles.
+        let waiting = std::sync::Mutex::new(VecDeque::from(held));
+        tokio::select! {
+            () = self.retry_held(&waiting, error, shutdown, stream_created) => {}
+            () = self.keep_in_progress(&waiting) => {}
+        }
+    }
+
+    async fn retry_held(
+        &self,
+        waiting: &std::sync::Mutex<VecDeque<Message>>,
         mut error: HandlerError,
         shutdown: &CancellationToken,
         stream_created: DateTime<Utc>,
     ) {
+        let lock = || waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         for round in 1.. {
             let delay = backoff.next_delay();
-            tracing::warn!(consumer = %self.spec.name, round, "database unavailable, holding {} message(s) and pulling no more, retrying in {delay:?}: {error}", held.len());
-            let in_hand: Vec<&Message> = held.iter().collect();
-            let none_settled = AtomicUsize::new(0);
+            let count = lock().len();
+            tracing::warn!(consumer = %self.spec.name, round, "database unavailable, holding {count} message(s) and pulling no more, retrying in {delay:?}: {error}");
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    self.release(&in_hand).await;
+                    let all: Vec<Message> = lock().drain(..).collect();
+                    self.release(&all.iter().collect::<Vec<_>>()).await;
                     return;
                 }
-                () = self.in_progress(&in_hand, &none_settled, tokio::time::sleep(delay)) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            let mut still = Vec::new();
-            let chunks: Vec<Vec<Message>> =
-                if round < 3 { vec![held] } else { held.into_iter().map(|m| vec![m]).collect() };
-            for chunk in chunks {
+            // The round's messages are at the front, in order; those it tries and still holds go
+            // to the back.
+            let size = if round < 3 { count } else { 1 };
+            let mut untried = count;
+            while untried > 0 {
+                let chunk: Vec<Message> = lock().drain(..size.min(untried)).collect();
+                untried -= chunk.len();
                 if let Outcome::Held(rest, e) = self.process(chunk, stream_created).await {
-                    still.extend(rest);
+                    lock().extend(rest);
                     error = e;
                 }
             }
-            if still.is_empty() {
+            if lock().is_empty() {
                 tracing::info!(consumer = %self.spec.name, "the database is back, resuming");
                 return;
             }
-            held = still;
+        }
+    }
+
+    /// Tells the server every third of the ack wait that the messages in `waiting` are in
+    /// progress, until dropped.
+    async fn keep_in_progress(&self, waiting: &std::sync::Mutex<VecDeque<Message>>) {
+        let every = self.progress_every();
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            let now: Vec<Message> =
+                waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+            tell_in_progress(&now).await;
         }
     }
 
@@ -439,20 +473,23 @@ impl<H: Handler> Consumer<H> {
         settled: &AtomicUsize,
         work: impl Future<Output = T>,
     ) -> T {
-        let every = (self.spec.ack_wait / 3).max(Duration::from_millis(100));
+        let every = self.progress_every();
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut work = std::pin::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return out,
                 _ = ticks.tick() => {
-                    // Bounded, so a NATS outage cannot keep the work (and its locks) waiting.
                     let waiting = &messages[settled.load(Ordering::Relaxed).min(messages.len())..];
-                    let progress = futures::future::join_all(waiting.iter().map(|m| m.ack_with(AckKind::Progress)));
-                    let _ = tokio::time::timeout(Duration::from_secs(1), progress).await;
+                    tell_in_progress(waiting.iter().copied()).await;
                 }
             }
         }
+    }
+
+    /// How often messages being worked on are told to be in progress: a third of the ack wait.
+    fn progress_every(&self) -> Duration {
+        (self.spec.ack_wait / 3).max(Duration::from_millis(100))
     }
 
     async fn ack(&self, messages: &[&Message]) {
@@ -592,6 +629,13 @@ fn envelope_ids(message: &Message) -> (String, String) {
 
 fn deliveries(message: &Message) -> i64 {
     message.info().map(|info| info.delivered).unwrap_or(1)
+}
+
+/// Tells the server that `messages` are still being worked on. Bounded, so a NATS outage cannot
+/// keep the work (and its locks) waiting.
+async fn tell_in_progress<'a>(messages: impl IntoIterator<Item = &'a Message>) {
+    let progress = futures::future::join_all(messages.into_iter().map(|m| m.ack_with(AckKind::Progress)));
+    let _ = tokio::time::timeout(Duration::from_secs(1), progress).await;
 }
 
 #[cfg(test)]

@@ -189,6 +189,43 @@ async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_park
 }
 
 #[tokio::test]
+async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_out() {
+    let env = Env::start().await;
+    // Every attempt takes a second and then finds the database refusing work. From the third
+    // round of the outage on, the ten held messages are tried one at a time: a round is 10 s,
+    // and the last of them waits 9 s for its turn, past the 6 s ack wait. "In progress" goes out
+    // every 2 s. A second instance keeps pulling meanwhile: it would be given any held message
+    // whose ack wait ran out.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'the database refuses' USING ERRCODE = '57P01'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON effects FOR EACH STATEMENT EXECUTE FUNCTION refuse();",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let handler = Effects::slow("effects", Duration::from_secs(1));
+    env.commit_events(10).await;
+    env.relay().publish_pending().await.unwrap();
+    let mut slow = spec();
+    slow.batch_size = 10;
+    slow.batch_linger = Duration::from_secs(1);
+    slow.ack_wait = Duration::from_secs(6);
+    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), slow.clone(), handler.clone()));
+    eventually("the first instance to take the batch", || async { (handler.calls() > 0).then_some(()) })
+        .await;
+    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), slow, handler.clone()));
+
+    // The first attempt, two rounds of the whole batch, then the round of single attempts.
+    eventually("a round of single attempts", || async { (handler.calls() >= 13).then_some(()) }).await;
+    sqlx::raw_sql("DROP TRIGGER refuse ON effects").execute(&env.pool).await.unwrap();
+
+    env.expect_effects_exactly_once(10).await;
+    assert_eq!(env.consumer_deliveries().await, 10, "nothing was delivered again");
+    assert!(env.stream_contents("DLQ").await.is_empty(), "nothing parked");
+}
+
+#[tokio::test]
 async fn a_consumer_applies_at_most_its_configured_batch_in_one_transaction() {
     use ates_messaging::consumer::DeliverySettings;
 
