@@ -343,7 +343,7 @@ impl<H: Handler> Consumer<H> {
 
     /// Holds messages through a database outage, however long: retries with backoff, one at a
     /// time after a few rounds (so one message the database cannot do in time does not hold the
-    /// others), until none is left or `shutdown`, which hands them back. The server is told every
+    /// others), until none is left or `shutdown`, which hands them back (between attempts). The server is told every
     /// third of the ack wait that the held messages are in progress, on one clock for the whole
     /// outage: neither a backoff shorter than that nor a long round of single attempts lets the
     /// ack wait of a message waiting for its turn run out.
@@ -389,6 +389,11 @@ impl<H: Handler> Consumer<H> {
             let size = if round < 3 { count } else { 1 };
             let mut untried = count;
             while untried > 0 {
+                if shutdown.is_cancelled() {
+                    let all: Vec<Message> = lock().drain(..).collect();
+                    self.release(&all.iter().collect::<Vec<_>>()).await;
+                    return;
+                }
                 let chunk: Vec<Message> = lock().drain(..size.min(untried)).collect();
                 untried -= chunk.len();
                 if let Outcome::Held(rest, e) = self.process(chunk, stream_created).await {

@@ -188,14 +188,10 @@ async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_park
     .await;
 }
 
-#[tokio::test]
-async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_out() {
-    let env = Env::start().await;
-    // Every attempt takes a second and then finds the database refusing work. From the third
-    // round of the outage on, the ten held messages are tried one at a time: a round is 10 s,
-    // and the last of them waits 9 s for its turn, past the 6 s ack wait. "In progress" goes out
-    // every 2 s. A second instance keeps pulling meanwhile: it would be given any held message
-    // whose ack wait ran out.
+/// Ten waiting events, and a database that refuses work (SQLSTATE 57P01 from a trigger) after
+/// each attempt has taken a second, until the trigger `refuse` is dropped. The consumer spec
+/// takes the ten as one batch, with a 6 s ack wait.
+async fn ten_events_and_an_outage_of_slow_attempts(env: &Env) -> (Arc<Effects>, ConsumerSpec) {
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN RAISE EXCEPTION 'the database refuses' USING ERRCODE = '57P01'; END $$;
@@ -211,6 +207,18 @@ async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_
     slow.batch_size = 10;
     slow.batch_linger = Duration::from_secs(1);
     slow.ack_wait = Duration::from_secs(6);
+    (handler, slow)
+}
+
+#[tokio::test]
+async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_out() {
+    let env = Env::start().await;
+    // Every attempt takes a second and then finds the database refusing work. From the third
+    // round of the outage on, the ten held messages are tried one at a time: a round is 10 s,
+    // and the last of them waits 9 s for its turn, past the 6 s ack wait. "In progress" goes out
+    // every 2 s. A second instance keeps pulling meanwhile: it would be given any held message
+    // whose ack wait ran out.
+    let (handler, slow) = ten_events_and_an_outage_of_slow_attempts(&env).await;
     env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), slow.clone(), handler.clone()));
     eventually("the first instance to take the batch", || async { (handler.calls() > 0).then_some(()) })
         .await;
@@ -223,6 +231,25 @@ async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_
     env.expect_effects_exactly_once(10).await;
     assert_eq!(env.consumer_deliveries().await, 10, "nothing was delivered again");
     assert!(env.stream_contents("DLQ").await.is_empty(), "nothing parked");
+}
+
+#[tokio::test]
+async fn a_shutdown_during_a_round_of_single_attempts_hands_the_held_messages_back_at_once() {
+    let env = Env::start().await;
+    // As above: from the third round of the outage on, ten single attempts of a second each.
+    let (handler, slow) = ten_events_and_an_outage_of_slow_attempts(&env).await;
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(env.js.clone(), env.pool.clone(), slow, handler.clone());
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+
+    // The first attempt, two rounds of the whole batch, then the first single attempt.
+    eventually("a round of single attempts", || async { (handler.calls() >= 4).then_some(()) }).await;
+    shutdown.cancel();
+    // The attempt in hand ends within a second; the nine singles left would take nine more.
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("stops between attempts").unwrap();
+    sqlx::raw_sql("DROP TRIGGER refuse ON effects").execute(&env.pool).await.unwrap();
+    env.spawn_consumer(&handler);
+    env.expect_effects_exactly_once(10).await;
 }
 
 #[tokio::test]
