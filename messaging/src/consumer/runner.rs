@@ -343,10 +343,10 @@ impl<H: Handler> Consumer<H> {
 
     /// Holds messages through a database outage, however long: retries with backoff, one at a
     /// time after a few rounds (so one message the database cannot do in time does not hold the
-    /// others), until none is left or `shutdown`, which hands them back (between attempts). The server is told every
-    /// third of the ack wait that the held messages are in progress, on one clock for the whole
-    /// outage: neither a backoff shorter than that nor a long round of single attempts lets the
-    /// ack wait of a message waiting for its turn run out.
+    /// others), until none is left or `shutdown`, which hands them back (between attempts). The
+    /// server is told every third of the ack wait that the held messages are in progress, on one
+    /// clock for the whole outage: neither a backoff shorter than that nor a long round of single
+    /// attempts lets the ack wait of a message waiting for its turn run out.
     async fn hold(
         &self,
         held: Vec<Message>,
@@ -376,12 +376,12 @@ impl<H: Handler> Consumer<H> {
             let delay = backoff.next_delay();
             let count = lock().len();
             tracing::warn!(consumer = %self.spec.name, round, "database unavailable, holding {count} message(s) and pulling no more, retrying in {delay:?}: {error}");
+            let hand_back = async || {
+                let all: Vec<Message> = lock().drain(..).collect();
+                self.release(&all.iter().collect::<Vec<_>>()).await;
+            };
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    let all: Vec<Message> = lock().drain(..).collect();
-                    self.release(&all.iter().collect::<Vec<_>>()).await;
-                    return;
-                }
+                () = shutdown.cancelled() => return hand_back().await,
                 () = tokio::time::sleep(delay) => {}
             }
             // The round's messages are at the front, in order; those it tries and still holds go
@@ -390,9 +390,7 @@ impl<H: Handler> Consumer<H> {
             let mut untried = count;
             while untried > 0 {
                 if shutdown.is_cancelled() {
-                    let all: Vec<Message> = lock().drain(..).collect();
-                    self.release(&all.iter().collect::<Vec<_>>()).await;
-                    return;
+                    return hand_back().await;
                 }
                 let chunk: Vec<Message> = lock().drain(..size.min(untried)).collect();
                 untried -= chunk.len();
