@@ -370,7 +370,7 @@ impl<H: Handler> Consumer<H> {
         shutdown: &CancellationToken,
         stream_created: DateTime<Utc>,
     ) {
-        let lock = || waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lock = || locked(waiting);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
         for round in 1.. {
             let delay = backoff.next_delay();
@@ -413,8 +413,7 @@ impl<H: Handler> Consumer<H> {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             ticks.tick().await;
-            let now: Vec<Message> =
-                waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+            let now: Vec<Message> = locked(waiting).iter().cloned().collect();
             tell_in_progress(&now).await;
         }
     }
@@ -632,6 +631,11 @@ fn envelope_ids(message: &Message) -> (String, String) {
 
 fn deliveries(message: &Message) -> i64 {
     message.info().map(|info| info.delivered).unwrap_or(1)
+}
+
+/// The held messages, whether or not a panic poisoned their lock (nothing in it can be half done).
+fn locked(waiting: &std::sync::Mutex<VecDeque<Message>>) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+    waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Tells the server that `messages` are still being worked on. Bounded, so a NATS outage cannot

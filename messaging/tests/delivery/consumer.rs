@@ -170,7 +170,7 @@ async fn a_database_that_refuses_work_for_longer_than_the_redelivery_window_park
         let mut small = spec();
         small.batch_size = 4;
         small.pull_expiry = Duration::from_secs(1);
-        let consumer = Consumer::new(env.js.clone(), env.pool.clone(), small, handler.clone());
+        let consumer = env.consumer_with(small, &handler);
         tokio::spawn(consumer.run(env.shutdown.child_token()));
 
         // Six ack waits: long enough for every message to have been delivered and failed more
@@ -219,10 +219,10 @@ async fn messages_waiting_their_turn_through_a_long_outage_are_kept_from_timing_
     // every 2 s. A second instance keeps pulling meanwhile: it would be given any held message
     // whose ack wait ran out.
     let (handler, slow) = ten_events_and_an_outage_of_slow_attempts(&env).await;
-    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), slow.clone(), handler.clone()));
+    env.spawn_consumer_from(env.consumer_with(slow.clone(), &handler));
     eventually("the first instance to take the batch", || async { (handler.calls() > 0).then_some(()) })
         .await;
-    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), slow, handler.clone()));
+    env.spawn_consumer_from(env.consumer_with(slow, &handler));
 
     // The first attempt, two rounds of the whole batch, then the round of single attempts.
     eventually("a round of single attempts", || async { (handler.calls() >= 13).then_some(()) }).await;
@@ -239,7 +239,7 @@ async fn a_shutdown_during_a_round_of_single_attempts_hands_the_held_messages_ba
     // As above: from the third round of the outage on, ten single attempts of a second each.
     let (handler, slow) = ten_events_and_an_outage_of_slow_attempts(&env).await;
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(env.js.clone(), env.pool.clone(), slow, handler.clone());
+    let consumer = env.consumer_with(slow, &handler);
     let running = tokio::spawn(consumer.run(shutdown.clone()));
 
     // The first attempt, two rounds of the whole batch, then the first single attempt.
@@ -267,9 +267,7 @@ async fn a_consumer_applies_at_most_its_configured_batch_in_one_transaction() {
         retry_initial: defaults.retry_initial,
         retry_max: defaults.retry_max,
     };
-    let consumer =
-        Consumer::new(env.js.clone(), env.pool.clone(), defaults.with_delivery(delivery), handler.clone());
-    env.spawn_consumer_from(consumer);
+    env.spawn_consumer_from(env.consumer_with(defaults.with_delivery(delivery), &handler));
 
     // All ten wait in the stream before the consumer starts, so only the setting splits them.
     env.expect_effects_exactly_once(10).await;
@@ -302,7 +300,7 @@ fn consume_as_one_batch(env: &Env, handler: &Arc<Effects>, adjust: impl FnOnce(&
     spec.batch_size = 32;
     spec.batch_linger = Duration::from_secs(1);
     adjust(&mut spec);
-    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), spec, handler.clone()));
+    env.spawn_consumer_from(env.consumer_with(spec, handler));
 }
 
 /// The rest of `events` applied once each, and the bad one alone parked after its last delivery.
@@ -403,7 +401,7 @@ async fn a_consumer_of_the_whole_stream_narrowed_to_some_events_keeps_its_place_
     env.relay().publish_pending().await.unwrap();
     let mut narrowed = spec();
     narrowed.subjects = vec!["tasks.completed.*".to_owned()];
-    let consumer = Consumer::new(env.js.clone(), env.pool.clone(), narrowed, handler.clone());
+    let consumer = env.consumer_with(narrowed, &handler);
     let info = consumer.ensure().await.unwrap().info().await.unwrap().clone();
     assert_eq!(info.config.filter_subjects, ["tasks.completed.*"], "the durable consumer was updated");
     env.spawn_consumer_from(consumer);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ates_messaging::outbox::AuditSettings;
-use ates_messaging::{Consumer, Relay, RelaySettings};
+use ates_messaging::{Relay, RelaySettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Kept, audit_settings, expect_stream_holds, keep, put_back, stream_sequences};
@@ -178,7 +178,7 @@ async fn an_event_still_being_retried_when_the_consumer_starts_again_is_applied(
     spec.max_deliveries = 100_000;
     spec.retry_max = Duration::from_millis(500);
     spec.loss_margin = Duration::from_secs(2);
-    env.spawn_consumer_from(Consumer::new(env.js.clone(), env.pool.clone(), spec, effects.clone()));
+    env.spawn_consumer_from(env.consumer_with(spec, &effects));
     let stuck = completed();
     let task = stuck.data.task_id;
     effects.fail(task, Failure::Always);

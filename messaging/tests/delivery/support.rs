@@ -112,7 +112,12 @@ impl Env {
     }
 
     pub fn consumer(&self, handler: &Arc<Effects>) -> Consumer<Effects> {
-        Consumer::new(self.js.clone(), self.pool.clone(), spec(), handler.clone())
+        self.consumer_with(spec(), handler)
+    }
+
+    /// A consumer of the test stream with `spec` instead of the default one.
+    pub fn consumer_with(&self, spec: ConsumerSpec, handler: &Arc<Effects>) -> Consumer<Effects> {
+        Consumer::new(self.js.clone(), self.pool.clone(), spec, handler.clone())
     }
 
     pub fn spawn_consumer(&self, handler: &Arc<Effects>) -> tokio::task::JoinHandle<()> {

@@ -29,6 +29,14 @@ async fn partitions(sys: &TestSystem) -> Vec<String> {
         .unwrap()
 }
 
+/// How many events the current generation of the dashboards records as applied.
+async fn applied_events(sys: &TestSystem) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM projection_applied")
+        .fetch_one(&sys.system.analytics.backbone.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables_every_time() {
     let sys = TestSystem::start_without_ledger().await;
@@ -49,10 +57,7 @@ async fn replaying_from_the_start_rebuilds_the_same_dashboards_into_fresh_tables
     assert_eq!(partitions(&sys).await, ["days_g3"], "the old tables are dropped");
     // A rebuild reads what the live consumers read: the assignments and prices are not its to
     // record as applied.
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
-        .fetch_one(&sys.system.analytics.backbone.pool)
-        .await
-        .unwrap();
+    let applied = applied_events(&sys).await;
     assert_eq!(applied, history.event_count());
     let read: u64 = first.streams.iter().map(|(_, p)| p.read).sum();
     assert!(
@@ -95,10 +100,7 @@ async fn a_rebuild_while_events_keep_arriving_loses_nothing_and_keeps_answering(
     expected.titles.extend(during.titles.clone());
     expected.completions.extend(during.completions.clone());
     assert_eq!(days, serde_json::Value::Array(expected.days(before.first, before.last)));
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
-        .fetch_one(&sys.system.analytics.backbone.pool)
-        .await
-        .unwrap();
+    let applied = applied_events(&sys).await;
     assert_eq!(applied, before.event_count() + during.event_count(), "no assignment or price among them");
     sys.finish().await;
 }
@@ -135,10 +137,7 @@ async fn replaying_since_a_time_or_a_sequence_adds_only_what_is_missing() {
     missing.stream = Some("ACCOUNTING".into());
     run(missing).await.unwrap();
     assert_eq!(settled_days(&sys, &admin, history.first, history.last).await, live);
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_applied")
-        .fetch_one(&sys.system.analytics.backbone.pool)
-        .await
-        .unwrap();
+    let applied = applied_events(&sys).await;
     assert_eq!(
         usize::try_from(applied).unwrap(),
         history.transactions.len(),
